@@ -1,0 +1,28 @@
+#!/usr/bin/env node
+// Installs what a fresh Debian machine lacks before anything that needs it runs.
+// Plain Node, no dependencies: it runs before `npm ci` has.
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const systemPackages = { ffmpeg: "ffmpeg", ffprobe: "ffmpeg", "redis-server": "redis-server" };
+
+const onPath = (cmd) => spawnSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" }).status === 0;
+const run = (cmd, args) => execFileSync(cmd, args, { stdio: "inherit", cwd: root });
+
+const missing = [...new Set(Object.entries(systemPackages).filter(([cmd]) => !onPath(cmd)).map(([, pkg]) => pkg))];
+if (missing.length > 0) {
+  if (process.getuid?.() !== 0) {
+    console.error(`tcoder needs these Debian packages: ${missing.join(" ")}\n  sudo apt-get install -y ${missing.join(" ")}`);
+    process.exit(1);
+  }
+  console.error(`[bootstrap] installing ${missing.join(" ")} with apt-get`);
+  run("apt-get", ["update", "-qq"]);
+  run("apt-get", ["install", "-y", "-qq", "--no-install-recommends", ...missing]);
+}
+if (!existsSync(join(root, "node_modules", ".package-lock.json"))) {
+  console.error("[bootstrap] installing npm dependencies (npm ci)");
+  run("npm", ["ci", "--no-audit", "--no-fund"]);
+}

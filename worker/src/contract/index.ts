@@ -1,0 +1,5 @@
+export * from "./job.ts";
+export * from "./machine-events.ts";
+export * from "./presets.ts";
+export * from "./r2-events.ts";
+export * from "./signing.ts";

@@ -1,0 +1,176 @@
+/**
+ * Job states, the transitions between them, and the public shape of a job record.
+ * Every other module imports these; no state name is written as a string anywhere else.
+ */
+import { z } from "zod";
+
+export const jobStates = [
+  "awaiting_upload",
+  "pending",
+  "running",
+  "completed",
+  "failed",
+  "canceled",
+  "expired",
+] as const;
+export const JobState = z.enum(jobStates);
+export type JobState = z.infer<typeof JobState>;
+
+export const terminalStates = ["completed", "failed", "canceled", "expired"] as const satisfies readonly JobState[];
+export type TerminalState = (typeof terminalStates)[number];
+export const isTerminal = (state: JobState): state is TerminalState =>
+  (terminalStates as readonly JobState[]).includes(state);
+
+/**
+ * Allowed moves. Anything not listed is refused, so no event order can move a job backwards
+ * (a late `progress` after `completed`, a replayed upload event after `running`, ...).
+ */
+export const transitions = {
+  awaiting_upload: ["pending", "canceled", "expired"],
+  pending: ["running", "canceled"],
+  running: ["completed", "failed", "pending", "canceled"],
+  completed: [],
+  failed: ["pending"],
+  canceled: ["pending"],
+  expired: [],
+} as const satisfies Record<JobState, readonly JobState[]>;
+
+export const canTransition = (from: JobState, to: JobState): boolean =>
+  (transitions[from] as readonly JobState[]).includes(to);
+
+/** What a running job is doing; reported by machines with progress. */
+export const jobStages = ["queued", "downloading", "probing", "transcoding", "uploading", "publishing"] as const;
+export const JobStage = z.enum(jobStages);
+export type JobStage = z.infer<typeof JobStage>;
+
+/** Stable failure codes (API problem `code`s for jobs, and `job.error.code`). */
+export const jobErrorCodes = [
+  "invalid_media",
+  "unsupported",
+  "too_large",
+  "input_missing",
+  "transcode_failed",
+  "upload_failed",
+  "lease_expired",
+  "internal",
+] as const;
+export const JobErrorCode = z.enum(jobErrorCodes);
+export type JobErrorCode = z.infer<typeof JobErrorCode>;
+
+export const JobError = z.object({ code: JobErrorCode, message: z.string().max(2000) });
+export type JobError = z.infer<typeof JobError>;
+
+/** What ffprobe said about the source, as recorded on the job. */
+export const ProbeSummary = z.object({
+  formatName: z.string(),
+  durationSeconds: z.number().nonnegative(),
+  sizeBytes: z.number().int().nonnegative(),
+  bitRate: z.number().int().nonnegative().optional(),
+  video: z
+    .object({
+      codec: z.string(),
+      width: z.number().int().positive(),
+      height: z.number().int().positive(),
+      /** Display size after rotation. */
+      displayWidth: z.number().int().positive(),
+      displayHeight: z.number().int().positive(),
+      rotation: z.number().int(),
+      frameRate: z.number().positive(),
+      pixelFormat: z.string().optional(),
+    })
+    .optional(),
+  audio: z
+    .object({
+      codec: z.string(),
+      channels: z.number().int().positive(),
+      sampleRate: z.number().int().positive(),
+    })
+    .optional(),
+});
+export type ProbeSummary = z.infer<typeof ProbeSummary>;
+
+/** Keys (relative to the output bucket) of a published package, as machines report them. */
+export const OutputKeys = z.object({
+  manifest: z.string(),
+  hlsMaster: z.string().optional(),
+  renditions: z
+    .array(
+      z.object({
+        name: z.string(),
+        width: z.number().int().nonnegative(),
+        height: z.number().int().nonnegative(),
+        bandwidth: z.number().int().positive(),
+        playlist: z.string(),
+      }),
+    )
+    .default([]),
+  mp4: z.string().optional(),
+  poster: z.string().optional(),
+  thumbnailsVtt: z.string().optional(),
+  thumbnailsSprite: z.string().optional(),
+});
+export type OutputKeys = z.infer<typeof OutputKeys>;
+
+const ObjectRef = z.object({ key: z.string(), url: z.url() });
+
+/** Outputs as the API shows them: every key with its public URL. */
+export const JobOutputs = z.object({
+  manifest: ObjectRef,
+  hlsMaster: ObjectRef.optional(),
+  renditions: z.array(
+    z.object({
+      name: z.string(),
+      width: z.number().int(),
+      height: z.number().int(),
+      bandwidth: z.number().int(),
+      playlist: ObjectRef,
+    }),
+  ),
+  mp4: ObjectRef.optional(),
+  poster: ObjectRef.optional(),
+  thumbnailsVtt: ObjectRef.optional(),
+  thumbnailsSprite: ObjectRef.optional(),
+});
+export type JobOutputs = z.infer<typeof JobOutputs>;
+
+export const Metadata = z
+  .record(z.string().max(64), z.string().max(512))
+  .refine((m) => Object.keys(m).length <= 32, "at most 32 metadata keys");
+
+/** The public job record (GET /v1/jobs/:id). Timestamps are ISO 8601. */
+export const Job = z.object({
+  id: z.string(),
+  state: JobState,
+  preset: z.string(),
+  progress: z.number().min(0).max(1),
+  stage: JobStage.optional(),
+  attempts: z.number().int().nonnegative(),
+  maxAttempts: z.number().int().positive(),
+  input: z.object({
+    key: z.string(),
+    filename: z.string().optional(),
+    contentType: z.string().optional(),
+    sizeBytes: z.number().int().nonnegative().optional(),
+  }),
+  probe: ProbeSummary.optional(),
+  outputs: JobOutputs.optional(),
+  error: JobError.optional(),
+  machineId: z.string().optional(),
+  callbackUrl: z.url().optional(),
+  callback: z
+    .object({
+      state: z.enum(["pending", "delivered", "failed"]),
+      attempts: z.number().int().nonnegative(),
+      lastError: z.string().optional(),
+    })
+    .optional(),
+  metadata: z.record(z.string(), z.string()).optional(),
+  createdAt: z.iso.datetime(),
+  updatedAt: z.iso.datetime(),
+  uploadExpiresAt: z.iso.datetime().optional(),
+  queuedAt: z.iso.datetime().optional(),
+  startedAt: z.iso.datetime().optional(),
+  finishedAt: z.iso.datetime().optional(),
+  leaseExpiresAt: z.iso.datetime().optional(),
+});
+export type Job = z.infer<typeof Job>;

@@ -1,0 +1,40 @@
+/**
+ * Events machines send to `POST /v1/machine-events`, signed with `MACHINE_EVENTS_SECRET`
+ * (see signing.ts). `attempt` is the claim's attempt number: an event from an older attempt
+ * (a machine that lost its lease) is refused with action `abort`.
+ */
+import { z } from "zod";
+import { JobError, JobStage, OutputKeys, ProbeSummary } from "./job.ts";
+
+export const MACHINE_EVENTS_PATH = "/v1/machine-events";
+
+const base = {
+  jobId: z.string().min(1).max(64),
+  machineId: z.string().min(1).max(128),
+  attempt: z.number().int().positive(),
+};
+
+export const MachineEvent = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("claimed"), ...base }),
+  z.object({ type: z.literal("progress"), ...base, progress: z.number().min(0).max(1), stage: JobStage }),
+  z.object({ type: z.literal("heartbeat"), ...base }),
+  z.object({ type: z.literal("completed"), ...base, outputs: OutputKeys, probe: ProbeSummary }),
+  z.object({
+    type: z.literal("failed"),
+    ...base,
+    error: JobError,
+    retryable: z.boolean().default(false),
+    probe: ProbeSummary.optional(),
+  }),
+  /** The machine is shutting down (SIGTERM) and gives the job back to the queue unfinished. */
+  z.object({ type: z.literal("released"), ...base, reason: z.string().max(200) }),
+]);
+export type MachineEvent = z.infer<typeof MachineEvent>;
+export type MachineEventType = MachineEvent["type"];
+
+/**
+ * The control plane's answer. `abort`: the job was canceled or this attempt no longer holds the
+ * lease; the machine stops ffmpeg and drops the work.
+ */
+export const MachineEventResponse = z.object({ ok: z.literal(true), action: z.enum(["continue", "abort"]) });
+export type MachineEventResponse = z.infer<typeof MachineEventResponse>;

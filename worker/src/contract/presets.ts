@@ -1,0 +1,92 @@
+/**
+ * Transcoding presets as data: the API validates `preset` against these names and the
+ * machine-image builds its ffmpeg graph from the same table.
+ *
+ * The default ladder follows Apple's HLS authoring specification for 16:9 content; rungs taller
+ * than the source are dropped (never upscale), and the top rung is always kept at source size
+ * when the source is smaller than the smallest rung.
+ */
+export interface Rendition {
+  readonly name: string;
+  /** Target height for landscape sources (the short side for portrait ones). */
+  readonly height: number;
+  readonly videoBitrateKbps: number;
+  readonly maxrateFactor: number;
+  readonly profile: "baseline" | "main" | "high";
+}
+
+export interface Preset {
+  readonly name: string;
+  readonly description: string;
+  readonly renditions: readonly Rendition[];
+  readonly audioBitrateKbps: number;
+  /** Keyframe interval; fixed (no scene-cut keyframes) so renditions align for switching. */
+  readonly gopSeconds: number;
+  readonly segmentSeconds: number;
+  readonly hls: boolean;
+  /** The progressive MP4 is encoded at this rung's size (the tallest kept rung if absent). */
+  readonly mp4: boolean;
+  readonly thumbnails: { readonly intervalSeconds: number; readonly width: number; readonly columns: number } | null;
+  readonly poster: boolean;
+}
+
+const rung = (
+  name: string,
+  height: number,
+  videoBitrateKbps: number,
+  profile: Rendition["profile"] = "high",
+): Rendition => ({
+  name,
+  height,
+  videoBitrateKbps,
+  maxrateFactor: 1.1,
+  profile,
+});
+
+export const presets = {
+  "hls-ladder": {
+    name: "hls-ladder",
+    description: "Adaptive HLS ladder 1080p/720p/540p/360p, faststart MP4, poster, thumbnails",
+    renditions: [
+      rung("1080p", 1080, 6000),
+      rung("720p", 720, 3000),
+      rung("540p", 540, 2000, "main"),
+      rung("360p", 360, 800, "main"),
+    ],
+    audioBitrateKbps: 128,
+    gopSeconds: 2,
+    segmentSeconds: 6,
+    hls: true,
+    mp4: true,
+    thumbnails: { intervalSeconds: 5, width: 160, columns: 10 },
+    poster: true,
+  },
+  "hls-small": {
+    name: "hls-small",
+    description: "Adaptive HLS ladder 540p/360p/234p for mobile-first and previews",
+    renditions: [rung("540p", 540, 2000, "main"), rung("360p", 360, 800, "main"), rung("234p", 234, 300, "baseline")],
+    audioBitrateKbps: 96,
+    gopSeconds: 2,
+    segmentSeconds: 6,
+    hls: true,
+    mp4: true,
+    thumbnails: { intervalSeconds: 5, width: 160, columns: 10 },
+    poster: true,
+  },
+  "mp4-720p": {
+    name: "mp4-720p",
+    description: "A single faststart 720p MP4 with poster; no HLS",
+    renditions: [rung("720p", 720, 3000)],
+    audioBitrateKbps: 128,
+    gopSeconds: 2,
+    segmentSeconds: 6,
+    hls: false,
+    mp4: true,
+    thumbnails: null,
+    poster: true,
+  },
+} as const satisfies Record<string, Preset>;
+
+export type PresetName = keyof typeof presets;
+export const presetNames = Object.keys(presets) as [PresetName, ...PresetName[]];
+export const isPresetName = (name: string): name is PresetName => Object.hasOwn(presets, name);
