@@ -1,0 +1,167 @@
+/**
+ * What runs a local Fly Machine. The API owns states; a runner only starts and stops the
+ * program behind a machine and reports when it exits by itself.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+
+/** The machine's config as the API stores it (Fly's `MachineConfig`, the parts we model). */
+export interface FlyMachineConfig {
+  image: string;
+  env?: Record<string, string>;
+  guest?: { cpu_kind?: string; cpus?: number; memory_mb?: number };
+  restart?: { policy?: "no" | "always" | "on-failure"; max_retries?: number };
+  auto_destroy?: boolean;
+  metadata?: Record<string, string>;
+  stop_config?: { signal?: string; timeout?: string | number };
+  [field: string]: unknown;
+}
+
+/** What a runner learns about the machine it starts. */
+export interface MachineLaunch {
+  id: string;
+  appName: string;
+  region: string;
+  instanceId: string;
+  privateIp: string;
+  config: FlyMachineConfig;
+}
+
+export interface MachineExit {
+  code: number | null;
+  signal: string | null;
+}
+
+export interface RunningMachine {
+  /** Settles when the program ends, whether by itself or because of `stop`. */
+  exited: Promise<MachineExit>;
+  /** Sends `signal`, then SIGKILL once `graceMs` has passed; resolves when the program is gone. */
+  stop(signal: string, graceMs: number): Promise<void>;
+}
+
+export interface MachineRunner {
+  start(machine: MachineLaunch): Promise<RunningMachine>;
+}
+
+/** The environment Fly gives every machine on top of `config.env`. */
+export function flyMachineEnv(machine: MachineLaunch): Record<string, string> {
+  return {
+    FLY_MACHINE_ID: machine.id,
+    FLY_ALLOC_ID: machine.id,
+    FLY_APP_NAME: machine.appName,
+    FLY_REGION: machine.region,
+    FLY_IMAGE_REF: machine.config.image,
+    FLY_PRIVATE_IP: machine.privateIp,
+    FLY_MACHINE_VERSION: machine.instanceId,
+  };
+}
+
+export interface ProcessRunnerOptions {
+  /** argv of the program every machine runs (the local stand-in for the image's CMD). */
+  command: string[];
+  cwd?: string;
+  /** Extra environment under the machine's own (`config.env` and Fly's names win). */
+  env?: Record<string, string>;
+  /** Receives each output line; without it output is discarded. */
+  log?: (machineId: string, stream: "stdout" | "stderr", line: string) => void;
+}
+
+/** Variables a process needs to find its tools; nothing else leaks from the host. */
+const hostEnvNames = ["PATH", "HOME", "TMPDIR", "LANG", "TZ"] as const;
+
+/** Runs each machine as a child process (its own process group, so stop reaches its children). */
+export function processRunner(opts: ProcessRunnerOptions): MachineRunner & { running(): number } {
+  const [program, ...args] = opts.command;
+  if (!program) throw new Error("processRunner: command must name a program");
+  const live = new Set<ChildProcess>();
+  return {
+    running: () => live.size,
+    async start(machine) {
+      const hostEnv: Record<string, string> = {};
+      for (const name of hostEnvNames) {
+        const value = process.env[name];
+        if (value !== undefined) hostEnv[name] = value;
+      }
+      const child = spawn(program, args, {
+        cwd: opts.cwd,
+        env: { ...hostEnv, ...opts.env, ...machine.config.env, ...flyMachineEnv(machine) },
+        stdio: ["ignore", "pipe", "pipe"],
+        detached: true,
+      });
+      live.add(child);
+      for (const stream of ["stdout", "stderr"] as const) {
+        const source = child[stream];
+        if (!source) continue;
+        if (opts.log) {
+          const log = opts.log;
+          createInterface({ input: source }).on("line", (line) => log(machine.id, stream, line));
+        } else {
+          source.resume();
+        }
+      }
+      const exited = new Promise<MachineExit>((resolve) => {
+        child.once("exit", (code, signal) => {
+          live.delete(child);
+          resolve({ code, signal });
+        });
+      });
+      await new Promise<void>((resolve, reject) => {
+        child.once("spawn", () => resolve());
+        child.once("error", (err) => {
+          live.delete(child);
+          reject(err);
+        });
+      });
+      const signalGroup = (signal: NodeJS.Signals) => {
+        try {
+          if (child.pid !== undefined) process.kill(-child.pid, signal);
+        } catch {
+          // The group is already gone.
+        }
+      };
+      return {
+        exited,
+        async stop(signal, graceMs) {
+          if (child.exitCode !== null || child.signalCode !== null) return;
+          signalGroup(signal as NodeJS.Signals);
+          const timer = setTimeout(() => signalGroup("SIGKILL"), graceMs);
+          await exited;
+          clearTimeout(timer);
+          // Whatever the program left behind in its group goes with it, as with a VM.
+          signalGroup("SIGKILL");
+        },
+      };
+    },
+  };
+}
+
+/** Machines that idle until stopped; `exit` plays a program that ends by itself. */
+export function noopRunner(): MachineRunner & {
+  running(): string[];
+  exit(machineId: string, code?: number): void;
+} {
+  const live = new Map<string, (exit: MachineExit) => void>();
+  return {
+    running: () => [...live.keys()],
+    exit(machineId, code = 0) {
+      live.get(machineId)?.({ code, signal: null });
+    },
+    async start(machine) {
+      let finish: (exit: MachineExit) => void = () => {};
+      const exited = new Promise<MachineExit>((resolve) => {
+        finish = (exit) => {
+          live.delete(machine.id);
+          resolve(exit);
+        };
+      });
+      live.set(machine.id, finish);
+      return {
+        exited,
+        async stop(signal) {
+          finish({ code: null, signal });
+          await exited;
+        },
+      };
+    },
+  };
+}

@@ -1,0 +1,320 @@
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterEach, describe, expect, it } from "vitest";
+import { type FlyMachine, type LocalFlyApi, noopRunner, processRunner, startFlyApi } from "../src/services/fly-api.ts";
+
+const token = "fly-test-token";
+const machineProgram = fileURLToPath(new URL("./fixtures/machine-program.mjs", import.meta.url));
+const running: LocalFlyApi[] = [];
+
+async function start(options: Partial<Parameters<typeof startFlyApi>[0]> = {}) {
+  const api = await startFlyApi({ token, ...options });
+  running.push(api);
+  const call = async (method: string, path: string, body?: unknown, auth = `Bearer ${token}`) => {
+    const res = await fetch(`${api.url}${path}`, {
+      method,
+      headers: { authorization: auth, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    // biome-ignore lint/suspicious/noExplicitAny: tests read arbitrary JSON answers
+    return { status: res.status, body: (text ? JSON.parse(text) : undefined) as any };
+  };
+  return { api, call };
+}
+
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((api) => api.stop()));
+});
+
+const machineConfig = {
+  image: "tcoder-machine:local",
+  env: { GREETING: "hi" },
+  guest: { cpu_kind: "performance", cpus: 2, memory_mb: 4096 },
+};
+
+async function withApp(options: Partial<Parameters<typeof startFlyApi>[0]> = {}) {
+  const ctx = await start(options);
+  expect((await ctx.call("POST", "/v1/apps", { app_name: "tcoder-machines", org_slug: "personal" })).status).toBe(201);
+  return ctx;
+}
+
+describe("local Fly Machines API: apps", () => {
+  it("refuses calls without the bearer token with 401 and Fly's error JSON", async () => {
+    const { call } = await start();
+    const anonymous = await call("GET", "/v1/apps?org_slug=personal", undefined, "");
+    expect(anonymous).toEqual({ status: 401, body: { error: "unauthorized" } });
+    expect((await call("GET", "/v1/apps?org_slug=personal", undefined, "Bearer wrong")).status).toBe(401);
+  });
+
+  it("creates, reads, lists and deletes apps like api.machines.dev", async () => {
+    const { call } = await start();
+    const created = await call("POST", "/v1/apps", { app_name: "tcoder-machines", org_slug: "personal" });
+    expect(created.status).toBe(201);
+    expect(created.body).toMatchObject({
+      name: "tcoder-machines",
+      organization: { slug: "personal" },
+      machine_count: 0,
+    });
+
+    expect((await call("GET", "/v1/apps/tcoder-machines")).body).toMatchObject({ name: "tcoder-machines" });
+    const listed = await call("GET", "/v1/apps?org_slug=personal");
+    expect(listed.body.apps.map((a: { name: string }) => a.name)).toEqual(["tcoder-machines"]);
+    expect((await call("GET", "/v1/apps?org_slug=other")).body.apps).toEqual([]);
+
+    expect((await call("DELETE", "/v1/apps/tcoder-machines")).status).toBe(202);
+    expect(await call("GET", "/v1/apps/tcoder-machines")).toEqual({ status: 404, body: { error: "app not found" } });
+  });
+
+  it("answers 422 name_taken when the app name already exists", async () => {
+    const { call } = await start();
+    await call("POST", "/v1/apps", { app_name: "tcoder-machines", org_slug: "personal" });
+    const again = await call("POST", "/v1/apps", { app_name: "tcoder-machines", org_slug: "personal" });
+    expect(again.status).toBe(422);
+    expect(again.body.status).toBe("name_taken");
+  });
+
+  it("answers 400 to an app without org_slug or with an invalid name", async () => {
+    const { call } = await start();
+    expect((await call("POST", "/v1/apps", { app_name: "tcoder-machines" })).status).toBe(400);
+    expect((await call("POST", "/v1/apps", { app_name: "Bad_Name", org_slug: "personal" })).status).toBe(400);
+  });
+
+  it("answers 404 for machines of an unknown app", async () => {
+    const { call } = await start();
+    expect(await call("GET", "/v1/apps/nope/machines")).toEqual({ status: 404, body: { error: "app not found" } });
+  });
+});
+
+describe("local Fly Machines API: machines", () => {
+  it("creates a machine that boots to started, with Fly's machine shape", async () => {
+    const { call } = await withApp();
+    const created = await call("POST", "/v1/apps/tcoder-machines/machines", { region: "iad", config: machineConfig });
+    expect(created.status).toBe(200);
+    const m = created.body as FlyMachine;
+    expect(m.id).toMatch(/^[0-9a-f]{14}$/);
+    expect(m.state).toBe("created");
+    expect(m.config).toMatchObject(machineConfig);
+    expect(m.image_ref).toMatchObject({ repository: "tcoder-machine", tag: "local" });
+
+    const wait = await call("GET", `/v1/apps/tcoder-machines/machines/${m.id}/wait?state=started&timeout=10`);
+    expect(wait.status).toBe(200);
+    const got = await call("GET", `/v1/apps/tcoder-machines/machines/${m.id}`);
+    expect(got.body).toMatchObject({ id: m.id, state: "started", region: "iad", instance_id: m.instance_id });
+    expect(got.body.private_ip).toMatch(/^fdaa:/);
+    expect(typeof got.body.created_at).toBe("string");
+    expect(got.body.events.length).toBeGreaterThan(0);
+  });
+
+  it("keeps a skip_launch machine created, and a wait that is not satisfied answers 408", async () => {
+    const { call } = await withApp();
+    const { body: m } = await call("POST", "/v1/apps/tcoder-machines/machines", {
+      config: machineConfig,
+      skip_launch: true,
+    });
+    const wait = await call("GET", `/v1/apps/tcoder-machines/machines/${m.id}/wait?state=started&timeout=1`);
+    expect(wait.status).toBe(408);
+    expect(typeof wait.body.error).toBe("string");
+    expect((await call("GET", `/v1/apps/tcoder-machines/machines/${m.id}`)).body.state).toBe("created");
+  });
+
+  it("stops, restarts and reports previous_state; starting a started machine is a harmless 200", async () => {
+    const { call } = await withApp();
+    const { body: m } = await call("POST", "/v1/apps/tcoder-machines/machines", { config: machineConfig });
+    const base = `/v1/apps/tcoder-machines/machines/${m.id}`;
+    await call("GET", `${base}/wait?state=started`);
+
+    expect((await call("POST", `${base}/start`)).body).toEqual({ previous_state: "started" });
+    expect((await call("POST", `${base}/stop`, { signal: "SIGTERM", timeout: "5s" })).body).toEqual({ ok: true });
+    expect((await call("GET", `${base}/wait?state=stopped&instance_id=${m.instance_id}`)).status).toBe(200);
+    expect((await call("GET", base)).body.state).toBe("stopped");
+
+    const restarted = await call("POST", `${base}/start`);
+    expect(restarted).toEqual({ status: 200, body: { previous_state: "stopped" } });
+    expect((await call("GET", `${base}/wait?state=started`)).status).toBe(200);
+  });
+
+  it("requires instance_id to wait for stopped, as Fly does", async () => {
+    const { call } = await withApp();
+    const { body: m } = await call("POST", "/v1/apps/tcoder-machines/machines", { config: machineConfig });
+    expect((await call("GET", `/v1/apps/tcoder-machines/machines/${m.id}/wait?state=stopped`)).status).toBe(400);
+  });
+
+  it("refuses to delete a started machine without force=true (412), then destroys it with force", async () => {
+    const { call } = await withApp();
+    const { body: m } = await call("POST", "/v1/apps/tcoder-machines/machines", { config: machineConfig });
+    const base = `/v1/apps/tcoder-machines/machines/${m.id}`;
+    await call("GET", `${base}/wait?state=started`);
+    expect((await call("DELETE", base)).status).toBe(412);
+    expect((await call("DELETE", `${base}?force=true`)).status).toBe(200);
+    expect((await call("GET", `${base}/wait?state=destroyed`)).status).toBe(200);
+    expect((await call("GET", "/v1/apps/tcoder-machines/machines")).body).toEqual([]);
+    expect((await call("GET", "/v1/apps/tcoder-machines/machines?include_deleted=true")).body).toHaveLength(1);
+  });
+
+  it("deletes a stopped machine without force", async () => {
+    const { call } = await withApp();
+    const { body: m } = await call("POST", "/v1/apps/tcoder-machines/machines", {
+      config: machineConfig,
+      skip_launch: true,
+    });
+    expect((await call("DELETE", `/v1/apps/tcoder-machines/machines/${m.id}`)).status).toBe(200);
+  });
+
+  it("answers 400 to an invalid machine body and 404 to an unknown machine", async () => {
+    const { call } = await withApp();
+    const invalid = await call("POST", "/v1/apps/tcoder-machines/machines", { config: { env: { A: "b" } } });
+    expect(invalid.status).toBe(400);
+    expect(invalid.body.error).toMatch(/config\.image/);
+    expect(await call("POST", "/v1/apps/tcoder-machines/machines/0123456789abcd/start")).toEqual({
+      status: 404,
+      body: { error: "machine not found" },
+    });
+  });
+
+  it("lists machines filtered by state", async () => {
+    const { call } = await withApp();
+    await call("POST", "/v1/apps/tcoder-machines/machines", { config: machineConfig, skip_launch: true });
+    const { body: started } = await call("POST", "/v1/apps/tcoder-machines/machines", { config: machineConfig });
+    await call("GET", `/v1/apps/tcoder-machines/machines/${started.id}/wait?state=started`);
+    const list = await call("GET", "/v1/apps/tcoder-machines/machines?state=started");
+    expect(list.body.map((m: FlyMachine) => m.id)).toEqual([started.id]);
+    expect((await call("GET", "/v1/apps/tcoder-machines/machines")).body).toHaveLength(2);
+  });
+
+  it("a machine whose program exits by itself with restart policy no becomes stopped", async () => {
+    const runner = noopRunner();
+    const { call } = await withApp({ runner });
+    const config = { ...machineConfig, restart: { policy: "no" } };
+    const { body: m } = await call("POST", "/v1/apps/tcoder-machines/machines", { config });
+    await call("GET", `/v1/apps/tcoder-machines/machines/${m.id}/wait?state=started`);
+    runner.exit(m.id, 0);
+    const stopped = await call(
+      "GET",
+      `/v1/apps/tcoder-machines/machines/${m.id}/wait?state=stopped&instance_id=${m.instance_id}`,
+    );
+    expect(stopped.status).toBe(200);
+    expect(runner.running()).toEqual([]);
+  });
+
+  it("restarts a failed program under the default on-failure policy, and destroys an auto_destroy machine on exit", async () => {
+    const runner = noopRunner();
+    const { call, api } = await withApp({ runner });
+    const { body: crashy } = await call("POST", "/v1/apps/tcoder-machines/machines", { config: machineConfig });
+    const { body: oneShot } = await call("POST", "/v1/apps/tcoder-machines/machines", {
+      config: { ...machineConfig, auto_destroy: true, restart: { policy: "no" } },
+    });
+    await call("GET", `/v1/apps/tcoder-machines/machines/${crashy.id}/wait?state=started`);
+    await call("GET", `/v1/apps/tcoder-machines/machines/${oneShot.id}/wait?state=started`);
+
+    runner.exit(crashy.id, 1);
+    runner.exit(oneShot.id, 0);
+    expect((await call("GET", `/v1/apps/tcoder-machines/machines/${oneShot.id}/wait?state=destroyed`)).status).toBe(
+      200,
+    );
+    await expect.poll(() => runner.running()).toEqual([crashy.id]);
+    const crashyNow = api.machines("tcoder-machines").find((m) => m.id === crashy.id);
+    expect(crashyNow?.state).toBe("started");
+    expect(crashyNow?.events.some((e) => e.type === "exit")).toBe(true);
+  });
+
+  it("counts calls per endpoint", async () => {
+    const { call, api } = await withApp();
+    const { body: m } = await call("POST", "/v1/apps/tcoder-machines/machines", { config: machineConfig });
+    await call("GET", `/v1/apps/tcoder-machines/machines/${m.id}`);
+    await call("GET", `/v1/apps/tcoder-machines/machines/${m.id}`);
+    expect(api.calls()).toEqual({
+      "POST /v1/apps": 1,
+      "POST /v1/apps/{app}/machines": 1,
+      "GET /v1/apps/{app}/machines/{id}": 2,
+    });
+    expect(api.totalCalls()).toBe(4);
+    api.resetCalls();
+    expect(api.totalCalls()).toBe(0);
+  });
+
+  it("injects 429/500 faults on the configured fraction of calls without changing state", async () => {
+    const { call, api } = await withApp();
+    api.setFaults({ rate: 1, statuses: [429] });
+    const limited = await call("POST", "/v1/apps/tcoder-machines/machines", { config: machineConfig });
+    expect(limited.status).toBe(429);
+    api.setFaults({ rate: 0 });
+    expect((await call("GET", "/v1/apps/tcoder-machines/machines")).body).toEqual([]);
+
+    // Draws: call 1 passes (0.9 ≥ rate), call 2 is faulted (0.1) and picks statuses[0], call 3 passes.
+    const draws = [0.9, 0.1, 0, 0.9];
+    const { call: flaky } = await start({ faults: { rate: 0.5, statuses: [500] }, random: () => draws.shift() ?? 1 });
+    const answers = [];
+    for (let i = 0; i < 3; i++) answers.push((await flaky("GET", "/v1/apps?org_slug=personal")).status);
+    expect(answers).toEqual([200, 500, 200]);
+  });
+});
+
+describe("processRunner", () => {
+  it("runs each machine as a process with config.env and Fly's variables, and stops it with the signal", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "fly-runner-"));
+    try {
+      const report = join(dir, "report.txt");
+      const { call } = await withApp({ runner: processRunner({ command: [process.execPath, machineProgram] }) });
+      const { body: m } = await call("POST", "/v1/apps/tcoder-machines/machines", {
+        region: "ams",
+        config: { ...machineConfig, env: { GREETING: "hi", REPORT_FILE: report } },
+      });
+      const base = `/v1/apps/tcoder-machines/machines/${m.id}`;
+      await call("GET", `${base}/wait?state=started`);
+      await expect.poll(() => readFile(report, "utf8").catch(() => "")).toContain("FLY_MACHINE_ID");
+      const reported = JSON.parse((await readFile(report, "utf8")).split("\n")[0] ?? "");
+      expect(reported.env).toMatchObject({
+        GREETING: "hi",
+        FLY_MACHINE_ID: m.id,
+        FLY_APP_NAME: "tcoder-machines",
+        FLY_REGION: "ams",
+        FLY_IMAGE_REF: "tcoder-machine:local",
+        FLY_PRIVATE_IP: m.private_ip,
+        FLY_MACHINE_VERSION: m.instance_id,
+      });
+
+      await call("POST", `${base}/stop`, {});
+      expect((await call("GET", `${base}/wait?state=stopped&instance_id=${m.instance_id}`)).status).toBe(200);
+      expect(await readFile(report, "utf8")).toContain("SIGTERM");
+      expect(() => process.kill(reported.pid, 0)).toThrow();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("kills a program that ignores the stop signal once the grace period is over", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "fly-runner-"));
+    try {
+      const report = join(dir, "report.txt");
+      const { call } = await withApp({ runner: processRunner({ command: [process.execPath, machineProgram] }) });
+      const { body: m } = await call("POST", "/v1/apps/tcoder-machines/machines", {
+        config: { ...machineConfig, env: { MACHINE_MODE: "ignore-term", REPORT_FILE: report } },
+      });
+      const base = `/v1/apps/tcoder-machines/machines/${m.id}`;
+      await call("GET", `${base}/wait?state=started`);
+      await expect.poll(() => readFile(report, "utf8").catch(() => "")).toContain("FLY_MACHINE_ID");
+      await call("POST", `${base}/stop`, { signal: "SIGTERM", timeout: "300ms" });
+      expect((await call("GET", `${base}/wait?state=stopped&instance_id=${m.instance_id}`)).status).toBe(200);
+      const { pid } = JSON.parse((await readFile(report, "utf8")).split("\n")[0] ?? "");
+      expect(await readFile(report, "utf8")).toContain("SIGTERM");
+      expect(() => process.kill(pid, 0)).toThrow();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a program that exits by itself leaves its machine stopped (restart policy no)", async () => {
+    const { call } = await withApp({ runner: processRunner({ command: [process.execPath, machineProgram] }) });
+    const { body: m } = await call("POST", "/v1/apps/tcoder-machines/machines", {
+      config: { ...machineConfig, env: { MACHINE_MODE: "exit", EXIT_CODE: "0" }, restart: { policy: "no" } },
+    });
+    const wait = await call(
+      "GET",
+      `/v1/apps/tcoder-machines/machines/${m.id}/wait?state=stopped&instance_id=${m.instance_id}`,
+    );
+    expect(wait.status).toBe(200);
+  });
+});
