@@ -1,0 +1,108 @@
+/**
+ * Which renditions a source gets: the preset's ladder cut to the source (never upscaling),
+ * sized to keep the displayed aspect ratio, with even dimensions H.264 needs.
+ */
+import type { Preset, ProbeSummary, Rendition } from "@tcoder/worker/contract";
+
+export interface PlannedRendition {
+  name: string;
+  width: number;
+  height: number;
+  videoBitrateKbps: number;
+  maxrateKbps: number;
+  bufsizeKbps: number;
+  profile: Rendition["profile"];
+}
+
+export interface PlannedAudio {
+  bitrateKbps: number;
+  channels: number;
+  sampleRate: number;
+}
+
+export interface LadderPlan {
+  /** Video renditions, tallest first; empty for audio-only sources. */
+  renditions: PlannedRendition[];
+  audio: PlannedAudio | null;
+  /** Output frame rate as ffmpeg's rational string and as a number. */
+  frameRate: { expr: string; value: number } | null;
+  /** Frames between keyframes; identical in every rendition so HLS can switch at any segment. */
+  gopFrames: number;
+  gopSeconds: number;
+}
+
+const MAX_FRAME_RATE = 60;
+const MIN_BITRATE_KBPS = 150;
+
+// Down to even, never up: a one-pixel upscale is still an upscale, and H.264 4:2:0 needs even sides.
+const even = (n: number) => Math.max(2, 2 * Math.floor(n / 2 + 1e-6));
+
+/** Rational form ffmpeg keeps exact: 29.97 → 30000/1001, 8 → 8/1. */
+export function frameRateExpr(fps: number): { expr: string; value: number } {
+  const capped = Math.min(fps, MAX_FRAME_RATE);
+  const ntsc = Math.round((capped * 1001) / 1000);
+  if (Math.abs((ntsc * 1000) / 1001 - capped) < 0.005 && !Number.isInteger(capped))
+    return { expr: `${ntsc * 1000}/1001`, value: (ntsc * 1000) / 1001 };
+  const rounded = Math.round(capped * 1000) / 1000;
+  if (Number.isInteger(rounded)) return { expr: `${rounded}/1`, value: rounded };
+  return { expr: `${Math.round(rounded * 1000)}/1000`, value: rounded };
+}
+
+/** Size of a rung whose short side is `shortSide`, keeping the source's displayed aspect ratio. */
+export function scaledSize(displayWidth: number, displayHeight: number, shortSide: number) {
+  if (displayWidth >= displayHeight)
+    return { width: even((displayWidth * shortSide) / displayHeight), height: even(shortSide) };
+  return { width: even(shortSide), height: even((displayHeight * shortSide) / displayWidth) };
+}
+
+const planRung = (rung: Rendition, width: number, height: number, videoBitrateKbps: number): PlannedRendition => ({
+  name: rung.name,
+  width,
+  height,
+  videoBitrateKbps,
+  maxrateKbps: Math.round(videoBitrateKbps * rung.maxrateFactor),
+  bufsizeKbps: Math.round(videoBitrateKbps * rung.maxrateFactor * 2),
+  profile: rung.profile,
+});
+
+export function planLadder(preset: Preset, probe: ProbeSummary): LadderPlan {
+  const audio: PlannedAudio | null = probe.audio
+    ? {
+        bitrateKbps: preset.audioBitrateKbps,
+        channels: Math.min(2, probe.audio.channels),
+        sampleRate: probe.audio.sampleRate === 44_100 ? 44_100 : 48_000,
+      }
+    : null;
+  const video = probe.video;
+  if (!video) return { renditions: [], audio, frameRate: null, gopFrames: 0, gopSeconds: preset.gopSeconds };
+
+  const { displayWidth, displayHeight } = video;
+  const shortSide = Math.min(displayWidth, displayHeight);
+  const rungs = [...preset.renditions].sort((a, b) => b.height - a.height);
+  let renditions = rungs
+    .filter((rung) => rung.height <= shortSide)
+    .map((rung) => {
+      const size = scaledSize(displayWidth, displayHeight, rung.height);
+      return planRung(rung, size.width, size.height, rung.videoBitrateKbps);
+    });
+  if (renditions.length === 0) {
+    // Smaller than the smallest rung: one rendition at source size, its bitrate scaled by area.
+    const smallest = rungs.at(-1);
+    if (!smallest) throw new Error(`preset ${preset.name} has no renditions`);
+    const width = even(displayWidth);
+    const height = even(displayHeight);
+    const rungArea = ((smallest.height * 16) / 9) * smallest.height;
+    const kbps = Math.max(MIN_BITRATE_KBPS, Math.round((smallest.videoBitrateKbps * width * height) / rungArea));
+    renditions = [{ ...planRung(smallest, width, height, kbps), name: `${Math.min(width, height)}p` }];
+  }
+  // Without HLS only the progressive MP4 is published, and it is made from the top rung alone.
+  if (!preset.hls) renditions = renditions.slice(0, 1);
+  const frameRate = frameRateExpr(video.frameRate);
+  return {
+    renditions,
+    audio,
+    frameRate,
+    gopFrames: Math.max(1, Math.round(frameRate.value * preset.gopSeconds)),
+    gopSeconds: preset.gopSeconds,
+  };
+}

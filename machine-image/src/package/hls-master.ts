@@ -1,0 +1,89 @@
+/**
+ * HLS master playlist from what was actually encoded: bandwidths measured from the segments on
+ * disk, codecs from the encoded stream, so players pick renditions on real numbers.
+ */
+
+export interface MediaPlaylist {
+  /** The init segment (EXT-X-MAP URI), relative to the playlist. */
+  initSegment?: string;
+  segments: { uri: string; durationSeconds: number }[];
+  durationSeconds: number;
+}
+
+export function parseMediaPlaylist(text: string): MediaPlaylist {
+  const segments: MediaPlaylist["segments"] = [];
+  let initSegment: string | undefined;
+  let pendingDuration: number | null = null;
+  for (const raw of text.split("\n")) {
+    const line = raw.trim();
+    if (line.startsWith("#EXT-X-MAP:")) initSegment = /URI="([^"]+)"/.exec(line)?.[1];
+    else if (line.startsWith("#EXTINF:")) pendingDuration = Number.parseFloat(line.slice("#EXTINF:".length));
+    else if (line && !line.startsWith("#") && pendingDuration !== null) {
+      segments.push({ uri: line, durationSeconds: pendingDuration });
+      pendingDuration = null;
+    }
+  }
+  const durationSeconds = segments.reduce((sum, s) => sum + s.durationSeconds, 0);
+  return { ...(initSegment ? { initSegment } : {}), segments, durationSeconds };
+}
+
+/** Peak (largest segment's rate, with the init segment for the first) and average bits per second. */
+export function measureBandwidth(
+  playlist: MediaPlaylist,
+  sizeOf: (uri: string) => number,
+): { bandwidth: number; averageBandwidth: number; sizeBytes: number } {
+  const initBytes = playlist.initSegment ? sizeOf(playlist.initSegment) : 0;
+  let peak = 0;
+  let total = initBytes;
+  playlist.segments.forEach((segment, i) => {
+    const bytes = sizeOf(segment.uri);
+    total += bytes;
+    // A tiny last segment would report a misleading peak; rate it over at least one second.
+    const seconds = Math.max(segment.durationSeconds, 1);
+    peak = Math.max(peak, ((bytes + (i === 0 ? initBytes : 0)) * 8) / seconds);
+  });
+  const duration = Math.max(playlist.durationSeconds, 0.001);
+  const average = Math.ceil((total * 8) / duration);
+  return { bandwidth: Math.max(Math.ceil(peak), average, 1), averageBandwidth: Math.max(average, 1), sizeBytes: total };
+}
+
+const hex2 = (n: number) => n.toString(16).toUpperCase().padStart(2, "0");
+
+/** RFC 6381 codec string for H.264 from ffprobe's profile name and level (e.g. "High", 40 → avc1.640028). */
+export function avcCodecString(profile: string, level: number): string {
+  const name = profile.toLowerCase();
+  const [profileIdc, constraints] = name.includes("high")
+    ? [0x64, 0x00]
+    : name.includes("main")
+      ? [0x4d, 0x40]
+      : name.includes("constrained")
+        ? [0x42, 0xc0]
+        : [0x42, 0x00];
+  return `avc1.${hex2(profileIdc)}${hex2(constraints)}${hex2(level)}`;
+}
+
+export const AAC_LC_CODEC = "mp4a.40.2";
+
+export interface VariantStream {
+  uri: string;
+  bandwidth: number;
+  averageBandwidth: number;
+  codecs: string[];
+  resolution?: { width: number; height: number };
+  frameRate?: number;
+}
+
+export function writeMasterPlaylist(variants: readonly VariantStream[]): string {
+  const lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"];
+  for (const v of [...variants].sort((a, b) => b.bandwidth - a.bandwidth)) {
+    const attributes = [
+      `BANDWIDTH=${v.bandwidth}`,
+      `AVERAGE-BANDWIDTH=${v.averageBandwidth}`,
+      ...(v.resolution ? [`RESOLUTION=${v.resolution.width}x${v.resolution.height}`] : []),
+      `CODECS="${v.codecs.join(",")}"`,
+      ...(v.frameRate ? [`FRAME-RATE=${v.frameRate.toFixed(3)}`] : []),
+    ];
+    lines.push(`#EXT-X-STREAM-INF:${attributes.join(",")}`, v.uri);
+  }
+  return `${lines.join("\n")}\n`;
+}

@@ -1,0 +1,67 @@
+/**
+ * `manifest.json`: the description of a published package (what players and operators read),
+ * and the `OutputKeys` a machine reports in its `completed` event.
+ */
+import type { OutputKeys, ProbeSummary } from "@tcoder/worker/contract";
+import { attemptPrefix, manifestKey, packagePaths } from "./layout.ts";
+
+export interface ManifestRendition {
+  name: string;
+  width: number;
+  height: number;
+  bandwidth: number;
+  averageBandwidth: number;
+  codecs: string;
+  frameRate?: number;
+  durationSeconds: number;
+  segments: number;
+  sizeBytes: number;
+  playlist: string;
+}
+
+export interface Manifest {
+  version: 1;
+  jobId: string;
+  attempt: number;
+  preset: string;
+  createdAt: string;
+  durationSeconds: number;
+  probe: ProbeSummary;
+  hls?: { master: string; segmentSeconds: number; gopSeconds: number; renditions: ManifestRendition[] };
+  mp4?: { key: string; width: number; height: number; durationSeconds: number; sizeBytes: number };
+  poster?: { key: string; width: number; height: number };
+  thumbnails?: {
+    vtt: string;
+    sprite: string;
+    intervalSeconds: number;
+    count: number;
+    width: number;
+    height: number;
+    columns: number;
+  };
+  files: { key: string; sizeBytes: number; contentType: string }[];
+}
+
+/** The full key of a package path for this attempt. */
+export const packageKey = (jobId: string, attempt: number, path: string) => `${attemptPrefix(jobId, attempt)}${path}`;
+
+export function outputKeysOf(manifest: Manifest): OutputKeys {
+  return {
+    manifest: manifestKey(manifest.jobId),
+    ...(manifest.hls ? { hlsMaster: manifest.hls.master } : {}),
+    renditions: (manifest.hls?.renditions ?? []).map((r) => ({
+      name: r.name,
+      width: r.width,
+      height: r.height,
+      bandwidth: r.bandwidth,
+      playlist: r.playlist,
+    })),
+    ...(manifest.mp4 ? { mp4: manifest.mp4.key } : {}),
+    ...(manifest.poster ? { poster: manifest.poster.key } : {}),
+    ...(manifest.thumbnails
+      ? { thumbnailsVtt: manifest.thumbnails.vtt, thumbnailsSprite: manifest.thumbnails.sprite }
+      : {}),
+  };
+}
+
+export { packagePaths };

@@ -1,0 +1,396 @@
+/**
+ * One attempt at one job: download the source, probe and validate it, run the single ffmpeg
+ * command, package (master playlist, MP4, sprite + VTT, manifest) and publish. The result is a
+ * value (`completed` or `failed` with a stable code); only being stopped (AbortSignal) throws.
+ */
+import { createReadStream, createWriteStream } from "node:fs";
+import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { pipeline } from "node:stream/promises";
+import type { S3Client } from "@aws-sdk/client-s3";
+import type { JobError, JobStage, OutputKeys, Preset, ProbeSummary } from "@tcoder/worker/contract";
+import {
+  AUDIO_RENDITION,
+  buildTranscodeArgs,
+  outputDirs,
+  type TranscodeSpec,
+  workLayout,
+  type X264Preset,
+} from "./media/ffmpeg-args.ts";
+import { inspectEncoded } from "./media/inspect.ts";
+import { planLadder } from "./media/ladder.ts";
+import { type MediaLimits, probeFile } from "./media/probe.ts";
+import { FfmpegAbortedError, FfmpegError, runFfmpeg } from "./media/run-ffmpeg.ts";
+import {
+  AAC_LC_CODEC,
+  avcCodecString,
+  measureBandwidth,
+  parseMediaPlaylist,
+  type VariantStream,
+  writeMasterPlaylist,
+} from "./package/hls-master.ts";
+import { cacheControlFor, contentTypeFor, manifestKey, outputPrefix } from "./package/layout.ts";
+import { type Manifest, type ManifestRendition, outputKeysOf, packageKey, packagePaths } from "./package/manifest.ts";
+import { buildSprite, planThumbnails, writeThumbnailsVtt } from "./package/thumbnails.ts";
+import {
+  deleteKeys,
+  downloadToFile,
+  forEachBounded,
+  listKeys,
+  ObjectMissingError,
+  type UploadItem,
+  uploadFile,
+} from "./storage/s3.ts";
+
+export interface JobToRun {
+  jobId: string;
+  attempt: number;
+  preset: Preset;
+  inputKey: string;
+}
+
+export interface TranscodeDeps {
+  s3: S3Client;
+  inputBucket: string;
+  outputBucket: string;
+  workDir: string;
+  limits: MediaLimits;
+  x264Preset: X264Preset;
+  uploadConcurrency: number;
+  /** Called with the stage and overall progress (0..1) as work advances. */
+  onProgress?: (stage: JobStage, progress: number) => void;
+  signal?: AbortSignal;
+  log?: (message: string, fields?: Record<string, unknown>) => void;
+}
+
+export type TranscodeOutcome =
+  | { kind: "completed"; outputs: OutputKeys; probe: ProbeSummary; manifest: Manifest }
+  | { kind: "failed"; error: JobError; retryable: boolean; probe?: ProbeSummary };
+
+/** Thrown (only) when the attempt was stopped through its AbortSignal. */
+export class AttemptStoppedError extends Error {
+  constructor() {
+    super("attempt stopped");
+    this.name = "AttemptStoppedError";
+  }
+}
+
+// Overall progress is split across stages by their typical share of the work.
+const STAGE_SPAN: Record<Exclude<JobStage, "queued">, [number, number]> = {
+  downloading: [0, 0.05],
+  probing: [0.05, 0.06],
+  transcoding: [0.06, 0.88],
+  uploading: [0.88, 0.98],
+  publishing: [0.98, 1],
+};
+
+const failure = (
+  code: JobError["code"],
+  message: string,
+  retryable: boolean,
+  probe?: ProbeSummary,
+): TranscodeOutcome => ({
+  kind: "failed",
+  error: { code, message: message.slice(0, 2000) },
+  retryable,
+  ...(probe ? { probe } : {}),
+});
+
+export async function transcodeJob(job: JobToRun, deps: TranscodeDeps): Promise<TranscodeOutcome> {
+  const dir = join(deps.workDir, `${job.jobId}-${job.attempt}`);
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  try {
+    return await runAttempt(job, deps, dir);
+  } catch (error) {
+    if (deps.signal?.aborted || error instanceof FfmpegAbortedError) throw new AttemptStoppedError();
+    throw error;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function runAttempt(job: JobToRun, deps: TranscodeDeps, dir: string): Promise<TranscodeOutcome> {
+  const { signal } = deps;
+  const report = (stage: Exclude<JobStage, "queued">, fraction: number) => {
+    const [from, to] = STAGE_SPAN[stage];
+    deps.onProgress?.(stage, from + (to - from) * Math.min(1, Math.max(0, fraction)));
+  };
+
+  report("downloading", 0);
+  const sourcePath = join(dir, "source");
+  let sizeBytes: number;
+  try {
+    ({ sizeBytes } = await downloadToFile(deps.s3, deps.inputBucket, job.inputKey, sourcePath, signal));
+  } catch (error) {
+    if (signal?.aborted) throw error;
+    if (error instanceof ObjectMissingError) return failure("input_missing", `source ${job.inputKey} not found`, false);
+    return failure("internal", `download failed: ${(error as Error).message}`, true);
+  }
+
+  report("probing", 0);
+  const probed = await probeFile(sourcePath, sizeBytes, deps.limits);
+  if (!probed.ok) return failure(probed.code, probed.message, false, probed.probe);
+  const probe = probed.probe;
+
+  report("transcoding", 0);
+  const plan = planLadder(job.preset, probe);
+  const thumbnailPlan = planThumbnails(job.preset, probe);
+  const spec: TranscodeSpec = {
+    inputPath: sourcePath,
+    workDir: dir,
+    preset: job.preset,
+    plan,
+    durationSeconds: probe.durationSeconds,
+    x264Preset: deps.x264Preset,
+    thumbnail: thumbnailPlan,
+  };
+  for (const d of outputDirs(spec)) await mkdir(d, { recursive: true });
+  try {
+    await runFfmpeg(buildTranscodeArgs(spec), {
+      ...(signal ? { signal } : {}),
+      onProgress: (p) => report("transcoding", p.outTimeSeconds / probe.durationSeconds),
+    });
+  } catch (error) {
+    if (error instanceof FfmpegError)
+      // The source probed fine, so a decode error means damaged media rather than a machine fault.
+      return failure(
+        "transcode_failed",
+        `ffmpeg failed: ${error.stderrTail.split("\n").slice(-3).join(" | ") || error.message}`,
+        false,
+        probe,
+      );
+    throw error;
+  }
+
+  const built = await buildPackage(job, spec, thumbnailPlan, probe, signal);
+
+  report("uploading", 0);
+  let uploaded = 0;
+  const total = built.media.length + built.playlists.length + built.indexes.length;
+  const upload = async (items: UploadItem[]) =>
+    forEachBounded(items, deps.uploadConcurrency, async (item) => {
+      await uploadFile(deps.s3, deps.outputBucket, item, signal ? { signal } : {});
+      report("uploading", ++uploaded / total);
+    });
+  try {
+    // Referenced before referencing: media, then the playlists that list it, then the master.
+    await upload(built.media);
+    await upload(built.playlists);
+    await upload(built.indexes);
+    report("publishing", 0);
+    await uploadFile(deps.s3, deps.outputBucket, built.manifestUpload, signal ? { signal } : {});
+  } catch (error) {
+    if (signal?.aborted) throw error;
+    return failure("upload_failed", `upload failed: ${(error as Error).message}`, true, probe);
+  }
+  await removeEarlierAttempts(job, deps).catch((error: Error) =>
+    deps.log?.("could not remove files of earlier attempts", { error: error.message }),
+  );
+  report("publishing", 1);
+  return { kind: "completed", outputs: outputKeysOf(built.manifest), probe, manifest: built.manifest };
+}
+
+interface BuiltPackage {
+  manifest: Manifest;
+  media: UploadItem[];
+  playlists: UploadItem[];
+  indexes: UploadItem[];
+  manifestUpload: UploadItem;
+}
+
+async function buildPackage(
+  job: JobToRun,
+  spec: TranscodeSpec,
+  thumbnailPlan: ReturnType<typeof planThumbnails>,
+  probe: ProbeSummary,
+  signal: AbortSignal | undefined,
+): Promise<BuiltPackage> {
+  const { plan, preset, workDir: dir } = spec;
+  const key = (path: string) => packageKey(job.jobId, job.attempt, path);
+  const item = async (path: string, objectKey: string): Promise<UploadItem> => ({
+    path,
+    key: objectKey,
+    contentType: contentTypeFor(objectKey),
+    cacheControl: cacheControlFor(objectKey),
+  });
+  const media: UploadItem[] = [];
+  const playlists: UploadItem[] = [];
+  const indexes: UploadItem[] = [];
+  const files: Manifest["files"] = [];
+  const track = async (upload: UploadItem, into: UploadItem[]) => {
+    into.push(upload);
+    files.push({ key: upload.key, sizeBytes: (await stat(upload.path)).size, contentType: upload.contentType });
+  };
+
+  const manifest: Manifest = {
+    version: 1,
+    jobId: job.jobId,
+    attempt: job.attempt,
+    preset: preset.name,
+    createdAt: new Date().toISOString(),
+    durationSeconds: probe.durationSeconds,
+    probe,
+    files,
+  };
+
+  let mp4Source: { path: string; width: number; height: number } | null = null;
+  if (preset.hls) {
+    const variants: VariantStream[] = [];
+    const renditions: ManifestRendition[] = [];
+    const names =
+      plan.renditions.length > 0
+        ? plan.renditions.map((r) => ({ name: r.name, width: r.width, height: r.height }))
+        : [{ name: AUDIO_RENDITION, width: 0, height: 0 }];
+    for (const r of names) {
+      const rDir = join(dir, workLayout.hlsDir(r.name));
+      const playlistText = await readFile(join(dir, workLayout.playlist(r.name)), "utf8");
+      const playlist = parseMediaPlaylist(playlistText);
+      const sizes = new Map<string, number>();
+      for (const uri of [
+        ...(playlist.initSegment ? [playlist.initSegment] : []),
+        ...playlist.segments.map((s) => s.uri),
+      ])
+        sizes.set(uri, (await stat(join(rDir, uri))).size);
+      const rates = measureBandwidth(playlist, (uri) => sizes.get(uri) ?? 0);
+      const codecs: string[] = [];
+      if (r.width > 0 && playlist.initSegment) {
+        const info = await inspectEncoded(join(rDir, playlist.initSegment));
+        codecs.push(avcCodecString(info.videoProfile ?? "High", info.videoLevel ?? 40));
+      }
+      if (plan.audio) codecs.push(AAC_LC_CODEC);
+      const playlistKey = key(packagePaths.renditionPlaylist(r.name));
+      variants.push({
+        uri: `${r.name}/playlist.m3u8`,
+        bandwidth: rates.bandwidth,
+        averageBandwidth: rates.averageBandwidth,
+        codecs,
+        ...(r.width > 0 ? { resolution: { width: r.width, height: r.height } } : {}),
+        ...(r.width > 0 && plan.frameRate ? { frameRate: plan.frameRate.value } : {}),
+      });
+      renditions.push({
+        name: r.name,
+        width: r.width,
+        height: r.height,
+        bandwidth: rates.bandwidth,
+        averageBandwidth: rates.averageBandwidth,
+        codecs: codecs.join(","),
+        ...(r.width > 0 && plan.frameRate ? { frameRate: plan.frameRate.value } : {}),
+        durationSeconds: playlist.durationSeconds,
+        segments: playlist.segments.length,
+        sizeBytes: rates.sizeBytes,
+        playlist: playlistKey,
+      });
+      for (const uri of sizes.keys()) await track(await item(join(rDir, uri), key(`hls/${r.name}/${uri}`)), media);
+      await track(await item(join(rDir, "playlist.m3u8"), playlistKey), playlists);
+    }
+    const masterPath = join(dir, "hls", "master.m3u8");
+    await writeFile(masterPath, writeMasterPlaylist(variants));
+    await track(await item(masterPath, key(packagePaths.hlsMaster)), indexes);
+    manifest.hls = {
+      master: key(packagePaths.hlsMaster),
+      segmentSeconds: preset.segmentSeconds,
+      gopSeconds: preset.gopSeconds,
+      renditions,
+    };
+    if (preset.mp4) {
+      // The progressive MP4 is the top rendition's stream, remuxed: no second encode.
+      const top = names[0] as (typeof names)[number];
+      const topDir = join(dir, workLayout.hlsDir(top.name));
+      const playlist = parseMediaPlaylist(await readFile(join(dir, workLayout.playlist(top.name)), "utf8"));
+      const fragmented = join(dir, "fragmented.mp4");
+      const out = createWriteStream(fragmented);
+      for (const uri of [
+        ...(playlist.initSegment ? [playlist.initSegment] : []),
+        ...playlist.segments.map((s) => s.uri),
+      ])
+        await pipeline(createReadStream(join(topDir, uri)), out, { end: false });
+      await new Promise<void>((resolve, reject) =>
+        out.end((error?: Error | null) => (error ? reject(error) : resolve())),
+      );
+      const remuxed = join(dir, packagePaths.mp4);
+      await runFfmpeg(
+        [
+          "-hide_banner",
+          "-nostdin",
+          "-y",
+          "-loglevel",
+          "error",
+          "-i",
+          fragmented,
+          "-c",
+          "copy",
+          "-movflags",
+          "+faststart",
+          remuxed,
+        ],
+        signal ? { signal } : {},
+      );
+      mp4Source = { path: remuxed, width: top.width, height: top.height };
+    }
+  } else if (preset.mp4) {
+    const top = plan.renditions[0];
+    mp4Source = { path: join(dir, workLayout.directMp4), width: top?.width ?? 0, height: top?.height ?? 0 };
+  }
+
+  if (mp4Source) {
+    const info = await inspectEncoded(mp4Source.path);
+    const mp4Key = key(packagePaths.mp4);
+    await track(await item(mp4Source.path, mp4Key), media);
+    manifest.mp4 = {
+      key: mp4Key,
+      width: mp4Source.width,
+      height: mp4Source.height,
+      durationSeconds: info.durationSeconds ?? probe.durationSeconds,
+      sizeBytes: (await stat(mp4Source.path)).size,
+    };
+  }
+
+  const posterPath = join(dir, workLayout.poster);
+  const top = plan.renditions[0];
+  if (preset.poster && top && (await exists(posterPath))) {
+    await track(await item(posterPath, key(packagePaths.poster)), media);
+    manifest.poster = { key: key(packagePaths.poster), width: top.width, height: top.height };
+  }
+
+  if (thumbnailPlan) {
+    const thumbs = (await readdir(join(dir, workLayout.thumbsDir))).filter((f) => f.endsWith(".jpg")).sort();
+    if (thumbs.length > 0) {
+      const spritePath = join(dir, "sprite.jpg");
+      await buildSprite(join(dir, workLayout.thumbPattern), thumbs.length, thumbnailPlan, spritePath, signal);
+      const vttPath = join(dir, "thumbnails.vtt");
+      await writeFile(vttPath, writeThumbnailsVtt(thumbnailPlan, thumbs.length, probe.durationSeconds, "sprite.jpg"));
+      await track(await item(spritePath, key(packagePaths.thumbnailsSprite)), media);
+      await track(await item(vttPath, key(packagePaths.thumbnailsVtt)), playlists);
+      manifest.thumbnails = {
+        vtt: key(packagePaths.thumbnailsVtt),
+        sprite: key(packagePaths.thumbnailsSprite),
+        intervalSeconds: thumbnailPlan.intervalSeconds,
+        count: thumbs.length,
+        width: thumbnailPlan.width,
+        height: thumbnailPlan.height,
+        columns: Math.min(thumbnailPlan.columns, thumbs.length),
+      };
+    }
+  }
+
+  const manifestPath = join(dir, "manifest.json");
+  await writeFile(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
+  const manifestUpload = await item(manifestPath, manifestKey(job.jobId));
+  return { manifest, media, playlists, indexes, manifestUpload };
+}
+
+const exists = (path: string) =>
+  stat(path).then(
+    () => true,
+    () => false,
+  );
+
+/** Files of interrupted earlier attempts are unreferenced once this attempt's manifest is out. */
+async function removeEarlierAttempts(job: JobToRun, deps: TranscodeDeps) {
+  const keep = packageKey(job.jobId, job.attempt, "");
+  const stale = (await listKeys(deps.s3, deps.outputBucket, outputPrefix(job.jobId))).filter(
+    (k) => !k.startsWith(keep) && k !== manifestKey(job.jobId),
+  );
+  if (stale.length > 0) await deleteKeys(deps.s3, deps.outputBucket, stale);
+}
