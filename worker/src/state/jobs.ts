@@ -1,0 +1,470 @@
+/**
+ * Job records in Redis and every move between job states.
+ *
+ * A job is a hash (`keys.job(id)`) of the fields below, times in epoch ms; values a client chose
+ * (filename, content type, callback URL, metadata) sit together in the JSON field `client`.
+ * Each state change is one Lua script (scripts.ts) whose allowed `from` states come from the
+ * contract's `transitions`, so no event order can move a job backwards.
+ */
+import {
+  canTransition,
+  type Job,
+  JobError,
+  JobState,
+  jobStates,
+  type MachineEvent,
+  OutputKeys,
+  type PresetName,
+  ProbeSummary,
+  terminalStates,
+} from "../contract/index.ts";
+import { keys } from "./keys.ts";
+import { machineStates } from "./pool.ts";
+import {
+  asList,
+  cancelScript,
+  claimScript,
+  createJobScript,
+  expireUploadsScript,
+  flatToRecord,
+  listJobsScript,
+  machineEventScript,
+  markUploadedScript,
+  readJobScript,
+  recordCallbackScript,
+  recoverLeasesScript,
+  retryScript,
+  runScript,
+  type StateRedis,
+  statsScript,
+} from "./scripts.ts";
+
+/** The stored job: the public `Job`, except outputs are keys (the API adds URLs). */
+export type StoredJob = Omit<Job, "outputs"> & { outputs?: OutputKeys };
+
+export interface ClaimedJob {
+  jobId: string;
+  attempt: number;
+  preset: PresetName;
+  inputKey: string;
+  /** Epoch ms. */
+  leaseExpiresAt: number;
+}
+
+export class StateError extends Error {
+  constructor(
+    readonly code: "conflict" | "invalid_cursor",
+    message: string,
+  ) {
+    super(message);
+    this.name = "StateError";
+  }
+}
+
+/** State names, from the contract (never re-typed here). */
+const S = JobState.enum;
+
+/** States from which `to` may be reached, straight from the contract's transition table. */
+export const allowedFrom = (to: JobState): JobState[] => jobStates.filter((from) => canTransition(from, to));
+
+/** Fails at module load, not at 3am, if the contract stops allowing a move this module makes. */
+function requireTransitions(pairs: [JobState, JobState][]): void {
+  for (const [from, to] of pairs)
+    if (!canTransition(from, to)) throw new Error(`state: contract no longer allows ${from} → ${to}`);
+}
+requireTransitions([
+  [S.awaiting_upload, S.pending],
+  [S.awaiting_upload, S.expired],
+  [S.pending, S.running],
+  [S.running, S.completed],
+  [S.running, S.failed],
+  [S.running, S.pending],
+  [S.failed, S.pending],
+  [S.canceled, S.pending],
+]);
+
+const machineStateNames = Object.fromEntries(machineStates.map((s) => [s, s]));
+
+const common = (nowMs: number) => ({
+  now: String(nowMs),
+  jobPrefix: keys.jobPrefix,
+  statePrefix: keys.jobsInStatePrefix,
+  machinePrefix: keys.machinePrefix,
+  m: machineStateNames,
+});
+
+interface ClientFields {
+  filename?: string;
+  contentType?: string;
+  callbackUrl?: string;
+  metadata?: Record<string, string>;
+}
+
+const iso = (ms: string | undefined) => (ms === undefined ? undefined : new Date(Number(ms)).toISOString());
+const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
+const json = (v: string | undefined): unknown => (v === undefined ? undefined : JSON.parse(v));
+
+function withoutUndefined<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
+}
+
+/** A job hash (raw strings) as a StoredJob; null for a missing job. */
+export function jobFromHash(flat: unknown): StoredJob | null {
+  const h = flatToRecord(flat);
+  if (h.id === undefined || h.state === undefined) return null;
+  const client = (json(h.client) ?? {}) as ClientFields;
+  const outputs = h.outputs === undefined ? undefined : OutputKeys.parse(json(h.outputs));
+  const probe = h.probe === undefined ? undefined : ProbeSummary.parse(json(h.probe));
+  const error = h.error === undefined ? undefined : JobError.parse(json(h.error));
+  return withoutUndefined<StoredJob>({
+    id: h.id,
+    state: h.state as JobState,
+    preset: h.preset ?? "",
+    progress: Number(h.progress ?? 0),
+    stage: h.stage as StoredJob["stage"],
+    attempts: Number(h.attempts ?? 0),
+    maxAttempts: Number(h.maxAttempts ?? 1),
+    input: withoutUndefined({
+      key: h.inputKey ?? "",
+      filename: client.filename,
+      contentType: client.contentType,
+      sizeBytes: num(h.inputSizeBytes),
+    }),
+    probe,
+    outputs,
+    error,
+    machineId: h.machineId,
+    callbackUrl: client.callbackUrl,
+    callback: json(h.callback) as StoredJob["callback"],
+    metadata: client.metadata,
+    createdAt: iso(h.createdAt) ?? new Date(0).toISOString(),
+    updatedAt: iso(h.updatedAt) ?? new Date(0).toISOString(),
+    uploadExpiresAt: iso(h.uploadExpiresAt),
+    queuedAt: iso(h.queuedAt),
+    startedAt: iso(h.startedAt),
+    finishedAt: iso(h.finishedAt),
+    leaseExpiresAt: iso(h.leaseExpiresAt),
+  });
+}
+
+function requireJob(flat: unknown): StoredJob {
+  const job = jobFromHash(flat);
+  if (!job) throw new Error("state: script answered without the job it changed");
+  return job;
+}
+
+export interface NewJob {
+  id: string;
+  preset: string;
+  input: { key: string; filename?: string; contentType?: string; sizeBytes?: number };
+  callbackUrl?: string;
+  metadata?: Record<string, string>;
+  state: "awaiting_upload" | "pending";
+  /** Epoch ms; only for awaiting_upload. */
+  uploadExpiresAt?: number;
+  maxAttempts: number;
+}
+
+export async function createJob(redis: StateRedis, job: NewJob, nowMs: number): Promise<StoredJob> {
+  const now = String(nowMs);
+  const queued = job.state === S.pending;
+  const client: ClientFields = withoutUndefined({
+    filename: job.input.filename,
+    contentType: job.input.contentType,
+    callbackUrl: job.callbackUrl,
+    metadata: job.metadata,
+  });
+  const fields: Record<string, string | undefined> = {
+    id: job.id,
+    state: job.state,
+    preset: job.preset,
+    progress: "0",
+    attempts: "0",
+    maxAttempts: String(job.maxAttempts),
+    inputKey: job.input.key,
+    inputSizeBytes: job.input.sizeBytes === undefined ? undefined : String(job.input.sizeBytes),
+    client: JSON.stringify(client),
+    createdAt: now,
+    updatedAt: now,
+    uploadExpiresAt: !queued && job.uploadExpiresAt !== undefined ? String(Math.floor(job.uploadExpiresAt)) : undefined,
+    queuedAt: queued ? now : undefined,
+    uploadedAt: queued ? now : undefined,
+  };
+  const flat = Object.entries(fields).flatMap(([k, v]) => (v === undefined ? [] : [k, v]));
+  const res = await runScript<{ created: boolean; job: unknown }>(
+    redis,
+    createJobScript,
+    [keys.allJobs, keys.queue, keys.uploadDeadlines],
+    {
+      ...common(nowMs),
+      id: job.id,
+      jobKey: keys.job(job.id),
+      state: job.state,
+      fields: flat,
+      enqueue: queued,
+      uploadExpiresAt: fields.uploadExpiresAt,
+    },
+  );
+  if (!res.created) throw new StateError("conflict", `job ${job.id} already exists`);
+  return requireJob(res.job);
+}
+
+export async function getJob(redis: StateRedis, id: string): Promise<StoredJob | null> {
+  const res = await runScript<{ job: unknown }>(redis, readJobScript, [], { jobKey: keys.job(id) });
+  return jobFromHash(res.job);
+}
+
+export async function listJobs(
+  redis: StateRedis,
+  opts: { state?: JobState; cursor?: string; limit: number },
+): Promise<{ jobs: StoredJob[]; nextCursor: string | null }> {
+  let cursorScore: string | undefined;
+  let cursorId: string | undefined;
+  if (opts.cursor) {
+    const match = /^(\d+):(.+)$/.exec(opts.cursor);
+    if (!match) throw new StateError("invalid_cursor", "cursor is not one this API returned");
+    [, cursorScore, cursorId] = match;
+  }
+  const limit = Math.max(1, Math.min(1000, Math.floor(opts.limit)));
+  const index = opts.state ? keys.jobsInState(opts.state) : keys.allJobs;
+  const res = await runScript<{ jobs: unknown; nextCursor: string | false }>(redis, listJobsScript, [index], {
+    jobPrefix: keys.jobPrefix,
+    limit,
+    cursorScore,
+    cursorId,
+  });
+  const jobs = asList<unknown>(res.jobs)
+    .map(jobFromHash)
+    .filter((j): j is StoredJob => j !== null);
+  return { jobs, nextCursor: res.nextCursor || null };
+}
+
+/** An object was uploaded for the job: `awaiting_upload → pending` and enqueued, exactly once. */
+export async function markUploaded(
+  redis: StateRedis,
+  jobId: string,
+  upload: { sizeBytes?: number; eTag?: string },
+  nowMs: number,
+): Promise<"queued" | "duplicate" | "unknown"> {
+  const res = await runScript<{ result: "queued" | "duplicate" | "unknown" }>(
+    redis,
+    markUploadedScript,
+    [keys.queue, keys.uploadDeadlines],
+    {
+      ...common(nowMs),
+      id: jobId,
+      jobKey: keys.job(jobId),
+      from: [S.awaiting_upload],
+      to: S.pending,
+      sizeBytes: upload.sizeBytes === undefined ? undefined : String(upload.sizeBytes),
+      eTag: upload.eTag,
+    },
+  );
+  return res.result;
+}
+
+export type JobChange =
+  | { ok: true; job: StoredJob }
+  | { ok: false; reason: "not_found" | "invalid_state"; job?: StoredJob };
+
+async function changeJob(redis: StateRedis, lua: string, keyList: string[], cfg: object): Promise<JobChange> {
+  const res = await runScript<{ result: "ok" | "not_found" | "invalid_state"; job?: unknown }>(
+    redis,
+    lua,
+    keyList,
+    cfg,
+  );
+  if (res.result === "ok") return { ok: true, job: requireJob(res.job) };
+  const job = jobFromHash(res.job) ?? undefined;
+  return job ? { ok: false, reason: res.result, job } : { ok: false, reason: res.result };
+}
+
+/** Cancel: out of the queue; a running job's machine gets `abort` on its next event. */
+export function cancelJob(redis: StateRedis, id: string, nowMs: number): Promise<JobChange> {
+  return changeJob(redis, cancelScript, [keys.queue, keys.leases, keys.uploadDeadlines], {
+    ...common(nowMs),
+    id,
+    jobKey: keys.job(id),
+    from: allowedFrom(S.canceled),
+    to: S.canceled,
+  });
+}
+
+/** Retry: failed | canceled → pending, re-enqueued with attempts reset and the error cleared. */
+export function retryJob(redis: StateRedis, id: string, nowMs: number): Promise<JobChange> {
+  return changeJob(redis, retryScript, [keys.queue], {
+    ...common(nowMs),
+    id,
+    jobKey: keys.job(id),
+    from: [S.failed, S.canceled],
+    to: S.pending,
+  });
+}
+
+/** The machine side: pop the oldest queued job and lease it to `machineId`, atomically. */
+export async function claimNextJob(
+  redis: StateRedis,
+  args: { machineId: string; leaseSeconds: number; nowMs?: number },
+): Promise<ClaimedJob | null> {
+  const nowMs = args.nowMs ?? Date.now();
+  const leaseMs = Math.round(args.leaseSeconds * 1000);
+  const res = await runScript<
+    { claimed: false } | { claimed: true; jobId: string; attempt: number; preset: string; inputKey: string }
+  >(redis, claimScript, [keys.queue, keys.leases, keys.machines], {
+    ...common(nowMs),
+    machineId: args.machineId,
+    machineKey: keys.machine(args.machineId),
+    from: allowedFrom(S.running),
+    to: S.running,
+    leaseMs: String(leaseMs),
+    leaseExpiresAt: String(nowMs + leaseMs),
+  });
+  if (!res.claimed) return null;
+  return {
+    jobId: String(res.jobId),
+    attempt: Number(res.attempt),
+    preset: res.preset as PresetName,
+    inputKey: String(res.inputKey),
+    leaseExpiresAt: nowMs + leaseMs,
+  };
+}
+
+export interface MachineEventOutcome {
+  action: "continue" | "abort";
+  job: StoredJob | null;
+  /** This event moved the job into a terminal state (the caller sends the client callback). */
+  becameTerminal: boolean;
+}
+
+/** What each event does to a running job it is entitled to touch. */
+function eventChange(event: MachineEvent) {
+  switch (event.type) {
+    case "claimed":
+    case "heartbeat":
+      return { extendLease: true, set: [] };
+    case "progress":
+      return { extendLease: true, set: ["progress", String(event.progress), "stage", event.stage] };
+    case "completed":
+      return {
+        to: S.completed,
+        replayState: S.completed,
+        set: ["progress", "1", "outputs", JSON.stringify(event.outputs), "probe", JSON.stringify(event.probe)],
+      };
+    case "failed":
+      return {
+        to: S.failed,
+        retryTo: event.retryable ? S.pending : undefined,
+        replayState: S.failed,
+        set: ["error", JSON.stringify(event.error), ...(event.probe ? ["probe", JSON.stringify(event.probe)] : [])],
+      };
+    case "released":
+      // The machine gave the job back unfinished (shutdown): that claim does not count.
+      return { to: S.pending, uncountAttempt: true, set: [] };
+  }
+}
+
+export async function applyMachineEvent(
+  redis: StateRedis,
+  event: MachineEvent,
+  nowMs: number,
+): Promise<MachineEventOutcome> {
+  const res = await runScript<{ action: "continue" | "abort"; terminal?: boolean; job: unknown }>(
+    redis,
+    machineEventScript,
+    [keys.queue, keys.leases],
+    {
+      ...common(nowMs),
+      ...eventChange(event),
+      id: event.jobId,
+      jobKey: keys.job(event.jobId),
+      machineId: event.machineId,
+      attempt: String(event.attempt),
+      from: [S.running],
+      queuedState: S.pending,
+      terminalStates,
+      defaultLeaseMs: "60000",
+    },
+  );
+  return { action: res.action, job: jobFromHash(res.job), becameTerminal: res.terminal === true };
+}
+
+export interface JobStats {
+  queued: number;
+  running: number;
+  oldestQueuedAgeSeconds: number | null;
+  /** Pool machines by state (starting, idle, busy, stopping, stopped). */
+  machines: Record<string, number>;
+}
+
+export async function getStats(redis: StateRedis, nowMs: number): Promise<JobStats> {
+  const res = await runScript<{
+    queued: number;
+    running: number;
+    oldestQueuedAt: string | number | false;
+    machines: Record<string, number>;
+  }>(redis, statsScript, [keys.queue, keys.jobsInState(S.running), keys.machines], common(nowMs));
+  const machines: Record<string, number> = Object.fromEntries(machineStates.map((s) => [s, 0]));
+  for (const [state, count] of Object.entries(res.machines ?? {})) machines[state] = Number(count);
+  const oldest = res.oldestQueuedAt === false ? null : Number(res.oldestQueuedAt);
+  return {
+    queued: Number(res.queued),
+    running: Number(res.running),
+    oldestQueuedAgeSeconds: oldest === null ? null : Math.max(0, Math.floor((nowMs - oldest) / 1000)),
+    machines,
+  };
+}
+
+async function readJobs(redis: StateRedis, ids: string[]): Promise<StoredJob[]> {
+  const jobs = await Promise.all(ids.map((id) => getJob(redis, id)));
+  return jobs.filter((j): j is StoredJob => j !== null);
+}
+
+/**
+ * Running jobs whose lease passed: back to the queue (their claim already counted as an
+ * attempt), or `failed` with `lease_expired` once `attempts >= maxAttempts`.
+ */
+export async function recoverExpiredLeases(
+  redis: StateRedis,
+  nowMs: number,
+  limit = 200,
+): Promise<{ requeued: string[]; failed: StoredJob[] }> {
+  const error: JobError = { code: "lease_expired", message: "the machine stopped reporting before finishing" };
+  const res = await runScript<{ requeued: unknown; failed: unknown }>(
+    redis,
+    recoverLeasesScript,
+    [keys.leases, keys.queue],
+    {
+      ...common(nowMs),
+      limit,
+      running: S.running,
+      queued: S.pending,
+      failed: S.failed,
+      errorJson: JSON.stringify(error),
+    },
+  );
+  return { requeued: asList<string>(res.requeued).map(String), failed: await readJobs(redis, asList(res.failed)) };
+}
+
+/** awaiting_upload jobs past `uploadExpiresAt` become `expired`; returns them. */
+export async function expireStaleUploads(redis: StateRedis, nowMs: number, limit = 200): Promise<StoredJob[]> {
+  const res = await runScript<{ expired: unknown }>(redis, expireUploadsScript, [keys.uploadDeadlines], {
+    ...common(nowMs),
+    limit,
+    from: allowedFrom(S.expired),
+    to: S.expired,
+  });
+  return readJobs(redis, asList<string>(res.expired).map(String));
+}
+
+/** Client-callback delivery state, recorded by the callbacks consumer. */
+export async function recordCallbackState(
+  redis: StateRedis,
+  jobId: string,
+  callback: NonNullable<StoredJob["callback"]>,
+): Promise<boolean> {
+  const res = await runScript<{ found: boolean }>(redis, recordCallbackScript, [], {
+    jobKey: keys.job(jobId),
+    callback: JSON.stringify(callback),
+  });
+  return res.found === true;
+}

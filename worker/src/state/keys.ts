@@ -1,0 +1,49 @@
+/**
+ * Every Redis key tcoder uses, and the object-key layout of uploads. Nothing else spells a key.
+ *
+ * Layout (prefix `tcoder:`):
+ * - `tcoder:job:<id>`               hash, one per job (fields: `jobFields` in jobs.ts; times in ms)
+ * - `tcoder:jobs:all`               zset id → createdAt ms (listing, newest first)
+ * - `tcoder:jobs:state:<state>`     zset id → createdAt ms, one per job state (listing by state, stats)
+ * - `tcoder:queue`                  zset id → enqueue time ms; popped with ZPOPMIN by the claim script
+ * - `tcoder:leases`                 zset id → leaseExpiresAt ms of running jobs (lease recovery)
+ * - `tcoder:upload-deadlines`       zset id → uploadExpiresAt ms of awaiting_upload jobs (expiry)
+ * - `tcoder:machine:<id>`           hash, one per pool machine (fields: `machineFields` in pool.ts)
+ * - `tcoder:machines`               set of machine ids in the pool
+ * - `tcoder:machine-reservations`   zset reservation token → expiry ms: slots held by admission
+ *                                   while it creates a machine through the Fly API
+ *
+ * Scripts receive fixed keys as KEYS and the per-id prefixes below in their config, so a key name
+ * is still only ever built from this file.
+ */
+const prefix = "tcoder:";
+
+export const keys = {
+  jobPrefix: `${prefix}job:`,
+  job: (id: string) => `${prefix}job:${id}`,
+  allJobs: `${prefix}jobs:all`,
+  jobsInStatePrefix: `${prefix}jobs:state:`,
+  jobsInState: (state: string) => `${prefix}jobs:state:${state}`,
+  queue: `${prefix}queue`,
+  leases: `${prefix}leases`,
+  uploadDeadlines: `${prefix}upload-deadlines`,
+  machinePrefix: `${prefix}machine:`,
+  machine: (id: string) => `${prefix}machine:${id}`,
+  machines: `${prefix}machines`,
+  machineReservations: `${prefix}machine-reservations`,
+} as const;
+
+/** Uploaded sources live at `inputs/<jobId>/<name>` in the input bucket. */
+export const INPUT_KEY_PREFIX = "inputs/";
+
+/** Object key of a job's uploaded source; `safeName` must already be sanitized (no `/`). */
+export const inputKeyFor = (jobId: string, safeName: string): string => `${INPUT_KEY_PREFIX}${jobId}/${safeName}`;
+
+/** The job an uploaded object belongs to, or null for keys outside `inputs/<jobId>/<name>`. */
+export function jobIdFromInputKey(key: string): string | null {
+  if (!key.startsWith(INPUT_KEY_PREFIX)) return null;
+  const rest = key.slice(INPUT_KEY_PREFIX.length);
+  const slash = rest.indexOf("/");
+  if (slash <= 0 || slash === rest.length - 1) return null;
+  return rest.slice(0, slash);
+}

@@ -1,0 +1,468 @@
+/**
+ * Every Lua script tcoder runs in Redis. Each state change is one script, so it is atomic and
+ * checks the current state before writing (compare-and-set).
+ *
+ * Conventions: fixed keys come in KEYS; everything else comes in ONE JSON config (`ARGV[1]`,
+ * decoded into `cfg`) built in TypeScript: ids, per-id key prefixes from keys.ts, the state names
+ * and allowed `from` states taken from the contract's `transitions`, and times as ms strings (so
+ * Lua never formats a float into a key or field). Every script answers with one JSON document;
+ * job records travel as raw HGETALL arrays inside it, so @upstash/redis' automatic
+ * deserialization can never reinterpret a field value.
+ */
+import type { Redis } from "@upstash/redis";
+
+/** The only part of the Upstash client the state layer needs; any `Redis` flavour fits. */
+export type StateRedis = Pick<Redis, "eval">;
+
+const prelude = `
+local cfg = cjson.decode(ARGV[1])
+local function reply(t) return cjson.encode(t) end
+local function includes(list, v)
+  if not list then return false end
+  for _, x in ipairs(list) do if x == v then return true end end
+  return false
+end
+local function job_flat(key) return redis.call('HGETALL', key) end
+local function set_state(key, id, from, to)
+  local created = redis.call('HGET', key, 'createdAt') or cfg.now
+  redis.call('HSET', key, 'state', to, 'updatedAt', cfg.now)
+  redis.call('ZREM', cfg.statePrefix .. from, id)
+  redis.call('ZADD', cfg.statePrefix .. to, created, id)
+end
+-- The machine no longer works on job_id: it becomes idle and its idle clock starts now.
+local function machine_finished(machine_id, job_id)
+  if not machine_id or machine_id == '' then return end
+  local mkey = cfg.machinePrefix .. machine_id
+  if redis.call('HGET', mkey, 'jobId') ~= job_id then return end
+  redis.call('HDEL', mkey, 'jobId')
+  if redis.call('HGET', mkey, 'state') == cfg.m.busy then redis.call('HSET', mkey, 'state', cfg.m.idle) end
+  redis.call('HSET', mkey, 'lastJobFinishedAt', cfg.now, 'updatedAt', cfg.now)
+end
+`;
+
+const script = (body: string) => `${prelude}\n${body}`;
+
+/** KEYS: allJobs, queue, uploadDeadlines. */
+export const createJobScript = script(`
+if redis.call('EXISTS', cfg.jobKey) == 1 then return reply({created = false, job = job_flat(cfg.jobKey)}) end
+redis.call('HSET', cfg.jobKey, unpack(cfg.fields))
+redis.call('ZADD', KEYS[1], cfg.now, cfg.id)
+redis.call('ZADD', cfg.statePrefix .. cfg.state, cfg.now, cfg.id)
+if cfg.enqueue then redis.call('ZADD', KEYS[2], cfg.now, cfg.id) end
+if cfg.uploadExpiresAt then redis.call('ZADD', KEYS[3], cfg.uploadExpiresAt, cfg.id) end
+return reply({created = true, job = job_flat(cfg.jobKey)})
+`);
+
+/** KEYS: none. */
+export const readJobScript = script(`
+return reply({job = job_flat(cfg.jobKey)})
+`);
+
+/** KEYS: queue, uploadDeadlines. Only `cfg.from` (awaiting_upload) moves; anything else is a replay. */
+export const markUploadedScript = script(`
+local state = redis.call('HGET', cfg.jobKey, 'state')
+if not state then return reply({result = 'unknown'}) end
+if not includes(cfg.from, state) then return reply({result = 'duplicate', job = job_flat(cfg.jobKey)}) end
+set_state(cfg.jobKey, cfg.id, state, cfg.to)
+redis.call('HSET', cfg.jobKey, 'queuedAt', cfg.now, 'uploadedAt', cfg.now)
+if cfg.sizeBytes then redis.call('HSET', cfg.jobKey, 'inputSizeBytes', cfg.sizeBytes) end
+if cfg.eTag then redis.call('HSET', cfg.jobKey, 'inputETag', cfg.eTag) end
+redis.call('ZADD', KEYS[1], cfg.now, cfg.id)
+redis.call('ZREM', KEYS[2], cfg.id)
+return reply({result = 'queued', job = job_flat(cfg.jobKey)})
+`);
+
+/**
+ * KEYS: queue, leases, machines. Pop + running + attempts+1 + lease + machine busy, all in one
+ * script: there is no moment in which a popped job is neither queued nor leased.
+ */
+export const claimScript = script(`
+local mstate = redis.call('HGET', cfg.machineKey, 'state')
+if mstate == cfg.m.stopping or mstate == cfg.m.stopped then return reply({claimed = false}) end
+for _ = 1, 100 do
+  local popped = redis.call('ZPOPMIN', KEYS[1])
+  if #popped == 0 then return reply({claimed = false}) end
+  local id = popped[1]
+  local key = cfg.jobPrefix .. id
+  local state = redis.call('HGET', key, 'state')
+  -- an entry whose job is no longer claimable is dropped from the queue, never run
+  if state and includes(cfg.from, state) then
+    set_state(key, id, state, cfg.to)
+    local attempt = redis.call('HINCRBY', key, 'attempts', 1)
+    redis.call('HSET', key, 'machineId', cfg.machineId, 'startedAt', cfg.now, 'leaseExpiresAt', cfg.leaseExpiresAt,
+      'leaseMs', cfg.leaseMs, 'progress', '0')
+    redis.call('HDEL', key, 'stage', 'finishedAt')
+    redis.call('ZADD', KEYS[2], cfg.leaseExpiresAt, id)
+    redis.call('SADD', KEYS[3], cfg.machineId)
+    redis.call('HSET', cfg.machineKey, 'state', cfg.m.busy, 'jobId', id, 'updatedAt', cfg.now)
+    redis.call('HSETNX', cfg.machineKey, 'createdAt', cfg.now)
+    redis.call('HSETNX', cfg.machineKey, 'startedAt', cfg.now)
+    return reply({claimed = true, jobId = id, attempt = attempt, preset = redis.call('HGET', key, 'preset'),
+      inputKey = redis.call('HGET', key, 'inputKey'), leaseExpiresAt = cfg.leaseExpiresAt})
+  end
+end
+return reply({claimed = false})
+`);
+
+/**
+ * KEYS: queue, leases. A machine event applies only while the job is `cfg.from` (running) and held
+ * by this (machineId, attempt); otherwise the machine is told to abort, except for an exact replay
+ * of the event that made the job terminal (`cfg.replayState`), which changes nothing.
+ */
+export const machineEventScript = script(`
+local state = redis.call('HGET', cfg.jobKey, 'state')
+if not state then return reply({action = 'abort', changed = false, job = {}}) end
+local owner = redis.call('HGET', cfg.jobKey, 'machineId')
+local attempts = tonumber(redis.call('HGET', cfg.jobKey, 'attempts') or '0')
+local ours = owner == cfg.machineId and attempts == tonumber(cfg.attempt)
+if not includes(cfg.from, state) or not ours then
+  if ours and cfg.replayState and state == cfg.replayState then
+    return reply({action = 'continue', changed = false, job = job_flat(cfg.jobKey)})
+  end
+  machine_finished(cfg.machineId, cfg.id)
+  return reply({action = 'abort', changed = false, job = job_flat(cfg.jobKey)})
+end
+if cfg.extendLease then
+  local lease_ms = tonumber(redis.call('HGET', cfg.jobKey, 'leaseMs') or cfg.defaultLeaseMs)
+  local expires = string.format('%d', tonumber(cfg.now) + lease_ms)
+  redis.call('HSET', cfg.jobKey, 'leaseExpiresAt', expires)
+  redis.call('ZADD', KEYS[2], expires, cfg.id)
+end
+redis.call('HSET', cfg.jobKey, 'updatedAt', cfg.now)
+if #cfg.set > 0 then redis.call('HSET', cfg.jobKey, unpack(cfg.set)) end
+local terminal = false
+if cfg.to then
+  local to = cfg.to
+  local max = tonumber(redis.call('HGET', cfg.jobKey, 'maxAttempts') or '1')
+  if cfg.retryTo and attempts < max then to = cfg.retryTo end
+  set_state(cfg.jobKey, cfg.id, state, to)
+  redis.call('ZREM', KEYS[2], cfg.id)
+  redis.call('HDEL', cfg.jobKey, 'leaseExpiresAt', 'leaseMs')
+  if to == cfg.queuedState then
+    if cfg.uncountAttempt then redis.call('HINCRBY', cfg.jobKey, 'attempts', -1) end
+    redis.call('ZADD', KEYS[1], redis.call('HGET', cfg.jobKey, 'queuedAt') or cfg.now, cfg.id)
+  else
+    redis.call('HSET', cfg.jobKey, 'finishedAt', cfg.now)
+    terminal = includes(cfg.terminalStates, to)
+  end
+  machine_finished(cfg.machineId, cfg.id)
+end
+return reply({action = 'continue', changed = true, terminal = terminal, job = job_flat(cfg.jobKey)})
+`);
+
+/** KEYS: queue, leases, uploadDeadlines. */
+export const cancelScript = script(`
+local state = redis.call('HGET', cfg.jobKey, 'state')
+if not state then return reply({result = 'not_found'}) end
+if not includes(cfg.from, state) then return reply({result = 'invalid_state', job = job_flat(cfg.jobKey)}) end
+set_state(cfg.jobKey, cfg.id, state, cfg.to)
+redis.call('ZREM', KEYS[1], cfg.id)
+redis.call('ZREM', KEYS[2], cfg.id)
+redis.call('ZREM', KEYS[3], cfg.id)
+redis.call('HDEL', cfg.jobKey, 'leaseExpiresAt', 'leaseMs')
+redis.call('HSET', cfg.jobKey, 'finishedAt', cfg.now)
+return reply({result = 'ok', job = job_flat(cfg.jobKey)})
+`);
+
+/** KEYS: queue. A job whose source never arrived has nothing to retry. */
+export const retryScript = script(`
+local state = redis.call('HGET', cfg.jobKey, 'state')
+if not state then return reply({result = 'not_found'}) end
+if not includes(cfg.from, state) or redis.call('HEXISTS', cfg.jobKey, 'uploadedAt') == 0 then
+  return reply({result = 'invalid_state', job = job_flat(cfg.jobKey)})
+end
+set_state(cfg.jobKey, cfg.id, state, cfg.to)
+redis.call('HSET', cfg.jobKey, 'attempts', '0', 'progress', '0', 'queuedAt', cfg.now)
+redis.call('HDEL', cfg.jobKey, 'error', 'stage', 'machineId', 'startedAt', 'finishedAt', 'leaseExpiresAt', 'leaseMs',
+  'outputs', 'probe', 'callback')
+redis.call('ZADD', KEYS[1], cfg.now, cfg.id)
+return reply({result = 'ok', job = job_flat(cfg.jobKey)})
+`);
+
+/**
+ * KEYS: leases, queue. Running jobs whose lease passed go back to the queue (attempts already
+ * counted their claim) or, once `attempts >= maxAttempts`, fail with `cfg.errorJson`.
+ */
+export const recoverLeasesScript = script(`
+local now = tonumber(cfg.now)
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cfg.now, 'LIMIT', 0, cfg.limit)
+local requeued, failed = {}, {}
+for _, id in ipairs(ids) do
+  local key = cfg.jobPrefix .. id
+  redis.call('ZREM', KEYS[1], id)
+  local state = redis.call('HGET', key, 'state')
+  local expires = tonumber(redis.call('HGET', key, 'leaseExpiresAt') or '0')
+  if state == cfg.running and expires > now then
+    redis.call('ZADD', KEYS[1], expires, id)
+  elseif state == cfg.running then
+    local attempts = tonumber(redis.call('HGET', key, 'attempts') or '0')
+    local max = tonumber(redis.call('HGET', key, 'maxAttempts') or '1')
+    local machine_id = redis.call('HGET', key, 'machineId')
+    redis.call('HDEL', key, 'leaseExpiresAt', 'leaseMs')
+    if attempts >= max then
+      set_state(key, id, state, cfg.failed)
+      redis.call('HSET', key, 'error', cfg.errorJson, 'finishedAt', cfg.now)
+      table.insert(failed, id)
+    else
+      set_state(key, id, state, cfg.queued)
+      redis.call('ZADD', KEYS[2], redis.call('HGET', key, 'queuedAt') or cfg.now, id)
+      table.insert(requeued, id)
+    end
+    machine_finished(machine_id, id)
+  end
+end
+return reply({requeued = requeued, failed = failed})
+`);
+
+/** KEYS: uploadDeadlines. */
+export const expireUploadsScript = script(`
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cfg.now, 'LIMIT', 0, cfg.limit)
+local expired = {}
+for _, id in ipairs(ids) do
+  local key = cfg.jobPrefix .. id
+  redis.call('ZREM', KEYS[1], id)
+  local state = redis.call('HGET', key, 'state')
+  if state and includes(cfg.from, state) then
+    set_state(key, id, state, cfg.to)
+    redis.call('HSET', key, 'finishedAt', cfg.now)
+    table.insert(expired, id)
+  end
+end
+return reply({expired = expired})
+`);
+
+/**
+ * KEYS: the index to list. Keyset pagination, newest first: the cursor is the last returned
+ * `(score, id)`; equal scores come in reverse id order, as ZREVRANGEBYSCORE returns them.
+ */
+export const listJobsScript = script(`
+local limit = tonumber(cfg.limit)
+local collected = {}
+local offset = 0
+local max_score = cfg.cursorScore or '+inf'
+while #collected <= limit do
+  local batch = redis.call('ZREVRANGEBYSCORE', KEYS[1], max_score, '-inf', 'WITHSCORES', 'LIMIT', offset, limit + 1)
+  if #batch == 0 then break end
+  for i = 1, #batch, 2 do
+    local id, score = batch[i], batch[i + 1]
+    local after = not (cfg.cursorScore and tonumber(score) == tonumber(cfg.cursorScore) and id >= cfg.cursorId)
+    if after and #collected <= limit then table.insert(collected, {id, score}) end
+  end
+  offset = offset + #batch / 2
+end
+local jobs = {}
+for i = 1, math.min(limit, #collected) do table.insert(jobs, job_flat(cfg.jobPrefix .. collected[i][1])) end
+local next_cursor = false
+if #collected > limit then next_cursor = collected[limit][2] .. ':' .. collected[limit][1] end
+return reply({jobs = jobs, nextCursor = next_cursor})
+`);
+
+/** KEYS: queue, running index, machines. */
+export const statsScript = script(`
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local machines = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  local state = redis.call('HGET', cfg.machinePrefix .. id, 'state') or 'unknown'
+  machines[state] = (machines[state] or 0) + 1
+end
+return reply({queued = redis.call('ZCARD', KEYS[1]), running = redis.call('ZCARD', KEYS[2]),
+  oldestQueuedAt = oldest[2] or false, machines = machines})
+`);
+
+/** KEYS: none. Records client-callback delivery state without resurrecting a deleted job. */
+export const recordCallbackScript = script(`
+if redis.call('EXISTS', cfg.jobKey) == 0 then return reply({found = false}) end
+redis.call('HSET', cfg.jobKey, 'callback', cfg.callback)
+return reply({found = true})
+`);
+
+/**
+ * KEYS: queue, running index, machines, reservations. Admission control: decides how many
+ * machines to bring up and holds their slots before any Fly call, so concurrent admissions can
+ * never exceed `cfg.cap`. Stopped pool machines are restarted first (marked `starting` here);
+ * only then are new machines reserved (a token each, expiring if the admitter dies).
+ */
+export const reserveMachinesScript = script(`
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', cfg.now)
+local cap = tonumber(cfg.cap)
+local queued = redis.call('ZCARD', KEYS[1])
+local running = redis.call('ZCARD', KEYS[2])
+local wanted = math.min(cap, queued + running)
+local ids = redis.call('SMEMBERS', KEYS[3])
+local active, stopped = 0, {}
+for _, id in ipairs(ids) do
+  if redis.call('HGET', cfg.machinePrefix .. id, 'state') == cfg.m.stopped then table.insert(stopped, id)
+  else active = active + 1 end
+end
+local reserved = redis.call('ZCARD', KEYS[4])
+local need = wanted - active - reserved
+local start, create = {}, {}
+if need > 0 then
+  for _, id in ipairs(stopped) do
+    if #start >= need then break end
+    redis.call('HSET', cfg.machinePrefix .. id, 'state', cfg.m.starting, 'startedAt', cfg.now, 'updatedAt', cfg.now)
+    table.insert(start, id)
+  end
+  local room = cap - #ids - reserved
+  local n = math.min(need - #start, room)
+  for i = 1, n do
+    local token = cfg.tokens[i]
+    if not token then break end
+    redis.call('ZADD', KEYS[4], cfg.reservationExpiresAt, token)
+    table.insert(create, token)
+  end
+end
+return reply({start = start, create = create, wanted = wanted, active = active, queued = queued, running = running})
+`);
+
+/** KEYS: machines, reservations. A created machine takes its reserved slot's place in the pool. */
+export const registerMachineScript = script(`
+redis.call('ZREM', KEYS[2], cfg.token)
+redis.call('SADD', KEYS[1], cfg.machineId)
+redis.call('HSETNX', cfg.machineKey, 'state', cfg.m.starting)
+redis.call('HSETNX', cfg.machineKey, 'createdAt', cfg.now)
+redis.call('HSETNX', cfg.machineKey, 'startedAt', cfg.now)
+redis.call('HSET', cfg.machineKey, 'flyState', cfg.flyState, 'name', cfg.name, 'region', cfg.region, 'updatedAt', cfg.now)
+return reply({ok = true})
+`);
+
+/** KEYS: reservations. */
+export const releaseReservationScript = script(`
+redis.call('ZREM', KEYS[1], cfg.token)
+return reply({ok = true})
+`);
+
+/** KEYS: machines. A start that failed puts the machine back to stopped, or out of the pool if gone. */
+export const machineStartFailedScript = script(`
+if cfg.gone then
+  redis.call('SREM', KEYS[1], cfg.machineId)
+  redis.call('DEL', cfg.machineKey)
+  return reply({ok = true})
+end
+if redis.call('HGET', cfg.machineKey, 'state') == cfg.m.starting then
+  redis.call('HSET', cfg.machineKey, 'state', cfg.m.stopped, 'updatedAt', cfg.now)
+end
+redis.call('HSET', cfg.machineKey, 'lastError', cfg.error)
+return reply({ok = true})
+`);
+
+/**
+ * KEYS: none. Idle stop as compare-and-set: only a machine without a job, idle (or never past
+ * starting) since max(lastJobFinishedAt, startedAt) for at least `cfg.idleMs`, becomes stopping.
+ * Heartbeats and polls never touch either clock, so they cannot keep a machine alive.
+ */
+export const markStoppingScript = script(`
+local state = redis.call('HGET', cfg.machineKey, 'state')
+if state ~= cfg.m.idle and state ~= cfg.m.starting then return reply({stopping = false}) end
+if redis.call('HEXISTS', cfg.machineKey, 'jobId') == 1 then return reply({stopping = false}) end
+local since = math.max(tonumber(redis.call('HGET', cfg.machineKey, 'lastJobFinishedAt') or '0'),
+  tonumber(redis.call('HGET', cfg.machineKey, 'startedAt') or '0'),
+  tonumber(redis.call('HGET', cfg.machineKey, 'createdAt') or '0'))
+if tonumber(cfg.now) - since < tonumber(cfg.idleMs) then return reply({stopping = false}) end
+redis.call('HSET', cfg.machineKey, 'state', cfg.m.stopping, 'updatedAt', cfg.now)
+return reply({stopping = true})
+`);
+
+/** KEYS: machines. A stop request that failed leaves the machine idle (its clock unchanged). */
+export const machineStopFailedScript = script(`
+if cfg.gone then
+  redis.call('SREM', KEYS[1], cfg.machineId)
+  redis.call('DEL', cfg.machineKey)
+  return reply({ok = true})
+end
+if redis.call('HGET', cfg.machineKey, 'state') == cfg.m.stopping then
+  redis.call('HSET', cfg.machineKey, 'state', cfg.m.idle, 'updatedAt', cfg.now)
+end
+redis.call('HSET', cfg.machineKey, 'lastError', cfg.error)
+return reply({ok = true})
+`);
+
+/**
+ * KEYS: machines. Brings the pool in line with Fly's list: machines Fly no longer has leave the
+ * pool (after `cfg.graceMs`, since a just-created machine may not be listed yet), machines Fly
+ * reports stopped are `stopped` (reused first by admission), running ones we did not know are
+ * adopted.
+ */
+export const reconcilePoolScript = script(`
+local now = tonumber(cfg.now)
+local fly = {}
+for _, fm in ipairs(cfg.fly) do fly[fm.id] = fm end
+local removed, stopped = {}, {}
+local known = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  known[id] = true
+  local key = cfg.machinePrefix .. id
+  local fm = fly[id]
+  local state = redis.call('HGET', key, 'state')
+  local created = tonumber(redis.call('HGET', key, 'createdAt') or '0')
+  local started = tonumber(redis.call('HGET', key, 'startedAt') or '0')
+  if not fm or fm.phase == cfg.phase.gone then
+    if fm or now - created >= tonumber(cfg.graceMs) then
+      redis.call('SREM', KEYS[1], id)
+      redis.call('DEL', key)
+      table.insert(removed, id)
+    end
+  else
+    redis.call('HSET', key, 'flyState', fm.flyState)
+    if fm.phase == cfg.phase.stopped then
+      local just_started = state == cfg.m.starting and now - started < tonumber(cfg.graceMs)
+      if state ~= cfg.m.stopped and not just_started then
+        redis.call('HSET', key, 'state', cfg.m.stopped, 'updatedAt', cfg.now)
+        redis.call('HDEL', key, 'jobId')
+        table.insert(stopped, id)
+      end
+    elseif fm.phase == cfg.phase.started then
+      if state == cfg.m.stopped then
+        redis.call('HSET', key, 'state', cfg.m.idle, 'startedAt', cfg.now, 'updatedAt', cfg.now)
+      elseif state == cfg.m.starting then
+        redis.call('HSET', key, 'state', cfg.m.idle, 'updatedAt', cfg.now)
+      end
+    end
+  end
+end
+local adopted = {}
+for _, fm in ipairs(cfg.fly) do
+  if not known[fm.id] and fm.phase ~= cfg.phase.gone then
+    local key = cfg.machinePrefix .. fm.id
+    local state = cfg.m.idle
+    if fm.phase == cfg.phase.stopped then state = cfg.m.stopped end
+    redis.call('SADD', KEYS[1], fm.id)
+    redis.call('HSET', key, 'state', state, 'flyState', fm.flyState, 'name', fm.name or '', 'region', fm.region or '',
+      'createdAt', cfg.now, 'startedAt', cfg.now, 'updatedAt', cfg.now)
+    table.insert(adopted, fm.id)
+  end
+end
+return reply({removed = removed, stopped = stopped, adopted = adopted})
+`);
+
+/** KEYS: machines. The whole pool as raw hashes. */
+export const readPoolScript = script(`
+local out = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local flat = redis.call('HGETALL', cfg.machinePrefix .. id)
+  table.insert(flat, 'id')
+  table.insert(flat, id)
+  table.insert(out, flat)
+end
+return reply({machines = out})
+`);
+
+/**
+ * Runs a script with its config and returns the decoded JSON answer. The Upstash client may or
+ * may not have JSON-parsed the reply already (automaticDeserialization), so both are accepted.
+ */
+export async function runScript<T>(redis: StateRedis, lua: string, keys: string[], cfg: object): Promise<T> {
+  const raw = await redis.eval<[string], unknown>(lua, keys, [JSON.stringify(cfg)]);
+  return (typeof raw === "string" ? JSON.parse(raw) : raw) as T;
+}
+
+/** cjson encodes an empty Lua table as `{}`; lists come back as arrays only when non-empty. */
+export const asList = <T>(value: unknown): T[] => (Array.isArray(value) ? (value as T[]) : []);
+
+/** A raw HGETALL array as a record of strings. */
+export function flatToRecord(flat: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  const list = asList<unknown>(flat);
+  for (let i = 0; i + 1 < list.length; i += 2) out[String(list[i])] = String(list[i + 1]);
+  return out;
+}
