@@ -1,0 +1,65 @@
+/**
+ * The control-plane HTTP API: one router per resource, mounted under /v1, behind bearer auth
+ * except the signed machine-events endpoint. `/openapi.json` is generated from the same zod
+ * schemas the routes validate with.
+ */
+import { OpenAPIHono } from "@hono/zod-openapi";
+import { bodyLimit } from "hono/body-limit";
+import { MACHINE_EVENTS_PATH } from "./contract/index.ts";
+import { requireApiToken } from "./http/auth.ts";
+import { type AppEnv, readSettings, redisFromSettings } from "./http/context.ts";
+import { onError, onNotFound } from "./http/errors.ts";
+import { requestLog } from "./http/logging.ts";
+import { ProblemError } from "./http/problem.ts";
+import { health } from "./routes/health.ts";
+import { jobs } from "./routes/jobs.ts";
+import { machineEvents } from "./routes/machine-events.ts";
+import { stats } from "./routes/stats.ts";
+import { uploads } from "./routes/uploads.ts";
+
+/** JSON bodies are small (metadata is capped at 32 × 576 bytes); media never passes through here. */
+export const MAX_BODY_BYTES = 64 * 1024;
+
+const app = new OpenAPIHono<AppEnv>();
+
+app.use("*", requestLog);
+app.onError(onError);
+app.notFound(onNotFound);
+
+app.use("/v1/*", async (c, next) => {
+  const settings = readSettings(c.env);
+  c.set("settings", settings);
+  c.set("redis", redisFromSettings(settings));
+  await next();
+});
+app.use("/v1/*", async (c, next) => (c.req.path === MACHINE_EVENTS_PATH ? next() : requireApiToken(c, next)));
+app.use(
+  "/v1/*",
+  bodyLimit({
+    maxSize: MAX_BODY_BYTES,
+    onError: () => {
+      throw new ProblemError("payload_too_large", { detail: `request bodies are limited to ${MAX_BODY_BYTES} bytes` });
+    },
+  }),
+);
+
+app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer" });
+
+const routes = app
+  .route("/healthz", health)
+  .route("/v1/uploads", uploads)
+  .route("/v1/jobs", jobs)
+  .route("/v1/stats", stats)
+  .route(MACHINE_EVENTS_PATH, machineEvents);
+
+app.doc31("/openapi.json", {
+  openapi: "3.1.0",
+  info: {
+    title: "tcoder control plane",
+    version: "1.0.0",
+    description: "Upload sources, follow transcoding jobs, receive signed callbacks.",
+  },
+});
+
+export type AppType = typeof routes;
+export { app };

@@ -1,0 +1,35 @@
+/**
+ * What every handler can rely on: the parsed settings and a Redis client, set once per request
+ * by `withSettings` before any route runs.
+ */
+import { Redis } from "@upstash/redis/cloudflare";
+import type { Env, Settings } from "../bindings.ts";
+import { settingsSchema } from "../bindings.ts";
+import { ProblemError } from "./problem.ts";
+
+export interface AppEnv {
+  Bindings: Env;
+  Variables: { settings: Settings; redis: Redis };
+}
+
+// The env object is the same for every request an isolate serves; parse it once.
+const parsed = new WeakMap<object, Settings>();
+
+/**
+ * Parses `env` into typed settings. A bad or missing value becomes a `misconfigured` problem that
+ * names the setting but never echoes its value (it may be a secret).
+ */
+export function readSettings(env: Env): Settings {
+  const cached = parsed.get(env);
+  if (cached) return cached;
+  const result = settingsSchema.safeParse(env);
+  if (!result.success) {
+    const names = [...new Set(result.error.issues.map((issue) => String(issue.path[0] ?? "?")))].sort();
+    throw new ProblemError("misconfigured", { detail: `missing or invalid setting(s): ${names.join(", ")}` });
+  }
+  parsed.set(env, result.data);
+  return result.data;
+}
+
+export const redisFromSettings = (settings: Settings): Redis =>
+  new Redis({ url: settings.UPSTASH_REDIS_REST_URL, token: settings.UPSTASH_REDIS_REST_TOKEN });

@@ -1,0 +1,190 @@
+/**
+ * Jobs: read one, list, create from an object already in the input bucket, cancel, retry.
+ * A job that does not exist and an id that could never exist answer the same 404.
+ */
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { enqueueCallback } from "../callbacks/index.ts";
+import { JobState } from "../contract/index.ts";
+import { admitInBackground } from "../http/admission.ts";
+import { inBackground } from "../http/background.ts";
+import type { AppEnv } from "../http/context.ts";
+import { validationHook } from "../http/errors.ts";
+import { newJobId } from "../http/job-id.ts";
+import { resolveJobOptions } from "../http/job-options.ts";
+import { presentJob } from "../http/present-job.ts";
+import { ProblemError, problemContent } from "../http/problem.ts";
+import { cancelJob, createJob, getJob, listJobs, retryJob, StateError } from "../state/index.ts";
+import { inputKeyProblem } from "../storage/names.ts";
+import { headObject, StorageError } from "../storage/s3.ts";
+import { JobCreationFields, JobIdParams, PublicJob } from "./schemas.ts";
+
+const jobNotFound = () => new ProblemError("job_not_found", { detail: "no job with this id" });
+
+const JobList = z.object({ jobs: z.array(PublicJob), nextCursor: z.string().nullable() }).openapi("JobList");
+
+const ListQuery = z.object({
+  state: JobState.optional(),
+  cursor: z.string().max(256).optional(),
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+});
+
+const CreateJobRequest = z
+  .object({
+    inputKey: z.string().min(1).max(1024).openapi({ example: "inputs/job_01jf3v6j9g2m4k8q7r5t0w1x2y/holiday.mp4" }),
+    ...JobCreationFields,
+  })
+  .openapi("CreateJobRequest");
+
+const jobResponse = (description: string) => ({
+  description,
+  content: { "application/json": { schema: PublicJob } },
+});
+
+const transitionResponses = {
+  200: jobResponse("The job after the transition"),
+  401: problemContent("unauthorized"),
+  404: problemContent("job_not_found"),
+  409: problemContent("invalid_state"),
+};
+
+export const jobs = new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
+  .openapi(
+    createRoute({
+      method: "get",
+      path: "/",
+      summary: "List jobs, newest first",
+      security: [{ bearer: [] }],
+      request: { query: ListQuery },
+      responses: {
+        200: { description: "A page of jobs", content: { "application/json": { schema: JobList } } },
+        400: problemContent("invalid_request"),
+        401: problemContent("unauthorized"),
+      },
+    }),
+    async (c) => {
+      const query = c.req.valid("query");
+      const page = await listJobs(c.get("redis"), {
+        limit: query.limit,
+        ...(query.state ? { state: query.state } : {}),
+        ...(query.cursor ? { cursor: query.cursor } : {}),
+      }).catch((err: unknown) => {
+        if (err instanceof StateError && err.code === "invalid_cursor")
+          throw new ProblemError("invalid_request", { detail: "cursor is not one this API returned" });
+        throw err;
+      });
+      const base = c.get("settings").OUTPUTS_BASE_URL;
+      return c.json({ jobs: page.jobs.map((job) => presentJob(base, job)), nextCursor: page.nextCursor }, 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: "post",
+      path: "/",
+      summary: "Create a job for an object already in the input bucket",
+      security: [{ bearer: [] }],
+      request: { body: { required: true, content: { "application/json": { schema: CreateJobRequest } } } },
+      responses: {
+        201: jobResponse("Job created and queued"),
+        400: problemContent("invalid_request, unknown_preset, invalid_callback_url"),
+        401: problemContent("unauthorized"),
+        404: problemContent("input_not_found"),
+        415: problemContent("unsupported_media_type"),
+      },
+    }),
+    async (c) => {
+      const body = c.req.valid("json");
+      const settings = c.get("settings");
+      const badKey = inputKeyProblem(body.inputKey);
+      if (badKey) throw new ProblemError("invalid_request", { detail: badKey });
+      const options = resolveJobOptions(settings, body);
+      let head: Awaited<ReturnType<typeof headObject>>;
+      try {
+        head = await headObject(settings, settings.INPUT_BUCKET, body.inputKey);
+      } catch (err) {
+        if (err instanceof StorageError)
+          throw new ProblemError("storage_unavailable", { detail: "the input bucket could not be read" });
+        throw err;
+      }
+      if (!head) throw new ProblemError("input_not_found", { detail: "no object with this key in the input bucket" });
+      const nowMs = Date.now();
+      const job = await createJob(
+        c.get("redis"),
+        {
+          id: newJobId(nowMs),
+          ...options,
+          input: {
+            key: body.inputKey,
+            ...(head.contentType ? { contentType: head.contentType } : {}),
+            ...(head.sizeBytes !== undefined ? { sizeBytes: head.sizeBytes } : {}),
+          },
+          state: "pending",
+          maxAttempts: settings.JOB_MAX_ATTEMPTS,
+        },
+        nowMs,
+      );
+      await admitInBackground(c);
+      return c.json(presentJob(settings.OUTPUTS_BASE_URL, job), 201);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: "get",
+      path: "/{id}",
+      summary: "Read a job",
+      security: [{ bearer: [] }],
+      request: { params: JobIdParams },
+      responses: {
+        200: jobResponse("The job"),
+        401: problemContent("unauthorized"),
+        404: problemContent("job_not_found"),
+      },
+    }),
+    async (c) => {
+      const job = await getJob(c.get("redis"), c.req.valid("param").id);
+      if (!job) throw jobNotFound();
+      return c.json(presentJob(c.get("settings").OUTPUTS_BASE_URL, job), 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: "post",
+      path: "/{id}/cancel",
+      summary: "Cancel a job that has not finished",
+      security: [{ bearer: [] }],
+      request: { params: JobIdParams },
+      responses: transitionResponses,
+    }),
+    async (c) => {
+      const result = await cancelJob(c.get("redis"), c.req.valid("param").id, Date.now());
+      if (!result.ok) {
+        if (result.reason === "not_found") throw jobNotFound();
+        throw new ProblemError("invalid_state", {
+          detail: `a ${result.job?.state ?? "finished"} job cannot be canceled`,
+        });
+      }
+      const canceled = result.job;
+      await inBackground(c, "callback_enqueue", () => enqueueCallback(c.env, canceled));
+      return c.json(presentJob(c.get("settings").OUTPUTS_BASE_URL, result.job), 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: "post",
+      path: "/{id}/retry",
+      summary: "Queue a failed or canceled job again",
+      security: [{ bearer: [] }],
+      request: { params: JobIdParams },
+      responses: transitionResponses,
+    }),
+    async (c) => {
+      const result = await retryJob(c.get("redis"), c.req.valid("param").id, Date.now());
+      if (!result.ok) {
+        if (result.reason === "not_found") throw jobNotFound();
+        throw new ProblemError("invalid_state", {
+          detail: `only failed or canceled jobs can be retried; this one is ${result.job?.state ?? "not"}`,
+        });
+      }
+      await admitInBackground(c);
+      return c.json(presentJob(c.get("settings").OUTPUTS_BASE_URL, result.job), 200);
+    },
+  );

@@ -1,0 +1,18 @@
+/** Request/response schemas shared by the resource routers (the OpenAPI document names them). */
+import { z } from "@hono/zod-openapi";
+import { Job, Metadata } from "../contract/index.ts";
+
+export const PublicJob = Job.openapi("Job");
+
+export const JobCreationFields = {
+  preset: z.string().min(1).max(64).optional().openapi({ description: "Preset name; DEFAULT_PRESET when absent" }),
+  callbackUrl: z.string().max(2048).optional().openapi({ description: "Receives a signed POST when the job ends" }),
+  metadata: Metadata.optional().openapi({ description: "Up to 32 string pairs echoed back on the job" }),
+};
+
+export const JobIdParams = z.object({
+  id: z
+    .string()
+    .max(128)
+    .openapi({ param: { name: "id", in: "path" }, example: "job_01jf3v6j9g2m4k8q7r5t0w1x2y" }),
+});

@@ -1,0 +1,98 @@
+/**
+ * The object store through its S3 API (R2 in the cloud, the on-disk store locally), signed with
+ * SigV4 by aws4fetch. Path-style URLs: `${S3_ENDPOINT}/${bucket}/${key}`.
+ */
+import { AwsClient, AwsV4Signer } from "aws4fetch";
+import type { Settings } from "../bindings.ts";
+
+type S3Settings = Pick<Settings, "S3_ENDPOINT" | "S3_REGION" | "S3_ACCESS_KEY_ID" | "S3_SECRET_ACCESS_KEY">;
+
+/** SigV4 presigned URLs cannot outlive a week. */
+export const MAX_PRESIGN_SECONDS = 7 * 24 * 3600;
+
+export const objectUrl = (settings: Pick<Settings, "S3_ENDPOINT">, bucket: string, key: string): string =>
+  `${settings.S3_ENDPOINT.replace(/\/+$/, "")}/${bucket}/${key.split("/").map(encodeURIComponent).join("/")}`;
+
+export interface PresignedPut {
+  url: string;
+  method: "PUT";
+  /** Exactly these headers must accompany the PUT: they are part of the signature. */
+  headers: { "content-type": string; "content-length": string };
+  expiresAt: string;
+}
+
+/**
+ * A presigned PUT bound to the declared type and size: `content-type` and `content-length` are
+ * signed headers, so the store refuses a body of another size or a different type.
+ */
+export async function presignPut(
+  settings: S3Settings,
+  args: {
+    bucket: string;
+    key: string;
+    contentType: string;
+    sizeBytes: number;
+    expiresInSeconds: number;
+    nowMs: number;
+  },
+): Promise<PresignedPut> {
+  const expires = Math.max(1, Math.min(args.expiresInSeconds, MAX_PRESIGN_SECONDS));
+  const url = new URL(objectUrl(settings, args.bucket, args.key));
+  url.searchParams.set("X-Amz-Expires", String(expires));
+  const headers = { "content-type": args.contentType, "content-length": String(args.sizeBytes) };
+  const signer = new AwsV4Signer({
+    url: url.toString(),
+    method: "PUT",
+    headers,
+    accessKeyId: settings.S3_ACCESS_KEY_ID,
+    secretAccessKey: settings.S3_SECRET_ACCESS_KEY,
+    service: "s3",
+    region: settings.S3_REGION,
+    signQuery: true,
+    // aws4fetch skips content-type/length by default; signing them is the point here.
+    allHeaders: true,
+    datetime: new Date(args.nowMs).toISOString().replace(/[:-]|\.\d{3}/g, ""),
+  });
+  const signed = await signer.sign();
+  return {
+    url: signed.url.toString(),
+    method: "PUT",
+    headers,
+    expiresAt: new Date(args.nowMs + expires * 1000).toISOString(),
+  };
+}
+
+export interface ObjectHead {
+  sizeBytes?: number;
+  contentType?: string;
+  eTag?: string;
+}
+
+export class StorageError extends Error {
+  override readonly name = "StorageError";
+}
+
+/** HEAD an object: its metadata, or null when it does not exist. */
+export async function headObject(settings: S3Settings, bucket: string, key: string): Promise<ObjectHead | null> {
+  const client = new AwsClient({
+    accessKeyId: settings.S3_ACCESS_KEY_ID,
+    secretAccessKey: settings.S3_SECRET_ACCESS_KEY,
+    service: "s3",
+    region: settings.S3_REGION,
+    retries: 2,
+  });
+  let res: Response;
+  try {
+    res = await client.fetch(objectUrl(settings, bucket, key), { method: "HEAD" });
+  } catch (err) {
+    throw new StorageError(`HEAD failed: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (res.status === 404) return null;
+  if (!res.ok) throw new StorageError(`HEAD answered ${res.status}`);
+  const length = res.headers.get("content-length");
+  return {
+    ...(length !== null && /^\d+$/.test(length) ? { sizeBytes: Number(length) } : {}),
+    ...(res.headers.get("content-type") ? { contentType: res.headers.get("content-type") as string } : {}),
+    ...(res.headers.get("etag") ? { eTag: (res.headers.get("etag") as string).replaceAll('"', "") } : {}),
+  };
+}
