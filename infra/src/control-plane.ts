@@ -1,0 +1,114 @@
+import { basename } from "node:path";
+import * as cloudflare from "@pulumi/cloudflare";
+import * as pulumi from "@pulumi/pulumi";
+import {
+  compatibilityDate,
+  compatibilityFlags,
+  crons,
+  queues,
+  type SecretName,
+  type VarName,
+} from "@tcoder/worker/bindings";
+import type { WorkerBundle } from "@tcoder/worker/bundle";
+import type { DomainConfig } from "./config.ts";
+import type { QueueKey, QueuePair } from "./events.ts";
+import { workerBindings } from "./worker-bindings.ts";
+
+/** The one var the control plane fills itself: its own public URL. */
+type SelfUrlVar = Extract<VarName, "CONTROL_PLANE_URL">;
+
+export interface ControlPlaneArgs {
+  accountId: pulumi.Input<string>;
+  scriptName: string;
+  bundle: pulumi.Input<WorkerBundle>;
+  vars: Record<Exclude<VarName, SelfUrlVar>, pulumi.Input<string>>;
+  secrets: Record<SecretName, pulumi.Input<string>>;
+  queues: Record<QueueKey, QueuePair>;
+  /** Serve the API on this hostname; otherwise on `<script>.<workersSubdomain>.workers.dev`. */
+  apiDomain?: DomainConfig;
+  workersSubdomain?: string;
+}
+
+/** The public URL the API answers on, known before anything is created. */
+export function publicApiUrl(args: Pick<ControlPlaneArgs, "scriptName" | "apiDomain" | "workersSubdomain">): string {
+  if (args.apiDomain) return `https://${args.apiDomain.hostname}`;
+  if (!args.workersSubdomain) throw new Error("publicApiUrl needs apiDomain or workersSubdomain");
+  return `https://${args.scriptName}.${args.workersSubdomain}.workers.dev`;
+}
+
+/** The worker (API, queue consumers, cron) with every binding the binding module declares. */
+export class ControlPlane extends pulumi.ComponentResource {
+  readonly script: cloudflare.WorkersScript;
+  readonly apiUrl: pulumi.Output<string>;
+
+  constructor(name: string, args: ControlPlaneArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("tcoder:index:ControlPlane", name, {}, opts);
+    const { accountId, scriptName } = args;
+    const apiUrl = publicApiUrl(args);
+    const bundle = pulumi.output(args.bundle);
+
+    this.script = new cloudflare.WorkersScript(
+      `${name}-worker`,
+      {
+        accountId,
+        scriptName,
+        contentFile: bundle.path,
+        // The bundle's sha256 decides whether a new version is uploaded.
+        contentSha256: bundle.hash,
+        mainModule: bundle.path.apply((path) => basename(path)),
+        compatibilityDate,
+        compatibilityFlags: [...compatibilityFlags],
+        bindings: workerBindings({ vars: { ...args.vars, CONTROL_PLANE_URL: apiUrl }, secrets: args.secrets }),
+        observability: { enabled: true },
+      },
+      { parent: this },
+    );
+
+    for (const [key, declared] of Object.entries(queues) as [QueueKey, (typeof queues)[QueueKey]][]) {
+      new cloudflare.QueueConsumer(
+        `${name}-${key}-consumer`,
+        {
+          accountId,
+          queueId: args.queues[key].queue.queueId,
+          scriptName: this.script.scriptName,
+          type: "worker",
+          deadLetterQueue: args.queues[key].deadLetterQueue.queueName,
+          settings: {
+            batchSize: declared.maxBatchSize,
+            maxRetries: declared.maxRetries,
+            maxWaitTimeMs: declared.maxBatchTimeoutSeconds * 1000,
+          },
+        },
+        { parent: this },
+      );
+    }
+
+    new cloudflare.WorkersCronTrigger(
+      `${name}-cron`,
+      { accountId, scriptName: this.script.scriptName, schedules: crons.map((cron) => ({ cron })) },
+      { parent: this },
+    );
+
+    if (args.apiDomain) {
+      new cloudflare.WorkersCustomDomain(
+        `${name}-domain`,
+        {
+          accountId,
+          hostname: args.apiDomain.hostname,
+          zoneId: args.apiDomain.zoneId,
+          service: this.script.scriptName,
+        },
+        { parent: this },
+      );
+    } else {
+      new cloudflare.WorkersScriptSubdomain(
+        `${name}-workers-dev`,
+        { accountId, scriptName: this.script.scriptName, enabled: true, previewsEnabled: false },
+        { parent: this },
+      );
+    }
+
+    this.apiUrl = this.script.scriptName.apply(() => apiUrl);
+    this.registerOutputs({ scriptName: this.script.scriptName, apiUrl: this.apiUrl });
+  }
+}

@@ -1,0 +1,42 @@
+import { createHash } from "node:crypto";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join, relative, sep } from "node:path";
+
+/**
+ * What the machine image is built from, relative to the repo root: its own folder (sources,
+ * package.json, Dockerfile) and the worker modules it imports (claim script, contract, bindings).
+ */
+export const imageSourcePaths = [
+  "machine-image",
+  "worker/src/bindings.ts",
+  "worker/src/contract",
+  "worker/src/state",
+] as const;
+
+const skipped = new Set(["node_modules", "dist", "test", ".tcoder", "coverage"]);
+
+/** SHA-256 over every source file's path and bytes, in path order; missing paths count as empty. */
+export function imageSourceHash(repoRoot: string, paths: readonly string[] = imageSourcePaths): string {
+  const hash = createHash("sha256");
+  const files = paths.flatMap((p) => listFiles(join(repoRoot, p))).sort();
+  for (const file of files) {
+    hash.update(relative(repoRoot, file).split(sep).join("/"));
+    hash.update("\0");
+    hash.update(readFileSync(file));
+    hash.update("\0");
+  }
+  return hash.digest("hex");
+}
+
+function listFiles(path: string): string[] {
+  let stats: ReturnType<typeof statSync>;
+  try {
+    stats = statSync(path);
+  } catch {
+    return [];
+  }
+  if (stats.isFile()) return [path];
+  return readdirSync(path, { withFileTypes: true })
+    .filter((entry) => !skipped.has(entry.name))
+    .flatMap((entry) => listFiles(join(path, entry.name)));
+}

@@ -1,0 +1,189 @@
+import { createHash } from "node:crypto";
+import * as cloudflare from "@pulumi/cloudflare";
+import * as pulumi from "@pulumi/pulumi";
+import { uploadNotification } from "@tcoder/worker/bindings";
+import type { DomainConfig } from "./config.ts";
+
+export interface StorageArgs {
+  accountId: pulumi.Input<string>;
+  inputBucketName: pulumi.Input<string>;
+  outputBucketName: pulumi.Input<string>;
+  /** R2 location hint (apac, eeur, enam, weur, wnam, oc). */
+  location: pulumi.Input<string>;
+  /** Browser origins allowed to PUT uploads and GET outputs. */
+  corsOrigins: pulumi.Input<pulumi.Input<string>[]>;
+  /** Delete uploaded sources this many days after upload; unset keeps them. */
+  inputExpiryDays?: pulumi.Input<number>;
+  abortMultipartAfterDays: pulumi.Input<number>;
+  /** Serve outputs from this hostname instead of the bucket's r2.dev domain. */
+  outputsDomain?: DomainConfig;
+}
+
+const day = 86_400;
+const writeObjectsPermission = "Workers R2 Storage Bucket Item Write";
+
+/** The input and output R2 buckets, their public read domain and the S3 credentials machines use. */
+export class Storage extends pulumi.ComponentResource {
+  readonly inputBucket: cloudflare.R2Bucket;
+  readonly outputBucket: cloudflare.R2Bucket;
+  /** Public base URL of the output bucket: `OUTPUTS_BASE_URL`. */
+  readonly outputsBaseUrl: pulumi.Output<string>;
+  readonly s3Endpoint: pulumi.Output<string>;
+  /** S3 access key id: the R2 token's id, as Cloudflare documents. */
+  readonly accessKeyId: pulumi.Output<string>;
+  /** S3 secret key: SHA-256 (hex) of the R2 token's value, as Cloudflare documents. */
+  readonly secretAccessKey: pulumi.Output<string>;
+
+  constructor(name: string, args: StorageArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("tcoder:index:Storage", name, {}, opts);
+    const parent = { parent: this };
+    const { accountId } = args;
+
+    this.inputBucket = new cloudflare.R2Bucket(
+      `${name}-inputs`,
+      { accountId, name: args.inputBucketName, location: args.location, storageClass: "Standard" },
+      parent,
+    );
+    this.outputBucket = new cloudflare.R2Bucket(
+      `${name}-outputs`,
+      { accountId, name: args.outputBucketName, location: args.location, storageClass: "Standard" },
+      parent,
+    );
+
+    // Browsers PUT sources straight to presigned URLs and players GET outputs (with Range for HLS).
+    new cloudflare.R2BucketCors(
+      `${name}-inputs-cors`,
+      {
+        accountId,
+        bucketName: this.inputBucket.name,
+        rules: [
+          {
+            id: "browser-upload",
+            allowed: { methods: ["PUT"], origins: args.corsOrigins, headers: ["content-type", "content-length"] },
+            exposeHeaders: ["ETag"],
+            maxAgeSeconds: 3600,
+          },
+        ],
+      },
+      parent,
+    );
+    new cloudflare.R2BucketCors(
+      `${name}-outputs-cors`,
+      {
+        accountId,
+        bucketName: this.outputBucket.name,
+        rules: [
+          {
+            id: "player-read",
+            allowed: { methods: ["GET", "HEAD"], origins: args.corsOrigins, headers: ["range"] },
+            exposeHeaders: ["Content-Length", "Content-Range", "ETag"],
+            maxAgeSeconds: 3600,
+          },
+        ],
+      },
+      parent,
+    );
+
+    const abortIncompleteUploads = (id: string) => ({
+      id,
+      enabled: true,
+      conditions: { prefix: "" },
+      abortMultipartUploadsTransition: {
+        condition: { type: "Age", maxAge: pulumi.output(args.abortMultipartAfterDays).apply((d) => d * day) },
+      },
+    });
+    const inputRules: pulumi.Input<cloudflare.types.input.R2BucketLifecycleRule>[] = [
+      abortIncompleteUploads("abort-incomplete-uploads"),
+    ];
+    if (args.inputExpiryDays !== undefined) {
+      inputRules.push({
+        id: "expire-sources",
+        enabled: true,
+        conditions: { prefix: uploadNotification.prefix },
+        deleteObjectsTransition: {
+          condition: { type: "Age", maxAge: pulumi.output(args.inputExpiryDays).apply((d) => d * day) },
+        },
+      });
+    }
+    new cloudflare.R2BucketLifecycle(
+      `${name}-inputs-lifecycle`,
+      { accountId, bucketName: this.inputBucket.name, rules: inputRules },
+      parent,
+    );
+    new cloudflare.R2BucketLifecycle(
+      `${name}-outputs-lifecycle`,
+      { accountId, bucketName: this.outputBucket.name, rules: [abortIncompleteUploads("abort-incomplete-uploads")] },
+      parent,
+    );
+
+    // Only the output bucket is public: players read packages without credentials.
+    if (args.outputsDomain) {
+      const domain = new cloudflare.R2CustomDomain(
+        `${name}-outputs-domain`,
+        {
+          accountId,
+          bucketName: this.outputBucket.name,
+          domain: args.outputsDomain.hostname,
+          zoneId: args.outputsDomain.zoneId,
+          enabled: true,
+          minTls: "1.2",
+        },
+        parent,
+      );
+      this.outputsBaseUrl = pulumi.interpolate`https://${domain.domain}`;
+    } else {
+      const domain = new cloudflare.R2ManagedDomain(
+        `${name}-outputs-r2dev`,
+        { accountId, bucketName: this.outputBucket.name, enabled: true },
+        parent,
+      );
+      this.outputsBaseUrl = pulumi.interpolate`https://${domain.domain}`;
+    }
+
+    // One token, object read/write on exactly these two buckets; its S3 form is what machines
+    // and the worker's presigner use.
+    const permission = cloudflare.getAccountApiTokenPermissionGroupsListOutput(
+      { accountId, name: encodeURIComponent(writeObjectsPermission) },
+      parent,
+    );
+    const bucketResource = (bucket: cloudflare.R2Bucket) =>
+      pulumi.interpolate`com.cloudflare.edge.r2.bucket.${accountId}_default_${bucket.name}`;
+    const token = new cloudflare.AccountToken(
+      `${name}-s3-token`,
+      {
+        accountId,
+        name: pulumi.interpolate`tcoder objects: ${this.inputBucket.name}, ${this.outputBucket.name}`,
+        policies: [
+          {
+            effect: "allow",
+            permissionGroups: permission.results.apply((results) => {
+              const group = results.find((r) => r.name === writeObjectsPermission) ?? results[0];
+              if (!group) throw new Error(`Cloudflare has no permission group named "${writeObjectsPermission}"`);
+              return [{ id: group.id }];
+            }),
+            resources: pulumi
+              .all([bucketResource(this.inputBucket), bucketResource(this.outputBucket)])
+              .apply(([input, output]) => JSON.stringify({ [input]: "*", [output]: "*" })),
+          },
+        ],
+      },
+      { ...parent, additionalSecretOutputs: ["value"] },
+    );
+    this.accessKeyId = pulumi.secret(token.id);
+    this.secretAccessKey = pulumi.secret(token.value.apply((value) => sha256Hex(value)));
+    this.s3Endpoint = pulumi.interpolate`https://${accountId}.r2.cloudflarestorage.com`;
+
+    this.registerOutputs({
+      inputBucket: this.inputBucket.name,
+      outputBucket: this.outputBucket.name,
+      outputsBaseUrl: this.outputsBaseUrl,
+      s3Endpoint: this.s3Endpoint,
+      accessKeyId: this.accessKeyId,
+      secretAccessKey: this.secretAccessKey,
+    });
+  }
+}
+
+export function sha256Hex(value: string | Uint8Array): string {
+  return createHash("sha256").update(value).digest("hex");
+}
