@@ -184,8 +184,8 @@ async function runAttempt(job: JobToRun, deps: TranscodeDeps, dir: string): Prom
     if (signal?.aborted) throw error;
     return failure("upload_failed", `upload failed: ${(error as Error).message}`, true, probe);
   }
-  await removeEarlierAttempts(job, deps).catch((error: Error) =>
-    deps.log?.("could not remove files of earlier attempts", { error: error.message }),
+  await removeUnreferenced(job, built.manifest, deps).catch((error: Error) =>
+    deps.log?.("could not remove unreferenced files of earlier attempts", { error: error.message }),
   );
   report("publishing", 1);
   return { kind: "completed", outputs: outputKeysOf(built.manifest), probe, manifest: built.manifest };
@@ -386,11 +386,12 @@ const exists = (path: string) =>
     () => false,
   );
 
-/** Files of interrupted earlier attempts are unreferenced once this attempt's manifest is out. */
-async function removeEarlierAttempts(job: JobToRun, deps: TranscodeDeps) {
-  const keep = packageKey(job.jobId, job.attempt, "");
-  const stale = (await listKeys(deps.s3, deps.outputBucket, outputPrefix(job.jobId))).filter(
-    (k) => !k.startsWith(keep) && k !== manifestKey(job.jobId),
-  );
+/**
+ * Files no manifest refers to (an interrupted earlier attempt, or a released attempt that had
+ * begun uploading under the same number) are removed once this attempt's manifest is out.
+ */
+async function removeUnreferenced(job: JobToRun, manifest: Manifest, deps: TranscodeDeps) {
+  const referenced = new Set([...manifest.files.map((f) => f.key), manifestKey(job.jobId)]);
+  const stale = (await listKeys(deps.s3, deps.outputBucket, outputPrefix(job.jobId))).filter((k) => !referenced.has(k));
   if (stale.length > 0) await deleteKeys(deps.s3, deps.outputBucket, stale);
 }

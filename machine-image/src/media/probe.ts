@@ -148,7 +148,8 @@ export async function probeFile(path: string, sizeBytes: number, limits: MediaLi
     ));
   } catch (error) {
     const stderr = (error as { stderr?: string }).stderr?.trim();
-    const reason = stderr?.split("\n").at(-1)?.replace(`${path}: `, "") || "ffprobe could not read the file";
+    const reason =
+      stderr?.split("\n").slice(-2).join("; ").replaceAll(`${path}: `, "") || "ffprobe could not read the file";
     return { ok: false, code: "invalid_media", message: `not a readable media file: ${reason}` };
   }
   let json: unknown;

@@ -1,0 +1,87 @@
+/**
+ * Source clips generated at test time with lavfi (testsrc2 + sine): short and small, each one a
+ * case the machine must handle.
+ */
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+
+const execFileAsync = promisify(execFile);
+
+const ffmpeg = (args: string[]) =>
+  execFileAsync("ffmpeg", ["-hide_banner", "-nostdin", "-y", "-loglevel", "error", ...args]);
+
+const video = (size: string, rate: number, seconds: number) => [
+  "-f",
+  "lavfi",
+  "-i",
+  `testsrc2=size=${size}:rate=${rate}:duration=${seconds}`,
+];
+const tone = (seconds: number) => ["-f", "lavfi", "-i", `sine=frequency=440:sample_rate=48000:duration=${seconds}`];
+const fastH264 = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"];
+
+export const clips = {
+  /** 1080p, 30 fps, stereo-less sine audio, 3 s. */
+  async landscape1080(dir: string, seconds = 3) {
+    const path = join(dir, "landscape-1080p.mp4");
+    await ffmpeg([...video("1920x1080", 30, seconds), ...tone(seconds), ...fastH264, "-c:a", "aac", "-shortest", path]);
+    return path;
+  },
+  /** 960×540 coded, tagged to display rotated a quarter turn (540×960 portrait), 2 s. */
+  async portraitRotated(dir: string) {
+    const plain = join(dir, "portrait-plain.mp4");
+    const path = join(dir, "portrait-rotated.mp4");
+    await ffmpeg([...video("960x540", 30, 2), ...tone(2), ...fastH264, "-c:a", "aac", "-shortest", plain]);
+    // ffmpeg 5.1 writes the display matrix from the `rotate` tag only when stream-copying.
+    await ffmpeg(["-i", plain, "-c", "copy", "-metadata:s:v:0", "rotate=90", path]);
+    return path;
+  },
+  /** 640×360 video without any audio stream, 2 s. */
+  async noAudio(dir: string) {
+    const path = join(dir, "no-audio.mp4");
+    await ffmpeg([...video("640x360", 30, 2), ...fastH264, path]);
+    return path;
+  },
+  /** AAC audio only (an .m4a), 3 s. */
+  async audioOnly(dir: string) {
+    const path = join(dir, "audio-only.m4a");
+    await ffmpeg([...tone(3), "-c:a", "aac", path]);
+    return path;
+  },
+  /** 321×241 at 8 fps with audio, 3 s: odd dimensions, below every rung, low frame rate. */
+  async oddSize8fps(dir: string) {
+    const path = join(dir, "odd-8fps.mp4");
+    await ffmpeg([
+      ...video("321x241", 8, 3),
+      ...tone(3),
+      "-c:v",
+      "libx264",
+      "-preset",
+      "ultrafast",
+      "-pix_fmt",
+      "yuv444p",
+      "-c:a",
+      "aac",
+      "-shortest",
+      path,
+    ]);
+    return path;
+  },
+  /** The first half of an MP4 whose index (moov) is at the end: unreadable. */
+  async truncated(dir: string) {
+    const whole = join(dir, "whole.mp4");
+    const path = join(dir, "truncated.mp4");
+    await ffmpeg([...video("320x180", 30, 2), ...tone(2), ...fastH264, "-c:a", "aac", "-shortest", whole]);
+    const bytes = await readFile(whole);
+    await writeFile(path, bytes.subarray(0, Math.floor(bytes.length / 2)));
+    return path;
+  },
+  /** Random bytes wearing an .mp4 name. */
+  async randomBytes(dir: string) {
+    const path = join(dir, "random.mp4");
+    await writeFile(path, randomBytes(64 * 1024));
+    return path;
+  },
+};

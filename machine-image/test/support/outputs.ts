@@ -1,0 +1,117 @@
+/** Reads a published package back: download it, and ask ffprobe what is really in it. */
+import { execFile } from "node:child_process";
+import { mkdir, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { promisify } from "node:util";
+import { GetObjectCommand, HeadObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import { listKeys } from "../../src/storage/s3.ts";
+
+const execFileAsync = promisify(execFile);
+
+/** Downloads every object under `prefix` into `dir`, keeping the key as the relative path. */
+export async function downloadPrefix(s3: S3Client, bucket: string, prefix: string, dir: string): Promise<string[]> {
+  const keys = await listKeys(s3, bucket, prefix);
+  for (const key of keys) {
+    const object = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    const path = join(dir, key);
+    await mkdir(dirname(path), { recursive: true });
+    await writeFile(
+      path,
+      await (object.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
+    );
+  }
+  return keys.sort();
+}
+
+export async function headObject(s3: S3Client, bucket: string, key: string) {
+  const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+  return { contentType: head.ContentType, cacheControl: head.CacheControl };
+}
+
+export interface MediaFacts {
+  durationSeconds: number;
+  video?: { width: number; height: number; frameRate: number; rotation: number };
+  audio?: { codec: string; channels: number };
+}
+
+export async function mediaFacts(path: string): Promise<MediaFacts> {
+  const { stdout } = await execFileAsync("ffprobe", [
+    "-v",
+    "error",
+    "-show_format",
+    "-show_streams",
+    "-of",
+    "json",
+    path,
+  ]);
+  const json = JSON.parse(stdout) as {
+    format: { duration: string };
+    streams: {
+      codec_type: string;
+      codec_name: string;
+      width?: number;
+      height?: number;
+      avg_frame_rate?: string;
+      r_frame_rate?: string;
+      channels?: number;
+      side_data_list?: { rotation?: number }[];
+    }[];
+  };
+  const v = json.streams.find((s) => s.codec_type === "video");
+  const a = json.streams.find((s) => s.codec_type === "audio");
+  const rate = (r?: string) => {
+    const [n, d] = (r ?? "0/1").split("/").map(Number);
+    return (n ?? 0) / (d || 1);
+  };
+  return {
+    durationSeconds: Number(json.format.duration),
+    ...(v
+      ? {
+          video: {
+            width: v.width ?? 0,
+            height: v.height ?? 0,
+            frameRate: rate(v.avg_frame_rate) || rate(v.r_frame_rate),
+            rotation: v.side_data_list?.find((s) => s.rotation !== undefined)?.rotation ?? 0,
+          },
+        }
+      : {}),
+    ...(a ? { audio: { codec: a.codec_name, channels: a.channels ?? 0 } } : {}),
+  };
+}
+
+/** Presentation times (s, 3 decimals) of the video keyframes. */
+export async function keyframeTimes(path: string): Promise<string[]> {
+  const { stdout } = await execFileAsync("ffprobe", [
+    "-v",
+    "error",
+    "-select_streams",
+    "v:0",
+    "-skip_frame",
+    "nokey",
+    "-show_entries",
+    "frame=pts_time",
+    "-of",
+    "csv=p=0",
+    path,
+  ]);
+  return stdout
+    .split("\n")
+    .map((l) => l.trim().replace(/,$/, ""))
+    .filter(Boolean)
+    .map((t) => Number(t).toFixed(3));
+}
+
+/** True when the `moov` box comes before `mdat` (progressive playback starts before the download ends). */
+export function isFaststart(bytes: Uint8Array): boolean {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let offset = 0;
+  while (offset + 8 <= bytes.length) {
+    const size = view.getUint32(offset);
+    const type = String.fromCharCode(...bytes.subarray(offset + 4, offset + 8));
+    if (type === "moov") return true;
+    if (type === "mdat") return false;
+    if (size < 8) return false;
+    offset += size;
+  }
+  return false;
+}
