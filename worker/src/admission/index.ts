@@ -73,7 +73,7 @@ export async function admitMachines(
         redis,
         machineId,
         { gone: err instanceof FlyApiError && err.kind === "not_found", error: failure.message },
-        Date.now(),
+        nowMs,
       ).catch((e: unknown) => say("error", { event: "pool_update_failed", machineId, ...describe(e) }));
     }
   };
@@ -89,7 +89,7 @@ export async function admitMachines(
       await registerCreatedMachine(
         redis,
         { token, machineId: machine.id, name, region: machine.region ?? settings.FLY_REGION, flyState: machine.state },
-        Date.now(),
+        nowMs,
       );
       result.created.push(machine.id);
       say("info", { event: "machine_created", machineId: machine.id, name });
