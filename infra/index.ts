@@ -70,7 +70,9 @@ const controlPlane = new ControlPlane("control-plane", {
     ...buckets,
     S3_ENDPOINT: storage.s3Endpoint,
     OUTPUTS_BASE_URL: storage.outputsBaseUrl,
-    UPSTASH_REDIS_REST_URL: state.restUrl,
+    // An address, not a credential: the binding module declares it a var, and a plain-text
+    // binding must never carry a Pulumi secret (the token is the secret).
+    UPSTASH_REDIS_REST_URL: pulumi.unsecret(state.restUrl),
     FLY_API_BASE_URL: config.flyApiBaseUrl,
     FLY_APP_NAME: compute.appName,
     MACHINE_IMAGE: compute.imageRef,

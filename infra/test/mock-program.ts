@@ -105,6 +105,17 @@ function unwrapSecret(value: unknown): unknown {
   return record?.[sigKey] === secretSig ? record.value : value;
 }
 
+/** The value a provider would receive: every secret unwrapped. */
+function reveal(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(reveal);
+  if (value !== null && typeof value === "object") {
+    const record = value as Record<string, unknown>;
+    if (record[sigKey] === secretSig) return reveal(record.value);
+    return Object.fromEntries(Object.entries(record).map(([k, v]) => [k, reveal(v)]));
+  }
+  return value;
+}
+
 function toPlain(value: unknown): Plain {
   if (value === null || value === undefined) return null;
   if (typeof value === "string") return value === unknownValue ? "[unknown]" : value;
@@ -132,9 +143,17 @@ interface MonitorLike {
 }
 
 /** Runs the program for `stack` (config from `Pulumi.<stack>.yaml` plus placeholder secrets). */
-export async function runProgram(stack: string, overrides: Record<string, string> = {}): Promise<ProgramRun> {
+export async function runProgram(
+  stack: string,
+  /** Config to change for this run; `undefined` removes a key. */
+  overrides: Record<string, string | undefined> = {},
+): Promise<ProgramRun> {
   const secretConfig = placeholderSecrets();
-  const config = { ...stackFileConfig(stack), ...secretConfig, ...overrides };
+  const config: Record<string, string> = { ...stackFileConfig(stack), ...secretConfig };
+  for (const [key, value] of Object.entries(overrides)) {
+    if (value === undefined) delete config[key];
+    else config[key] = value;
+  }
   const resources: RegisteredResource[] = [];
 
   await pulumi.runtime.setMocks(
@@ -174,14 +193,17 @@ export async function runProgram(stack: string, overrides: Record<string, string
           custom: req.getCustom(),
           parentUrn: req.getParent() || undefined,
           inputs: toPlain(inputs) as Record<string, Plain>,
-          rawInputs: inputs,
+          rawInputs: reveal(inputs) as Record<string, unknown>,
         });
       }
       callback(err, response);
     });
   };
 
-  pulumi.runtime.setAllConfig(config, Object.keys(secretConfig));
+  pulumi.runtime.setAllConfig(
+    config,
+    Object.keys(secretConfig).filter((key) => key in config),
+  );
   vi.resetModules();
   const program = (await import("../index.ts")) as Record<string, unknown>;
   const outputs: Record<string, StackOutput> = {};
