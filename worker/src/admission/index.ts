@@ -9,6 +9,7 @@ import { FlyApiError, type FlyClient, machineConfigFor } from "../fly/client.ts"
 import { log } from "../http/logging.ts";
 import {
   machineStartFailed,
+  recordAdmissionError,
   registerCreatedMachine,
   releaseReservation,
   reserveMachines,
@@ -105,6 +106,11 @@ export async function admitMachines(
   };
 
   await Promise.all([...reservation.start.map(startOne), ...reservation.create.map(createOne)]);
+  const lastFailure = result.failures.at(-1);
+  if (lastFailure)
+    await recordAdmissionError(redis, lastFailure, nowMs).catch((e: unknown) =>
+      say("error", { event: "pool_update_failed", ...describe(e) }),
+    );
   say("info", {
     event: "admission",
     wanted: reservation.wanted,

@@ -394,6 +394,8 @@ export interface JobStats {
   oldestQueuedAgeSeconds: number | null;
   /** Pool machines by state (starting, idle, busy, stopping, stopped). */
   machines: Record<string, number>;
+  /** The last Fly failure admission hit (after its retries), if any. */
+  lastAdmissionError?: { message: string; status: number; at: string };
 }
 
 export async function getStats(redis: StateRedis, nowMs: number): Promise<JobStats> {
@@ -402,15 +404,26 @@ export async function getStats(redis: StateRedis, nowMs: number): Promise<JobSta
     running: number;
     oldestQueuedAt: string | number | false;
     machines: Record<string, number>;
-  }>(redis, statsScript, [keys.queue, keys.jobsInState(S.running), keys.machines], common(nowMs));
+    admission: unknown;
+  }>(redis, statsScript, [keys.queue, keys.jobsInState(S.running), keys.machines, keys.admission], common(nowMs));
   const machines: Record<string, number> = Object.fromEntries(machineStates.map((s) => [s, 0]));
   for (const [state, count] of Object.entries(res.machines ?? {})) machines[state] = Number(count);
   const oldest = res.oldestQueuedAt === false ? null : Number(res.oldestQueuedAt);
+  const admission = flatToRecord(res.admission);
   return {
     queued: Number(res.queued),
     running: Number(res.running),
     oldestQueuedAgeSeconds: oldest === null ? null : Math.max(0, Math.floor((nowMs - oldest) / 1000)),
     machines,
+    ...(admission.lastError === undefined
+      ? {}
+      : {
+          lastAdmissionError: {
+            message: admission.lastError,
+            status: Number(admission.lastErrorStatus ?? 0),
+            at: new Date(Number(admission.lastErrorAt ?? 0)).toISOString(),
+          },
+        }),
   };
 }
 

@@ -12,6 +12,8 @@
  * - `tcoder:machines`               set of machine ids in the pool
  * - `tcoder:machine-reservations`   zset reservation token → expiry ms: slots held by admission
  *                                   while it creates a machine through the Fly API
+ * - `tcoder:admission`              hash: the last Fly failure admission saw (`lastError`,
+ *                                   `lastErrorStatus`, `lastErrorAt`), shown in stats
  *
  * Scripts receive fixed keys as KEYS and the per-id prefixes below in their config, so a key name
  * is still only ever built from this file.
@@ -31,6 +33,7 @@ export const keys = {
   machine: (id: string) => `${prefix}machine:${id}`,
   machines: `${prefix}machines`,
   machineReservations: `${prefix}machine-reservations`,
+  admission: `${prefix}admission`,
 } as const;
 
 /** Uploaded sources live at `inputs/<jobId>/<name>` in the input bucket. */

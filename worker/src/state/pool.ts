@@ -17,6 +17,7 @@ import {
   markStoppingScript,
   readPoolScript,
   reconcilePoolScript,
+  recordAdmissionErrorScript,
   registerMachineScript,
   releaseReservationScript,
   reserveMachinesScript,
@@ -229,4 +230,17 @@ export async function reconcilePool(
     stopped: asList<string>(res.stopped).map(String),
     adopted: asList<string>(res.adopted).map(String),
   };
+}
+
+/** The last Fly failure admission hit, kept for stats after the log line scrolled away. */
+export async function recordAdmissionError(
+  redis: StateRedis,
+  failure: { message: string; status: number },
+  nowMs: number,
+): Promise<void> {
+  await runScript(redis, recordAdmissionErrorScript, [keys.admission], {
+    now: String(nowMs),
+    error: failure.message.slice(0, 500),
+    status: String(failure.status),
+  });
 }

@@ -257,7 +257,7 @@ if #collected > limit then next_cursor = collected[limit][2] .. ':' .. collected
 return reply({jobs = jobs, nextCursor = next_cursor})
 `);
 
-/** KEYS: queue, running index, machines. */
+/** KEYS: queue, running index, machines, admission. */
 export const statsScript = script(`
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local machines = {}
@@ -266,7 +266,7 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[3])) do
   machines[state] = (machines[state] or 0) + 1
 end
 return reply({queued = redis.call('ZCARD', KEYS[1]), running = redis.call('ZCARD', KEYS[2]),
-  oldestQueuedAt = oldest[2] or false, machines = machines})
+  oldestQueuedAt = oldest[2] or false, machines = machines, admission = redis.call('HGETALL', KEYS[4])})
 `);
 
 /** KEYS: none. Records client-callback delivery state without resurrecting a deleted job. */
@@ -323,6 +323,12 @@ redis.call('HSETNX', cfg.machineKey, 'state', cfg.m.starting)
 redis.call('HSETNX', cfg.machineKey, 'createdAt', cfg.now)
 redis.call('HSETNX', cfg.machineKey, 'startedAt', cfg.now)
 redis.call('HSET', cfg.machineKey, 'flyState', cfg.flyState, 'name', cfg.name, 'region', cfg.region, 'updatedAt', cfg.now)
+return reply({ok = true})
+`);
+
+/** KEYS: admission. */
+export const recordAdmissionErrorScript = script(`
+redis.call('HSET', KEYS[1], 'lastError', cfg.error, 'lastErrorStatus', cfg.status, 'lastErrorAt', cfg.now)
 return reply({ok = true})
 `);
 

@@ -3,7 +3,7 @@
  */
 import { afterAll, beforeAll, beforeEach, expect, test } from "vitest";
 import { admitMachines } from "../../src/admission/index.ts";
-import { claimNextJob, createJob, inputKeyFor, readPool, reconcilePool } from "../../src/state/index.ts";
+import { claimNextJob, createJob, getStats, inputKeyFor, readPool, reconcilePool } from "../../src/state/index.ts";
 import { FLY_APP, type StateServices, startStateServices } from "../state/services.ts";
 
 let s: StateServices;
@@ -96,6 +96,7 @@ test("Fly failing after its retries is reported, never thrown, and the reserved 
   expect(failed.failures).toHaveLength(2);
   expect(failed.failures[0]).toMatchObject({ kind: "server_error", status: 500 });
   expect(await readPool(s.redis)).toEqual([]);
+  expect((await getStats(s.redis, T0)).lastAdmissionError).toMatchObject({ status: 500 });
 
   const recovered = await admitMachines(s.settings, s.redis, s.flyClient, T0 + 1000);
   expect(recovered.created).toHaveLength(2);

@@ -1,6 +1,7 @@
 /**
  * Job records and every transition, against real Redis through the Upstash REST bridge.
  */
+import { Redis } from "@upstash/redis";
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "vitest";
 import type { MachineEvent, OutputKeys, ProbeSummary } from "../../src/contract/index.ts";
 import {
@@ -329,4 +330,18 @@ test("stats count queued and running jobs, the oldest queued age and machines by
     oldestQueuedAgeSeconds: 10,
     machines: { starting: 0, idle: 0, busy: 1, stopping: 0, stopped: 0 },
   });
+});
+
+test("a client without automatic deserialization reads the same records", async () => {
+  const raw = new Redis({
+    url: s.env.UPSTASH_REDIS_REST_URL,
+    token: s.env.UPSTASH_REDIS_REST_TOKEN,
+    automaticDeserialization: false,
+  });
+  await createJob(raw, newJob("42", { metadata: { n: "7" } }), T0);
+  const claim = await claimNextJob(raw, { machineId: "1234", leaseSeconds: 60, nowMs: T0 + 1 });
+  expect(claim).toMatchObject({ jobId: "42", attempt: 1 });
+  expect(await getJob(raw, "42")).toEqual(await getJob(s.redis, "42"));
+  expect(await getJob(raw, "42")).toMatchObject({ id: "42", machineId: "1234", metadata: { n: "7" } });
+  expect(await getStats(raw, T0 + 1)).toEqual(await getStats(s.redis, T0 + 1));
 });
