@@ -13,7 +13,9 @@ export async function buildMachineBundle(outfile = join(root, "dist", "main.js")
     platform: "node",
     target: "node20",
     format: "esm",
-    minify: false,
+    minify: true,
+    // Readable names in stack traces; the source map (node --enable-source-maps) does the rest.
+    keepNames: true,
     sourcemap: "linked",
     legalComments: "none",
     // Some AWS SDK dependencies still call require() for Node built-ins from ESM.

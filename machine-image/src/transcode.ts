@@ -17,13 +17,13 @@ import {
   workLayout,
   type X264Preset,
 } from "./media/ffmpeg-args.ts";
-import { inspectEncoded } from "./media/inspect.ts";
+import { encodedDurationSeconds } from "./media/inspect.ts";
 import { planLadder } from "./media/ladder.ts";
 import { type MediaLimits, probeFile } from "./media/probe.ts";
 import { FfmpegAbortedError, FfmpegError, runFfmpeg } from "./media/run-ffmpeg.ts";
 import {
   AAC_LC_CODEC,
-  avcCodecString,
+  avcCodecFromInit,
   measureBandwidth,
   parseMediaPlaylist,
   type VariantStream,
@@ -255,8 +255,9 @@ async function buildPackage(
       const rates = measureBandwidth(playlist, (uri) => sizes.get(uri) ?? 0);
       const codecs: string[] = [];
       if (r.width > 0 && playlist.initSegment) {
-        const info = await inspectEncoded(join(rDir, playlist.initSegment));
-        codecs.push(avcCodecString(info.videoProfile ?? "High", info.videoLevel ?? 40));
+        const codec = avcCodecFromInit(await readFile(join(rDir, playlist.initSegment)));
+        if (!codec) throw new Error(`no H.264 configuration in ${r.name}/${playlist.initSegment}`);
+        codecs.push(codec);
       }
       if (plan.audio) codecs.push(AAC_LC_CODEC);
       const playlistKey = key(packagePaths.renditionPlaylist(r.name));
@@ -334,14 +335,14 @@ async function buildPackage(
   }
 
   if (mp4Source) {
-    const info = await inspectEncoded(mp4Source.path);
+    const mp4Duration = await encodedDurationSeconds(mp4Source.path);
     const mp4Key = key(packagePaths.mp4);
     await track(await item(mp4Source.path, mp4Key), media);
     manifest.mp4 = {
       key: mp4Key,
       width: mp4Source.width,
       height: mp4Source.height,
-      durationSeconds: info.durationSeconds ?? probe.durationSeconds,
+      durationSeconds: mp4Duration ?? probe.durationSeconds,
       sizeBytes: (await stat(mp4Source.path)).size,
     };
   }

@@ -1,7 +1,7 @@
 import { presets } from "@tcoder/worker/contract";
 import { describe, expect, it } from "vitest";
 import {
-  avcCodecString,
+  avcCodecFromInit,
   measureBandwidth,
   parseMediaPlaylist,
   writeMasterPlaylist,
@@ -40,10 +40,11 @@ describe("HLS master playlist", () => {
     expect(rates.bandwidth).toBe(1_600_000); // 500 kB over 2.5 s is the peak
   });
 
-  it("writes H.264 codec strings from profile and level", () => {
-    expect(avcCodecString("High", 40)).toBe("avc1.640028");
-    expect(avcCodecString("Main", 31)).toBe("avc1.4D401F");
-    expect(avcCodecString("Constrained Baseline", 30)).toBe("avc1.42C01E");
+  it("reads the H.264 codec string from the avcC box of an init segment", () => {
+    const box = (type: string, body: number[]) => [0, 0, 0, 8 + body.length, ...Buffer.from(type), ...body];
+    const init = Uint8Array.from([...box("ftyp", [1, 2, 3, 4]), ...box("avcC", [1, 0x64, 0x00, 0x28, 0xff])]);
+    expect(avcCodecFromInit(init)).toBe("avc1.640028");
+    expect(avcCodecFromInit(Uint8Array.from(box("free", [])))).toBeNull();
   });
 
   it("lists variants highest bandwidth first with every attribute players need", () => {

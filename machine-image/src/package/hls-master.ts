@@ -49,17 +49,17 @@ export function measureBandwidth(
 
 const hex2 = (n: number) => n.toString(16).toUpperCase().padStart(2, "0");
 
-/** RFC 6381 codec string for H.264 from ffprobe's profile name and level (e.g. "High", 40 → avc1.640028). */
-export function avcCodecString(profile: string, level: number): string {
-  const name = profile.toLowerCase();
-  const [profileIdc, constraints] = name.includes("high")
-    ? [0x64, 0x00]
-    : name.includes("main")
-      ? [0x4d, 0x40]
-      : name.includes("constrained")
-        ? [0x42, 0xc0]
-        : [0x42, 0x00];
-  return `avc1.${hex2(profileIdc)}${hex2(constraints)}${hex2(level)}`;
+/**
+ * RFC 6381 codec string of an H.264 stream, read from its `avcC` box (in an init segment or MP4):
+ * `avc1.` + profile, constraint flags and level bytes exactly as the encoder wrote them.
+ */
+export function avcCodecFromInit(bytes: Uint8Array): string | null {
+  const at = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).indexOf("avcC");
+  if (at < 0 || at + 8 > bytes.length) return null;
+  // avcC: configurationVersion, AVCProfileIndication, profile_compatibility, AVCLevelIndication.
+  const [version, profile, compatibility, level] = bytes.subarray(at + 4, at + 8);
+  if (version !== 1 || profile === undefined || compatibility === undefined || level === undefined) return null;
+  return `avc1.${hex2(profile)}${hex2(compatibility)}${hex2(level)}`;
 }
 
 export const AAC_LC_CODEC = "mp4a.40.2";

@@ -29,11 +29,11 @@ export const clips = {
     await ffmpeg([...video("1920x1080", 30, seconds), ...tone(seconds), ...fastH264, "-c:a", "aac", "-shortest", path]);
     return path;
   },
-  /** 960×540 coded, tagged to display rotated a quarter turn (540×960 portrait), 2 s. */
+  /** 960×540 coded, tagged to display rotated a quarter turn (540×960 portrait), 3 s. */
   async portraitRotated(dir: string) {
     const plain = join(dir, "portrait-plain.mp4");
     const path = join(dir, "portrait-rotated.mp4");
-    await ffmpeg([...video("960x540", 30, 2), ...tone(2), ...fastH264, "-c:a", "aac", "-shortest", plain]);
+    await ffmpeg([...video("960x540", 30, 3), ...tone(3), ...fastH264, "-c:a", "aac", "-shortest", plain]);
     // ffmpeg 5.1 writes the display matrix from the `rotate` tag only when stream-copying.
     await ffmpeg(["-i", plain, "-c", "copy", "-metadata:s:v:0", "rotate=90", path]);
     return path;

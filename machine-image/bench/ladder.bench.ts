@@ -1,0 +1,136 @@
+/**
+ * `npm run bench`: what the single-decode ladder buys over one ffmpeg run per rendition, on the
+ * same generated 1080p clip in the same run (wall and CPU time), and how fast the ladder encodes
+ * relative to real time. Prints a table; nothing here is asserted.
+ *
+ *   BENCH_SECONDS=6 BENCH_X264_PRESETS=veryfast,medium npm run bench -w @tcoder/machine-image
+ */
+import { spawn } from "node:child_process";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type Preset, presets } from "@tcoder/worker/contract";
+import {
+  buildSingleRenditionArgs,
+  buildTranscodeArgs,
+  outputDirs,
+  type TranscodeSpec,
+  type X264Preset,
+} from "../src/media/ffmpeg-args.ts";
+import { planLadder } from "../src/media/ladder.ts";
+import { probeFile } from "../src/media/probe.ts";
+import { clips } from "../test/support/clips.ts";
+
+const seconds = Number(process.env.BENCH_SECONDS ?? 5);
+const x264Presets = (process.env.BENCH_X264_PRESETS ?? "veryfast").split(",") as X264Preset[];
+
+interface Measured {
+  wallSeconds: number;
+  cpuSeconds: number;
+}
+
+/** Runs a command under bash so `times` can report the CPU its children used (all threads). */
+function measure(command: string, args: readonly string[]): Promise<Measured> {
+  const script = '"$@" >/dev/null 2>/tmp/tcoder-bench.err || { cat /tmp/tcoder-bench.err >&2; exit 1; }; times';
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn("bash", ["-c", script, "bash", command, ...args], { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      out += chunk.toString();
+    });
+    child.on("close", (code) => {
+      if (code !== 0) return reject(new Error(`${command} failed`));
+      const childLine = out.trim().split("\n").at(-1) ?? "";
+      const toSeconds = (t: string) => {
+        const m = /(\d+)m([\d.]+)s/.exec(t);
+        return m ? Number(m[1]) * 60 + Number(m[2]) : 0;
+      };
+      const [user = "", system = ""] = childLine.split(/\s+/);
+      resolve({ wallSeconds: (performance.now() - started) / 1000, cpuSeconds: toSeconds(user) + toSeconds(system) });
+    });
+  });
+}
+
+const sum = (runs: Measured[]): Measured => ({
+  wallSeconds: runs.reduce((s, r) => s + r.wallSeconds, 0),
+  cpuSeconds: runs.reduce((s, r) => s + r.cpuSeconds, 0),
+});
+
+async function main() {
+  const dir = await mkdtemp(join(tmpdir(), "tcoder-bench-"));
+  try {
+    console.log(`generating a ${seconds} s 1920×1080 30 fps clip with audio…`);
+    const source = await clips.landscape1080(dir, seconds);
+    const probed = await probeFile(source, 0, { maxDurationSeconds: 1e6, maxPixels: 1e9 });
+    if (!probed.ok) throw new Error(probed.message);
+    // The ladder alone: poster and thumbnails would only flatter the single-decode side.
+    const preset: Preset = { ...presets["hls-ladder"], poster: false, thumbnails: null };
+    const plan = planLadder(preset, probed.probe);
+    const rows: string[][] = [];
+
+    for (const x264Preset of x264Presets) {
+      const spec = (workDir: string): TranscodeSpec => ({
+        inputPath: source,
+        workDir,
+        preset,
+        plan,
+        durationSeconds: probed.probe.durationSeconds,
+        x264Preset,
+        thumbnail: null,
+      });
+      const single = spec(join(dir, `single-${x264Preset}`));
+      for (const d of outputDirs(single)) await mkdir(d, { recursive: true });
+      const ladder = await measure(
+        "ffmpeg",
+        buildTranscodeArgs(single).filter((a) => a !== "pipe:1" && a !== "-progress"),
+      );
+
+      const separate = spec(join(dir, `separate-${x264Preset}`));
+      for (const d of outputDirs(separate)) await mkdir(d, { recursive: true });
+      const perRendition: Measured[] = [];
+      for (let i = 0; i < plan.renditions.length; i++)
+        perRendition.push(await measure("ffmpeg", buildSingleRenditionArgs(separate, i)));
+      const separateTotal = sum(perRendition);
+
+      const speed = (m: Measured) => `${(probed.probe.durationSeconds / m.wallSeconds).toFixed(2)}×`;
+      rows.push(
+        [
+          x264Preset,
+          "single decode: 1 ffmpeg, split+scale ×4",
+          ladder.wallSeconds.toFixed(2),
+          ladder.cpuSeconds.toFixed(2),
+          speed(ladder),
+        ],
+        [
+          x264Preset,
+          `one ffmpeg per rendition (×${plan.renditions.length})`,
+          separateTotal.wallSeconds.toFixed(2),
+          separateTotal.cpuSeconds.toFixed(2),
+          speed(separateTotal),
+        ],
+        [
+          x264Preset,
+          "ratio per-rendition ÷ single decode",
+          `${(separateTotal.wallSeconds / ladder.wallSeconds).toFixed(2)}×`,
+          `${(separateTotal.cpuSeconds / ladder.cpuSeconds).toFixed(2)}×`,
+          "",
+        ],
+      );
+    }
+
+    const header = ["x264", "variant", "wall s", "cpu s", "speed (× real time)"];
+    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+    const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(" | ")} |`;
+    console.log(
+      `\nHLS ladder ${plan.renditions.map((r) => `${r.width}x${r.height}`).join(", ")} from ${seconds} s of 1080p30 + AAC\n`,
+    );
+    console.log(line(header));
+    console.log(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
+    for (const row of rows) console.log(line(row));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
