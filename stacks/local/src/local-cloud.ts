@@ -1,0 +1,224 @@
+/**
+ * The local cloud: every service the control plane talks to, started in dependency order and
+ * wired the way `infra/` wires the real ones — redis-server → Upstash REST bridge → S3 store
+ * (R2 event notifications into the uploads queue) → Fly Machines API → the worker in workerd.
+ */
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { S3Client } from "@aws-sdk/client-s3";
+import {
+  defaultVars,
+  type SecretName,
+  type Settings,
+  secrets as secretDeclarations,
+  settingsSchema,
+  uploadNotification,
+  type VarName,
+} from "@tcoder/worker/bindings";
+import type { R2EventNotification } from "@tcoder/worker/contract";
+import { Redis } from "@upstash/redis";
+import {
+  type FlyApiFaults,
+  type LocalFlyApi,
+  type MachineRunner,
+  noopRunner,
+  startFlyApi,
+} from "./services/fly-api.ts";
+import { freePort } from "./services/free-port.ts";
+import { type RedisServer, startRedisServer } from "./services/redis-server.ts";
+import { startS3Store } from "./services/s3-store.ts";
+import { startUpstashBridge, type UpstashBridge } from "./services/upstash-bridge.ts";
+import { startWorkerRuntime, type WorkerRuntime } from "./services/worker-runtime.ts";
+
+/** The local stack's own values; everything else comes from `defaultVars`. */
+const localVars = {
+  INPUT_BUCKET: "tcoder-inputs",
+  OUTPUT_BUCKET: "tcoder-outputs",
+  FLY_APP_NAME: "tcoder-machines",
+  MACHINE_IMAGE: "tcoder-machine:local",
+  ALLOW_INSECURE_CALLBACKS: "true",
+} as const satisfies Partial<Record<VarName, string>>;
+const localFlyOrg = "personal";
+
+export interface LocalCloudPorts {
+  redis?: number;
+  upstash?: number;
+  s3?: number;
+  fly?: number;
+  worker?: number;
+}
+
+export interface StartLocalCloudOptions {
+  /** Holds redis data, S3 objects and the worker bundle; reuse it to keep state across restarts. */
+  dir: string;
+  /** MAX_MACHINES (overrides `vars.MAX_MACHINES`). */
+  maxMachines?: number;
+  /** Runs the machines the worker creates; default `noopRunner()` (machines that only idle). */
+  runner?: MachineRunner;
+  /** Overrides of `defaultVars` and the local values; endpoints are always the local services' own. */
+  vars?: Partial<Record<VarName, string>>;
+  /** Fixed secrets (e.g. a known API_TOKEN for a CLI); the rest are generated. */
+  secrets?: Partial<Record<SecretName, string>>;
+  /** A prebuilt worker module; default builds the real one with `buildWorkerBundle()`. */
+  workerScriptPath?: string;
+  ports?: LocalCloudPorts;
+  /** Runs the worker's scheduled handler this often (the local cron); off when unset. */
+  cronIntervalMs?: number;
+  flyFaults?: FlyApiFaults;
+}
+
+export interface LocalCloud {
+  settings: Settings;
+  /** Raw strings the worker is bound with (vars and secrets). */
+  env: Record<VarName | SecretName, string>;
+  /** The control-plane API (the worker over HTTP). */
+  apiUrl: string;
+  apiToken: string;
+  /** @upstash/redis client on the bridge — the same view of state the worker has. */
+  redis: Redis;
+  s3: S3Client;
+  fly: LocalFlyApi;
+  worker: WorkerRuntime;
+  redisServer: RedisServer;
+  upstash: UpstashBridge;
+  /** Stops everything in reverse start order; no process is left behind. */
+  stop(): Promise<void>;
+}
+
+/** Random, URL-safe, 43 characters: comfortably above every minimum in settingsSchema. */
+const generateSecret = () => randomBytes(32).toString("base64url");
+
+export async function startLocalCloud(opts: StartLocalCloudOptions): Promise<LocalCloud> {
+  const stoppers: (() => Promise<void>)[] = [];
+  const stopAll = async () => {
+    const failures: unknown[] = [];
+    for (const stop of stoppers.splice(0).reverse()) {
+      await stop().catch((err: unknown) => failures.push(err));
+    }
+    if (failures.length > 0) throw new AggregateError(failures, "local cloud: some services failed to stop");
+  };
+
+  try {
+    const secrets = Object.fromEntries(
+      (Object.keys(secretDeclarations) as SecretName[]).map((name) => [name, opts.secrets?.[name] ?? generateSecret()]),
+    ) as Record<SecretName, string>;
+    const chosen: Partial<Record<VarName, string>> = {
+      ...defaultVars,
+      ...localVars,
+      ...opts.vars,
+      ...(opts.maxMachines === undefined ? {} : { MAX_MACHINES: String(opts.maxMachines) }),
+    };
+    const inputBucket = chosen[uploadNotification.bucketVar] ?? localVars.INPUT_BUCKET;
+    const outputBucket = chosen.OUTPUT_BUCKET ?? localVars.OUTPUT_BUCKET;
+    const s3Region = chosen.S3_REGION ?? defaultVars.S3_REGION;
+    const flyAppName = chosen.FLY_APP_NAME ?? localVars.FLY_APP_NAME;
+
+    const redisServer = await startRedisServer({ dir: join(opts.dir, "redis"), port: opts.ports?.redis });
+    stoppers.push(() => redisServer.stop());
+    const upstash = await startUpstashBridge({
+      redisUrl: redisServer.url,
+      token: secrets.UPSTASH_REDIS_REST_TOKEN,
+      port: opts.ports?.upstash,
+    });
+    stoppers.push(() => upstash.stop());
+
+    // Objects can be created before the worker is up; their events wait for it like a real queue would.
+    let workerStarted: (runtime: WorkerRuntime) => void = () => {};
+    const workerReady = new Promise<WorkerRuntime>((resolve) => {
+      workerStarted = resolve;
+    });
+    const notifyUpload = async (bucket: string, event: R2EventNotification) => {
+      if (bucket !== inputBucket) return;
+      if (!event.object.key.startsWith(uploadNotification.prefix)) return;
+      if (!(uploadNotification.actions as readonly string[]).includes(event.action)) return;
+      const runtime = await workerReady;
+      await runtime.sendToQueue(uploadNotification.queue, event);
+    };
+
+    const store = await startS3Store({
+      dir: join(opts.dir, "s3"),
+      port: opts.ports?.s3,
+      credentials: { accessKeyId: secrets.S3_ACCESS_KEY_ID, secretAccessKey: secrets.S3_SECRET_ACCESS_KEY },
+      region: s3Region,
+      buckets: [inputBucket, outputBucket],
+      publicReadBuckets: [outputBucket],
+      onObjectCreated: notifyUpload,
+    });
+    stoppers.push(() => store.stop());
+
+    const fly = await startFlyApi({
+      token: secrets.FLY_API_TOKEN,
+      port: opts.ports?.fly,
+      runner: opts.runner ?? noopRunner(),
+      faults: opts.flyFaults,
+    });
+    stoppers.push(() => fly.stop());
+    const createdApp = await fetch(`${fly.url}/v1/apps`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${fly.token}`, "content-type": "application/json" },
+      body: JSON.stringify({ app_name: flyAppName, org_slug: localFlyOrg }),
+    });
+    if (createdApp.status !== 201) {
+      throw new Error(`local cloud: creating Fly app ${flyAppName} answered ${createdApp.status}`);
+    }
+    // Benchmarks count the control plane's Fly calls, not the stack's own setup.
+    fly.resetCalls();
+
+    const workerPort = opts.ports?.worker ?? (await freePort());
+    const workerUrl = `http://127.0.0.1:${workerPort}`;
+    const vars = {
+      ...chosen,
+      S3_ENDPOINT: store.endpoint,
+      S3_REGION: s3Region,
+      OUTPUTS_BASE_URL: store.publicBaseUrl(outputBucket),
+      UPSTASH_REDIS_REST_URL: upstash.url,
+      FLY_API_BASE_URL: fly.url,
+      CONTROL_PLANE_URL: workerUrl,
+    } as Record<VarName, string>;
+    const settings = settingsSchema.parse({ ...vars, ...secrets });
+
+    const workerScriptPath = opts.workerScriptPath ?? (await buildWorker(opts.dir));
+    const worker = await startWorkerRuntime({
+      scriptPath: workerScriptPath,
+      vars,
+      secrets,
+      port: workerPort,
+      cronIntervalMs: opts.cronIntervalMs,
+    });
+    stoppers.push(() => worker.stop());
+    workerStarted(worker);
+
+    const redis = new Redis({ url: upstash.url, token: upstash.token, enableTelemetry: false });
+    const s3 = new S3Client({
+      endpoint: store.endpoint,
+      region: s3Region,
+      forcePathStyle: true,
+      credentials: { accessKeyId: secrets.S3_ACCESS_KEY_ID, secretAccessKey: secrets.S3_SECRET_ACCESS_KEY },
+    });
+    stoppers.push(async () => s3.destroy());
+
+    return {
+      settings,
+      env: { ...vars, ...secrets },
+      apiUrl: worker.url,
+      apiToken: secrets.API_TOKEN,
+      redis,
+      s3,
+      fly,
+      worker,
+      redisServer,
+      upstash,
+      stop: stopAll,
+    };
+  } catch (err) {
+    await stopAll().catch(() => {});
+    throw err;
+  }
+}
+
+async function buildWorker(dir: string): Promise<string> {
+  // Imported lazily: tests that bring their own worker module need neither esbuild nor the worker's sources.
+  const { buildWorkerBundle } = await import("@tcoder/worker/bundle");
+  const bundle = await buildWorkerBundle({ outDir: join(dir, "worker") });
+  return bundle.path;
+}

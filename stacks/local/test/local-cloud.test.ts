@@ -1,0 +1,93 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { PutObjectCommand } from "@aws-sdk/client-s3";
+import { queues, settingsSchema } from "@tcoder/worker/bindings";
+import { R2EventNotification } from "@tcoder/worker/contract";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type LocalCloud, startLocalCloud } from "../src/local-cloud.ts";
+
+const workerScriptPath = fileURLToPath(new URL("./fixtures/recording-worker.mjs", import.meta.url));
+
+interface Received {
+  queue: { queue: string; body: unknown; attempts: number }[];
+}
+
+const acceptsConnections = (url: string) =>
+  new Promise<boolean>((resolve) => {
+    const { hostname, port } = new URL(url);
+    const socket = connect(Number(port), hostname);
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+  });
+
+describe("local cloud", () => {
+  let dir: string;
+  let cloud: LocalCloud;
+  const received = async () => (await fetch(`${cloud.apiUrl}/received`)).json() as Promise<Received>;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "tcoder-local-cloud-"));
+    cloud = await startLocalCloud({ dir, maxMachines: 2, workerScriptPath });
+  });
+  afterAll(async () => {
+    await cloud?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("binds the worker with valid settings pointing at the local services", async () => {
+    expect(() => settingsSchema.parse(cloud.env)).not.toThrow();
+    expect(cloud.settings.MAX_MACHINES).toBe(2);
+    expect(cloud.settings.ALLOW_INSECURE_CALLBACKS).toBe(true);
+    expect(cloud.settings.CONTROL_PLANE_URL).toBe(cloud.apiUrl);
+    expect(cloud.settings.FLY_API_BASE_URL).toBe(cloud.fly.url);
+    expect(cloud.settings.API_TOKEN.length).toBeGreaterThanOrEqual(32);
+    expect(cloud.settings.MACHINE_EVENTS_SECRET).not.toBe(cloud.settings.CALLBACK_SIGNING_SECRET);
+    const bound = await (await fetch(`${cloud.apiUrl}/env?name=S3_ENDPOINT&name=API_TOKEN`)).json();
+    expect(bound).toEqual({ S3_ENDPOINT: cloud.settings.S3_ENDPOINT, API_TOKEN: cloud.apiToken });
+  });
+
+  it("has the Fly app created and Redis reachable through the Upstash bridge", async () => {
+    const app = await fetch(`${cloud.fly.url}/v1/apps/${cloud.settings.FLY_APP_NAME}`, {
+      headers: { authorization: `Bearer ${cloud.settings.FLY_API_TOKEN}` },
+    });
+    expect(app.status).toBe(200);
+    await cloud.redis.set("local-cloud:probe", "1");
+    expect(await cloud.redis.get("local-cloud:probe")).toBe(1);
+  });
+
+  it("turns a PUT under inputs/ in the input bucket into an R2 event at the uploads consumer, and nothing else", async () => {
+    const put = (bucket: string, key: string) =>
+      cloud.s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: "video bytes", ContentType: "video/mp4" }));
+    await put(cloud.settings.INPUT_BUCKET, "elsewhere/job-0/clip.mp4");
+    await put(cloud.settings.OUTPUT_BUCKET, "inputs/job-0/clip.mp4");
+    await put(cloud.settings.INPUT_BUCKET, "inputs/job-1/clip.mp4");
+
+    await expect.poll(async () => (await received()).queue.length, { timeout: 15_000, interval: 250 }).toBe(1);
+    const [message] = (await received()).queue;
+    expect(message?.queue).toBe(queues.uploads.name);
+    const event = R2EventNotification.parse(message?.body);
+    expect(event).toMatchObject({
+      action: "PutObject",
+      bucket: cloud.settings.INPUT_BUCKET,
+      object: { key: "inputs/job-1/clip.mp4", size: "video bytes".length },
+    });
+  });
+
+  it("stops every service, leaving nothing listening", async () => {
+    const endpoints = [
+      cloud.apiUrl,
+      cloud.fly.url,
+      cloud.settings.S3_ENDPOINT,
+      cloud.settings.UPSTASH_REDIS_REST_URL,
+      cloud.redisServer.url,
+    ];
+    await cloud.stop();
+    for (const url of endpoints) expect(await acceptsConnections(url.replace("redis://", "http://")), url).toBe(false);
+  });
+});
