@@ -1,0 +1,523 @@
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  ListPartsCommand,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCommand,
+} from "@aws-sdk/client-s3";
+import { Upload } from "@aws-sdk/lib-storage";
+import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
+import { R2EventNotification } from "@tcoder/worker/contract";
+import { AwsClient } from "aws4fetch";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { type S3Store, startS3Store } from "../../src/services/s3-store.ts";
+
+const credentials = { accessKeyId: "local-access-key", secretAccessKey: "local-secret-key" };
+const region = "auto";
+const md5 = (bytes: Buffer | string) => createHash("md5").update(bytes).digest("hex");
+type WithBody = { Body?: { transformToByteArray(): Promise<Uint8Array> } };
+const bodyBytes = async (output: WithBody) => Buffer.from((await output.Body?.transformToByteArray()) ?? []);
+const bodyText = async (output: WithBody) => (await bodyBytes(output)).toString("utf8");
+
+let dir: string;
+let store: S3Store;
+let events: { bucket: string; event: R2EventNotification }[] = [];
+let failNextDelivery = false;
+let s3: S3Client;
+let aws: AwsClient;
+
+async function start() {
+  return startS3Store({
+    dir,
+    credentials,
+    region,
+    buckets: ["uploads", "outputs"],
+    publicReadBuckets: ["outputs"],
+    onObjectCreated: (bucket, event) => {
+      if (failNextDelivery) {
+        failNextDelivery = false;
+        throw new Error("consumer hiccup");
+      }
+      events.push({ bucket, event });
+    },
+  });
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "tcoder-s3-"));
+  store = await start();
+  s3 = new S3Client({ endpoint: store.endpoint, region, forcePathStyle: true, credentials });
+  aws = new AwsClient({ ...credentials, service: "s3", region });
+});
+afterAll(async () => {
+  s3?.destroy();
+  await store?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+beforeEach(() => {
+  events = [];
+  store.setFaults(undefined);
+});
+
+async function eventFor(key: string): Promise<{ bucket: string; event: R2EventNotification }> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const found = events.find((e) => e.event.object.key === key);
+    if (found) return found;
+    if (Date.now() > deadline) throw new Error(`no event for ${key}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** A presigned URL the way the worker makes them: aws4fetch, query-signed, every header signed. */
+async function presign(method: string, path: string, headers: Record<string, string> = {}, extra = {}) {
+  const signed = await aws.sign(`${store.endpoint}${path}`, {
+    method,
+    headers,
+    aws: { signQuery: true, allHeaders: true, ...extra },
+  });
+  return new URL(signed.url);
+}
+
+describe("objects through the AWS SDK", () => {
+  it("puts a Buffer with headers and metadata, then gets and heads it back", async () => {
+    const body = Buffer.from("fake mp4 bytes");
+    const put = await s3.send(
+      new PutObjectCommand({
+        Bucket: "uploads",
+        Key: "in/clip one.mp4",
+        Body: body,
+        ContentType: "video/mp4",
+        CacheControl: "max-age=60",
+        ContentDisposition: 'attachment; filename="clip.mp4"',
+        Metadata: { jobid: "job-1" },
+      }),
+    );
+    expect(put.ETag).toBe(`"${md5(body)}"`);
+
+    const got = await s3.send(new GetObjectCommand({ Bucket: "uploads", Key: "in/clip one.mp4" }));
+    expect(await bodyBytes(got)).toEqual(body);
+    expect(got.ContentType).toBe("video/mp4");
+    expect(got.CacheControl).toBe("max-age=60");
+    expect(got.ContentDisposition).toBe('attachment; filename="clip.mp4"');
+    expect(got.Metadata).toEqual({ jobid: "job-1" });
+
+    const head = await s3.send(new HeadObjectCommand({ Bucket: "uploads", Key: "in/clip one.mp4" }));
+    expect(head.ContentLength).toBe(body.length);
+    expect(head.ETag).toBe(put.ETag);
+  });
+
+  it("stores the real bytes of a streamed body sent aws-chunked with a checksum trailer", async () => {
+    const seen: Record<string, string>[] = [];
+    const client = new S3Client({ endpoint: store.endpoint, region, forcePathStyle: true, credentials });
+    client.middlewareStack.add(
+      (next) => async (args) => {
+        seen.push({ ...(args.request as { headers: Record<string, string> }).headers });
+        return next(args);
+      },
+      { step: "finalizeRequest", priority: "low" },
+    );
+    const body = randomBytes(300_000);
+    await client.send(
+      new PutObjectCommand({
+        Bucket: "uploads",
+        Key: "streamed.bin",
+        Body: Readable.from([body.subarray(0, 100_000), body.subarray(100_000)]),
+        ContentLength: body.length,
+      }),
+    );
+    client.destroy();
+    expect(seen[0]?.["content-encoding"]).toContain("aws-chunked");
+    expect(seen[0]?.["x-amz-trailer"]).toBe("x-amz-checksum-crc32");
+
+    const got = await s3.send(new GetObjectCommand({ Bucket: "uploads", Key: "streamed.bin" }));
+    expect((await bodyBytes(got)).equals(body)).toBe(true);
+    expect(got.ETag).toBe(`"${md5(body)}"`);
+    expect(got.ContentEncoding).toBeUndefined();
+  });
+
+  it("uploads a 12 MB body in parts with lib-storage; the ETag is md5 of the part md5s, -3", async () => {
+    const body = randomBytes(12 * 1024 * 1024);
+    const upload = new Upload({
+      client: s3,
+      params: { Bucket: "uploads", Key: "big/input.mp4", Body: body, ContentType: "video/mp4" },
+      partSize: 5 * 1024 * 1024,
+    });
+    const done = await upload.done();
+    const partMd5s = [0, 1, 2].map((i) =>
+      Buffer.from(md5(body.subarray(i * 5 * 1024 * 1024, (i + 1) * 5 * 1024 * 1024)), "hex"),
+    );
+    const expectedEtag = `"${md5(Buffer.concat(partMd5s))}-3"`;
+    expect(done.ETag).toBe(expectedEtag);
+
+    const got = await s3.send(new GetObjectCommand({ Bucket: "uploads", Key: "big/input.mp4" }));
+    expect(got.ContentType).toBe("video/mp4");
+    expect(got.ContentLength).toBe(body.length);
+    expect(md5(await bodyBytes(got))).toBe(md5(body));
+
+    const { event } = await eventFor("big/input.mp4");
+    expect(event).toMatchObject({
+      action: "CompleteMultipartUpload",
+      object: { size: body.length, eTag: expectedEtag.slice(1, -1) },
+    });
+  });
+
+  it("lists the parts of an unfinished multipart upload and forgets it once aborted", async () => {
+    const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: "uploads", Key: "parts.bin" }));
+    const part1 = randomBytes(5 * 1024 * 1024);
+    const one = await s3.send(
+      new UploadPartCommand({ Bucket: "uploads", Key: "parts.bin", UploadId, PartNumber: 1, Body: part1 }),
+    );
+    await s3.send(
+      new UploadPartCommand({ Bucket: "uploads", Key: "parts.bin", UploadId, PartNumber: 2, Body: "tail" }),
+    );
+    const listed = await s3.send(new ListPartsCommand({ Bucket: "uploads", Key: "parts.bin", UploadId }));
+    expect(listed.Parts?.map((p) => [p.PartNumber, p.ETag, p.Size])).toEqual([
+      [1, one.ETag, part1.length],
+      [2, `"${md5("tail")}"`, 4],
+    ]);
+    await s3.send(new AbortMultipartUploadCommand({ Bucket: "uploads", Key: "parts.bin", UploadId }));
+    await expect(
+      s3.send(new ListPartsCommand({ Bucket: "uploads", Key: "parts.bin", UploadId })),
+    ).rejects.toMatchObject({
+      name: "NoSuchUpload",
+    });
+    await expect(s3.send(new HeadObjectCommand({ Bucket: "uploads", Key: "parts.bin" }))).rejects.toMatchObject({
+      $metadata: { httpStatusCode: 404 },
+    });
+  });
+
+  it("refuses to complete an upload whose parts (but the last) are under 5 MiB", async () => {
+    const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: "uploads", Key: "small-parts.bin" }));
+    const a = await s3.send(
+      new UploadPartCommand({ Bucket: "uploads", Key: "small-parts.bin", UploadId, PartNumber: 1, Body: "a" }),
+    );
+    const b = await s3.send(
+      new UploadPartCommand({ Bucket: "uploads", Key: "small-parts.bin", UploadId, PartNumber: 2, Body: "b" }),
+    );
+    await expect(
+      s3.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: "uploads",
+          Key: "small-parts.bin",
+          UploadId,
+          MultipartUpload: {
+            Parts: [
+              { PartNumber: 1, ETag: a.ETag },
+              { PartNumber: 2, ETag: b.ETag },
+            ],
+          },
+        }),
+      ),
+    ).rejects.toMatchObject({ name: "EntityTooSmall" });
+  });
+
+  it("answers a Range request with 206 and only those bytes", async () => {
+    await s3.send(new PutObjectCommand({ Bucket: "uploads", Key: "range.txt", Body: "0123456789" }));
+    const got = await s3.send(new GetObjectCommand({ Bucket: "uploads", Key: "range.txt", Range: "bytes=2-5" }));
+    expect(got.$metadata.httpStatusCode).toBe(206);
+    expect(got.ContentRange).toBe("bytes 2-5/10");
+    expect(await bodyText(got)).toBe("2345");
+    const tail = await s3.send(new GetObjectCommand({ Bucket: "uploads", Key: "range.txt", Range: "bytes=-3" }));
+    expect(await bodyText(tail)).toBe("789");
+  });
+
+  it("answers If-None-Match with the current ETag with 304", async () => {
+    const { ETag } = await s3.send(new PutObjectCommand({ Bucket: "uploads", Key: "cached.txt", Body: "v1" }));
+    await expect(
+      s3.send(new GetObjectCommand({ Bucket: "uploads", Key: "cached.txt", IfNoneMatch: ETag })),
+    ).rejects.toMatchObject({
+      $metadata: { httpStatusCode: 304 },
+    });
+    const fresh = await s3.send(new GetObjectCommand({ Bucket: "uploads", Key: "cached.txt", IfNoneMatch: '"other"' }));
+    expect(await bodyText(fresh)).toBe("v1");
+  });
+
+  it("lists with prefix, delimiter, max-keys and continuation tokens", async () => {
+    const keys = ["list/a.txt", "list/b/1.ts", "list/b/2.ts", "list/c.txt", "list/d/1.ts", "other.txt"];
+    for (const Key of keys) await s3.send(new PutObjectCommand({ Bucket: "uploads", Key, Body: Key }));
+
+    const grouped = await s3.send(new ListObjectsV2Command({ Bucket: "uploads", Prefix: "list/", Delimiter: "/" }));
+    expect(grouped.Contents?.map((o) => o.Key)).toEqual(["list/a.txt", "list/c.txt"]);
+    expect(grouped.CommonPrefixes?.map((p) => p.Prefix)).toEqual(["list/b/", "list/d/"]);
+    expect(grouped.Contents?.[0]?.Size).toBe("list/a.txt".length);
+
+    const pages: string[][] = [];
+    let token: string | undefined;
+    do {
+      const page = await s3.send(
+        new ListObjectsV2Command({
+          Bucket: "uploads",
+          Prefix: "list/",
+          Delimiter: "/",
+          MaxKeys: 1,
+          ContinuationToken: token,
+        }),
+      );
+      pages.push([
+        ...(page.Contents ?? []).map((o) => o.Key ?? ""),
+        ...(page.CommonPrefixes ?? []).map((p) => p.Prefix ?? ""),
+      ]);
+      token = page.NextContinuationToken;
+      expect(page.IsTruncated).toBe(token !== undefined);
+    } while (token);
+    expect(pages).toEqual([["list/a.txt"], ["list/b/"], ["list/c.txt"], ["list/d/"]]);
+
+    const flat = await s3.send(new ListObjectsV2Command({ Bucket: "uploads", Prefix: "list/b/" }));
+    expect(flat.Contents?.map((o) => o.Key)).toEqual(["list/b/1.ts", "list/b/2.ts"]);
+  });
+
+  it("copies an object, keeping its headers, and announces it as CopyObject", async () => {
+    await s3.send(new PutObjectCommand({ Bucket: "uploads", Key: "src/a.mp4", Body: "abc", ContentType: "video/mp4" }));
+    await s3.send(new CopyObjectCommand({ Bucket: "outputs", Key: "copied/a.mp4", CopySource: "uploads/src/a.mp4" }));
+    const head = await s3.send(new HeadObjectCommand({ Bucket: "outputs", Key: "copied/a.mp4" }));
+    expect(head.ContentType).toBe("video/mp4");
+    const { bucket, event } = await eventFor("copied/a.mp4");
+    expect(bucket).toBe("outputs");
+    expect(event).toMatchObject({ action: "CopyObject", copySource: { bucket: "uploads", object: "src/a.mp4" } });
+  });
+
+  it("deletes objects, one or many, and then answers NoSuchKey", async () => {
+    for (const Key of ["del/1", "del/2", "del/3"])
+      await s3.send(new PutObjectCommand({ Bucket: "uploads", Key, Body: "x" }));
+    await s3.send(new DeleteObjectCommand({ Bucket: "uploads", Key: "del/1" }));
+    await s3.send(
+      new DeleteObjectsCommand({ Bucket: "uploads", Delete: { Objects: [{ Key: "del/2" }, { Key: "del/3" }] } }),
+    );
+    const left = await s3.send(new ListObjectsV2Command({ Bucket: "uploads", Prefix: "del/" }));
+    expect(left.KeyCount).toBe(0);
+    await expect(s3.send(new GetObjectCommand({ Bucket: "uploads", Key: "del/1" }))).rejects.toMatchObject({
+      name: "NoSuchKey",
+      $metadata: { httpStatusCode: 404 },
+    });
+  });
+
+  it("answers NoSuchBucket for a bucket it does not have", async () => {
+    await expect(s3.send(new GetObjectCommand({ Bucket: "nope", Key: "k" }))).rejects.toMatchObject({
+      name: "NoSuchBucket",
+    });
+  });
+
+  it("refuses a client signing with the wrong secret (SignatureDoesNotMatch) or an unknown key id", async () => {
+    const wrongSecret = new S3Client({
+      endpoint: store.endpoint,
+      region,
+      forcePathStyle: true,
+      credentials: { ...credentials, secretAccessKey: "guess" },
+    });
+    await expect(
+      wrongSecret.send(new PutObjectCommand({ Bucket: "uploads", Key: "x", Body: "x" })),
+    ).rejects.toMatchObject({
+      name: "SignatureDoesNotMatch",
+      $metadata: { httpStatusCode: 403 },
+    });
+    const unknownKey = new S3Client({
+      endpoint: store.endpoint,
+      region,
+      forcePathStyle: true,
+      credentials: { ...credentials, accessKeyId: "someone" },
+    });
+    await expect(unknownKey.send(new GetObjectCommand({ Bucket: "uploads", Key: "x" }))).rejects.toMatchObject({
+      name: "InvalidAccessKeyId",
+    });
+    wrongSecret.destroy();
+    unknownKey.destroy();
+  });
+});
+
+describe("presigned URLs", () => {
+  it("accepts a valid presigned PUT from fetch and delivers an R2-shaped event after it", async () => {
+    const body = "hello world";
+    const url = await presign("PUT", "/uploads/presigned/in.mp4", {
+      "content-type": "video/mp4",
+      "content-length": "11",
+    });
+    expect(url.searchParams.get("X-Amz-SignedHeaders")).toBe("content-length;content-type;host");
+    const response = await fetch(url, { method: "PUT", body, headers: { "content-type": "video/mp4" } });
+    expect(response.status).toBe(200);
+    expect(response.headers.get("etag")).toBe(`"${md5(body)}"`);
+
+    const { bucket, event } = await eventFor("presigned/in.mp4");
+    expect(bucket).toBe("uploads");
+    expect(R2EventNotification.parse(event)).toEqual({
+      account: "local",
+      action: "PutObject",
+      bucket: "uploads",
+      object: { key: "presigned/in.mp4", size: 11, eTag: md5(body) },
+      eventTime: expect.any(String),
+    });
+    expect(new Date(event.eventTime).toISOString()).toBe(event.eventTime);
+  });
+
+  it("refuses a presigned URL whose signature was tampered with", async () => {
+    const url = await presign("PUT", "/uploads/tampered.mp4");
+    const signature = url.searchParams.get("X-Amz-Signature") ?? "";
+    url.searchParams.set("X-Amz-Signature", `${signature.slice(0, -1)}${signature.endsWith("0") ? "1" : "0"}`);
+    const response = await fetch(url, { method: "PUT", body: "x" });
+    expect(response.status).toBe(403);
+    expect(await response.text()).toContain("<Code>SignatureDoesNotMatch</Code>");
+    const head = await s3.send(new HeadObjectCommand({ Bucket: "uploads", Key: "tampered.mp4" })).catch((e) => e);
+    expect(head).toMatchObject({ $metadata: { httpStatusCode: 404 } });
+  });
+
+  it("refuses a presigned URL used for another key than it signed", async () => {
+    const url = await presign("PUT", "/uploads/allowed.mp4");
+    const other = new URL(url.toString().replace("/uploads/allowed.mp4", "/uploads/other.mp4"));
+    expect((await fetch(other, { method: "PUT", body: "x" })).status).toBe(403);
+  });
+
+  it("refuses an expired presigned URL with AccessDenied 'Request has expired'", async () => {
+    const anHourAgo = new Date(Date.now() - 3600_000).toISOString().replace(/[:-]|\.\d{3}/g, "");
+    const signed = await aws.sign(`${store.endpoint}/uploads/late.mp4?X-Amz-Expires=900`, {
+      method: "PUT",
+      aws: { signQuery: true, datetime: anHourAgo },
+    });
+    const response = await fetch(signed.url, { method: "PUT", body: "x" });
+    expect(response.status).toBe(403);
+    const xml = await response.text();
+    expect(xml).toContain("<Code>AccessDenied</Code>");
+    expect(xml).toContain("Request has expired");
+  });
+
+  it("refuses a presigned PUT whose content-length or content-type differ from what was signed", async () => {
+    const url = await presign("PUT", "/uploads/sized.mp4", { "content-type": "video/mp4", "content-length": "5" });
+    const longer = await fetch(url, { method: "PUT", body: "123456", headers: { "content-type": "video/mp4" } });
+    expect(longer.status).toBe(403);
+    const otherType = await fetch(url, { method: "PUT", body: "12345", headers: { "content-type": "text/html" } });
+    expect(otherType.status).toBe(403);
+    const exact = await fetch(url, { method: "PUT", body: "12345", headers: { "content-type": "video/mp4" } });
+    expect(exact.status).toBe(200);
+  });
+
+  it("serves presigned GET and PUT URLs made by @aws-sdk/s3-request-presigner", async () => {
+    const putUrl = await getSignedUrl(s3, new PutObjectCommand({ Bucket: "uploads", Key: "sdk-presigned.txt" }), {
+      expiresIn: 60,
+    });
+    const put = await fetch(putUrl, { method: "PUT", body: "via presigner" });
+    expect(put.status).toBe(200);
+    const getUrl = await getSignedUrl(
+      s3,
+      new GetObjectCommand({ Bucket: "uploads", Key: "sdk-presigned.txt", ResponseContentDisposition: "attachment" }),
+      { expiresIn: 60 },
+    );
+    const got = await fetch(getUrl);
+    expect(await got.text()).toBe("via presigner");
+    expect(got.headers.get("content-disposition")).toBe("attachment");
+  });
+
+  it("checks a signed x-amz-content-sha256 against the bytes that arrived", async () => {
+    const claimed = createHash("sha256").update("the body I signed").digest("hex");
+    const signed = await aws.sign(`${store.endpoint}/uploads/hashed.txt`, {
+      method: "PUT",
+      headers: { "x-amz-content-sha256": claimed },
+    });
+    const response = await fetch(signed.url, { method: "PUT", headers: signed.headers, body: "another body" });
+    expect(response.status).toBe(400);
+    expect(await response.text()).toContain("XAmzContentSHA256Mismatch");
+    const honest = await aws.fetch(`${store.endpoint}/uploads/hashed.txt`, {
+      method: "PUT",
+      body: "the body I signed",
+    });
+    expect(honest.status).toBe(200);
+  });
+});
+
+describe("browsers and players", () => {
+  it("lets anyone GET and HEAD objects of a public bucket, with their content type", async () => {
+    await s3.send(
+      new PutObjectCommand({
+        Bucket: "outputs",
+        Key: "job-1/hls/master.m3u8",
+        Body: "#EXTM3U",
+        ContentType: "application/vnd.apple.mpegurl",
+      }),
+    );
+    const response = await fetch(`${store.publicBaseUrl("outputs")}/job-1/hls/master.m3u8`);
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-type")).toBe("application/vnd.apple.mpegurl");
+    expect(response.headers.get("access-control-allow-origin")).toBe("*");
+    expect(await response.text()).toBe("#EXTM3U");
+    expect((await fetch(`${store.publicBaseUrl("outputs")}/job-1/hls/master.m3u8`, { method: "HEAD" })).status).toBe(
+      200,
+    );
+  });
+
+  it("refuses anonymous reads of a private bucket and anonymous writes anywhere", async () => {
+    await s3.send(new PutObjectCommand({ Bucket: "uploads", Key: "private.mp4", Body: "x" }));
+    const read = await fetch(`${store.endpoint}/uploads/private.mp4`);
+    expect(read.status).toBe(403);
+    expect(await read.text()).toContain("<Code>AccessDenied</Code>");
+    expect((await fetch(`${store.publicBaseUrl("outputs")}/evil.html`, { method: "PUT", body: "x" })).status).toBe(403);
+    expect((await fetch(`${store.publicBaseUrl("outputs")}/job-1/hls/master.m3u8`, { method: "DELETE" })).status).toBe(
+      403,
+    );
+    expect((await fetch(`${store.publicBaseUrl("outputs")}?list-type=2`)).status).toBe(403);
+  });
+
+  it("answers CORS preflights and exposes the ETag", async () => {
+    const preflight = await fetch(`${store.endpoint}/uploads/browser.mp4`, {
+      method: "OPTIONS",
+      headers: {
+        origin: "https://app.example",
+        "access-control-request-method": "PUT",
+        "access-control-request-headers": "content-type",
+      },
+    });
+    expect(preflight.status).toBe(200);
+    expect(preflight.headers.get("access-control-allow-origin")).toBe("*");
+    expect(preflight.headers.get("access-control-allow-methods")).toContain("PUT");
+    expect(preflight.headers.get("access-control-allow-headers")).toBe("content-type");
+    const put = await fetch(await presign("PUT", "/uploads/browser.mp4"), { method: "PUT", body: "x" });
+    expect(put.headers.get("access-control-expose-headers")).toContain("ETag");
+  });
+});
+
+describe("durability and faults", () => {
+  it("keeps objects across a restart on the same dir", async () => {
+    await s3.send(
+      new PutObjectCommand({ Bucket: "uploads", Key: "kept.txt", Body: "still here", ContentType: "text/plain" }),
+    );
+    await store.stop();
+    store = await start();
+    const client = new S3Client({ endpoint: store.endpoint, region, forcePathStyle: true, credentials });
+    const got = await client.send(new GetObjectCommand({ Bucket: "uploads", Key: "kept.txt" }));
+    expect(await bodyText(got)).toBe("still here");
+    expect(got.ContentType).toBe("text/plain");
+    s3.destroy();
+    s3 = client;
+  });
+
+  it("retries an event delivery whose consumer threw", async () => {
+    failNextDelivery = true;
+    await s3.send(new PutObjectCommand({ Bucket: "uploads", Key: "retried.txt", Body: "x" }));
+    const { event } = await eventFor("retried.txt");
+    expect(event.action).toBe("PutObject");
+    expect(events.filter((e) => e.event.object.key === "retried.txt")).toHaveLength(1);
+  });
+
+  it("injects InternalError faults only for the operations asked for", async () => {
+    await s3.send(new PutObjectCommand({ Bucket: "uploads", Key: "flaky.txt", Body: "x" }));
+    store.setFaults({ failRate: 1, ops: ["get"] });
+    const noRetries = new AwsClient({ ...credentials, service: "s3", region, retries: 0 });
+    const failing = await noRetries.fetch(`${store.endpoint}/uploads/flaky.txt`);
+    expect(failing.status).toBe(500);
+    expect(await failing.text()).toContain("<Code>InternalError</Code>");
+    const put = await fetch(await presign("PUT", "/uploads/flaky.txt"), { method: "PUT", body: "y" });
+    expect(put.status).toBe(200);
+    store.setFaults(undefined);
+    expect(await (await aws.fetch(`${store.endpoint}/uploads/flaky.txt`)).text()).toBe("y");
+  });
+});
