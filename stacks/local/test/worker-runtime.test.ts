@@ -1,5 +1,8 @@
+import { copyFile, mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { crons, queues } from "@tcoder/worker/bindings";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -99,6 +102,25 @@ describe("worker runtime (workerd via Miniflare)", () => {
     const attempts = (await received()).queue.filter((m) => (m.body as { n?: number }).n === 1).map((m) => m.attempts);
     expect(attempts).toEqual(Array.from({ length: q.maxRetries + 1 }, (_, i) => i + 1));
   }, 60_000);
+});
+
+describe("worker runtime startup", () => {
+  it("runs a bundle that lives outside the working directory (e.g. a build in a temp dir)", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "worker-bundle-"));
+    const runtime = await startWorkerRuntime({ scriptPath: await copyInto(dir), vars: {}, secrets: {} });
+    try {
+      expect(await (await fetch(`${runtime.url}/x`)).text()).toBe("hello from GET /x");
+    } finally {
+      await runtime.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  const copyInto = async (dir: string) => {
+    const target = join(dir, "worker.js");
+    await copyFile(scriptPath, target);
+    return target;
+  };
 });
 
 describe("worker runtime cron loop", () => {

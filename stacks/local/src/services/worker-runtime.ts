@@ -4,6 +4,7 @@
  * and reachable over real HTTP so machine processes can post their events to it.
  */
 import { randomUUID } from "node:crypto";
+import { dirname } from "node:path";
 import { compatibilityDate, compatibilityFlags, crons, queueProducers, queues } from "@tcoder/worker/bindings";
 import { Miniflare, type WorkerOptions } from "miniflare";
 
@@ -107,6 +108,8 @@ export async function startWorkerRuntime(opts: StartWorkerRuntimeOptions): Promi
     name: "tcoder",
     modules: true,
     scriptPath: opts.scriptPath,
+    // Module names are paths relative to this root; workerd refuses names that climb out with "..".
+    modulesRoot: dirname(opts.scriptPath),
     compatibilityDate,
     compatibilityFlags: [...compatibilityFlags],
     bindings: { ...opts.vars, ...opts.secrets },
