@@ -33,6 +33,10 @@ export interface RegisteredResource {
   inputs: Record<string, Plain>;
   /** Inputs as the provider would receive them (secrets in the clear). */
   rawInputs: Record<string, unknown>;
+  /** What the mocked provider answered: inputs plus computed outputs (ids, domains, tokens). */
+  state: Record<string, unknown>;
+  /** Input property → URNs of the resources it was computed from. */
+  propertyDependencies: Record<string, string[]>;
 }
 
 export interface StackOutput {
@@ -136,6 +140,7 @@ interface RegisterRequest {
   getParent(): string;
   getCustom(): boolean;
   getObject(): { toJavaScript(): Record<string, unknown> } | undefined;
+  getPropertydependenciesMap(): { forEach(fn: (value: { getUrnsList(): string[] }, key: string) => void): void };
 }
 type Callback = (err: unknown, response?: { getUrn(): string }) => void;
 interface MonitorLike {
@@ -155,6 +160,7 @@ export async function runProgram(
     else config[key] = value;
   }
   const resources: RegisteredResource[] = [];
+  const states = new Map<string, Record<string, unknown>>();
 
   await pulumi.runtime.setMocks(
     {
@@ -162,6 +168,7 @@ export async function runProgram(
         const inputs = args.inputs as Record<string, unknown>;
         const state = { ...inputs, ...fakeOutputs(args.type, args.name, inputs) };
         delete state.__provider;
+        states.set(`${args.type}::${args.name}`, state);
         return { id: args.custom ? `${args.name}-id` : undefined, state };
       },
       call(args) {
@@ -183,6 +190,10 @@ export async function runProgram(
   const register = monitor.registerResource.bind(monitor);
   monitor.registerResource = (req, callback) => {
     const raw = req.getObject()?.toJavaScript() ?? {};
+    const propertyDependencies: Record<string, string[]> = {};
+    req.getPropertydependenciesMap().forEach((deps, key) => {
+      propertyDependencies[key] = deps.getUrnsList();
+    });
     return register(req, (err, response) => {
       if (!err && response) {
         const { __provider: _, ...inputs } = raw;
@@ -194,6 +205,8 @@ export async function runProgram(
           parentUrn: req.getParent() || undefined,
           inputs: toPlain(inputs) as Record<string, Plain>,
           rawInputs: reveal(inputs) as Record<string, unknown>,
+          state: reveal(states.get(`${req.getType()}::${req.getName()}`) ?? {}) as Record<string, unknown>,
+          propertyDependencies,
         });
       }
       callback(err, response);
