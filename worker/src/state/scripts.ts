@@ -164,11 +164,14 @@ redis.call('HSET', cfg.jobKey, 'finishedAt', cfg.now)
 return reply({result = 'ok', job = job_flat(cfg.jobKey)})
 `);
 
-/** KEYS: queue. A job whose source never arrived has nothing to retry. */
+/**
+ * KEYS: queue. A job canceled before its upload event arrived is retried too: the object may
+ * have landed since, and a machine that cannot find it fails the job with `input_missing`.
+ */
 export const retryScript = script(`
 local state = redis.call('HGET', cfg.jobKey, 'state')
 if not state then return reply({result = 'not_found'}) end
-if not includes(cfg.from, state) or redis.call('HEXISTS', cfg.jobKey, 'uploadedAt') == 0 then
+if not includes(cfg.from, state) then
   return reply({result = 'invalid_state', job = job_flat(cfg.jobKey)})
 end
 set_state(cfg.jobKey, cfg.id, state, cfg.to)

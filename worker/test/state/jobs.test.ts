@@ -9,6 +9,7 @@ import {
   cancelJob,
   claimNextJob,
   createJob,
+  expireStaleUploads,
   getJob,
   getStats,
   inputKeyFor,
@@ -311,10 +312,12 @@ describe("cancel and retry", () => {
     expect(await retryJob(s.redis, "j1", T0 + 5000)).toMatchObject({ ok: false, reason: "invalid_state" });
   });
 
-  test("a job canceled before its upload arrived cannot be retried", async () => {
+  test("a job canceled before its upload arrived is retried into the queue and leaves the upload expiry", async () => {
     await createJob(s.redis, newJob("j1", { state: "awaiting_upload", uploadExpiresAt: T0 + 1000 }), T0);
     await cancelJob(s.redis, "j1", T0 + 1);
-    expect(await retryJob(s.redis, "j1", T0 + 2)).toMatchObject({ ok: false, reason: "invalid_state" });
+    expect(await retryJob(s.redis, "j1", T0 + 2)).toMatchObject({ ok: true, job: { state: "pending" } });
+    expect(await expireStaleUploads(s.redis, T0 + 5000)).toEqual([]);
+    expect((await claimNextJob(s.redis, { machineId: "m1", leaseSeconds: 60, nowMs: T0 + 6000 }))?.jobId).toBe("j1");
   });
 });
 
