@@ -68,7 +68,9 @@ export async function startRedisServer(opts: RedisServerOptions): Promise<RedisS
 
   const cleanup = () => {
     process.off("exit", killOnExit);
+    // The shell dies first, so when `cat` then sees EOF nobody is left to run its `kill`.
     watchdog.kill("SIGKILL");
+    watchdog.stdin?.destroy();
   };
 
   try {

@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -23,6 +24,23 @@ const isAlive = (pid: number) => {
     return false;
   }
 };
+
+/** Live (non-zombie) child processes, from /proc. */
+function childrenOf(pid: number): number[] {
+  return readdirSync("/proc")
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((entry) => {
+      try {
+        const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+        const [state, ppid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+        return Number(ppid) === pid && state !== "Z";
+      } catch {
+        return false;
+      }
+    })
+    .map(Number)
+    .sort((a, b) => a - b);
+}
 
 async function waitUntil(condition: () => boolean, timeoutMs = 10_000) {
   const deadline = Date.now() + timeoutMs;
@@ -63,7 +81,8 @@ describe("startRedisServer", () => {
     await restarted.stop();
   });
 
-  it("stop() leaves no redis-server process behind", async () => {
+  it("stop() leaves no redis-server (or watchdog) process behind", async () => {
+    const childrenBefore = childrenOf(process.pid);
     const server = await startRedisServer({ dir });
     const client = new Redis(server.url);
     const pid = Number((await client.info("server")).match(/process_id:(\d+)/)?.[1]);
@@ -71,6 +90,8 @@ describe("startRedisServer", () => {
     expect(isAlive(pid)).toBe(true);
     await server.stop();
     expect(isAlive(pid)).toBe(false);
+    await waitUntil(() => childrenOf(process.pid).length === childrenBefore.length);
+    expect(childrenOf(process.pid)).toEqual(childrenBefore);
   });
 
   it("kills redis-server when the process that started it is SIGKILLed", async () => {

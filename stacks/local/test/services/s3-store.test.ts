@@ -1,8 +1,10 @@
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
+import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
+import { Sha256 } from "@aws-crypto/sha256-js";
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -20,9 +22,13 @@ import {
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
+import { HttpRequest } from "@smithy/protocol-http";
+import { SignatureV4 } from "@smithy/signature-v4";
 import { R2EventNotification } from "@tcoder/worker/contract";
 import { AwsClient } from "aws4fetch";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { decodeAwsChunked } from "../../src/services/s3/aws-chunked.ts";
+import { chunkSigner } from "../../src/services/s3/sigv4.ts";
 import { type S3Store, startS3Store } from "../../src/services/s3-store.ts";
 
 const credentials = { accessKeyId: "local-access-key", secretAccessKey: "local-secret-key" };
@@ -519,5 +525,115 @@ describe("durability and faults", () => {
     expect(put.status).toBe(200);
     store.setFaults(undefined);
     expect(await (await aws.fetch(`${store.endpoint}/uploads/flaky.txt`)).text()).toBe("y");
+  });
+});
+
+describe("aws-chunked uploads signed chunk by chunk (STREAMING-AWS4-HMAC-SHA256-PAYLOAD)", () => {
+  it("verifies the chunk signature chain of the example in the AWS SigV4 streaming docs", async () => {
+    // https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-streaming.html (66560 bytes of "a", 64 KiB chunks)
+    const sign = chunkSigner(
+      "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+      { date: "20130524", region: "us-east-1", service: "s3", terminal: "aws4_request" },
+      "20130524T000000Z",
+    );
+    const seedSignature = "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9";
+    const framed = Buffer.concat([
+      Buffer.from("10000;chunk-signature=ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648\r\n"),
+      Buffer.alloc(65536, "a"),
+      Buffer.from("\r\n400;chunk-signature=0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497\r\n"),
+      Buffer.alloc(1024, "a"),
+      Buffer.from("\r\n0;chunk-signature=b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9\r\n\r\n"),
+    ]);
+    // Delivered in odd-sized pieces, as a socket would.
+    const pieces = Array.from({ length: Math.ceil(framed.length / 7001) }, (_, i) =>
+      framed.subarray(i * 7001, (i + 1) * 7001),
+    );
+    const decoded: Buffer[] = [];
+    for await (const chunk of decodeAwsChunked(Readable.from(pieces), { seedSignature, sign }).bytes)
+      decoded.push(chunk);
+    expect(Buffer.concat(decoded).equals(Buffer.alloc(66560, "a"))).toBe(true);
+
+    const tampered = Buffer.from(framed);
+    tampered[200] = "b".charCodeAt(0);
+    const consume = async () => {
+      for await (const _ of decodeAwsChunked(Readable.from([tampered]), { seedSignature, sign }).bytes);
+    };
+    await expect(consume()).rejects.toMatchObject({ code: "SignatureDoesNotMatch" });
+  });
+
+  async function signedStreamingPut(key: string, data: Buffer, tamper = false) {
+    const port = Number(new URL(store.endpoint).port);
+    const chunkSize = 64 * 1024;
+    const chunks = Array.from({ length: Math.ceil(data.length / chunkSize) }, (_, i) =>
+      data.subarray(i * chunkSize, (i + 1) * chunkSize),
+    );
+    const frameLength = (size: number) => size.toString(16).length + ";chunk-signature=".length + 64 + 2 + size + 2;
+    const contentLength = chunks.reduce((sum, c) => sum + frameLength(c.length), 0) + frameLength(0);
+    const signer = new SignatureV4({ credentials, region, service: "s3", sha256: Sha256, uriEscapePath: false });
+    const signed = await signer.sign(
+      new HttpRequest({
+        method: "PUT",
+        protocol: "http:",
+        hostname: "127.0.0.1",
+        port,
+        path: `/uploads/${key}`,
+        headers: {
+          host: `127.0.0.1:${port}`,
+          "content-encoding": "aws-chunked",
+          "content-length": String(contentLength),
+          "x-amz-decoded-content-length": String(data.length),
+          "x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+        },
+      }),
+    );
+    const amzDate = signed.headers["x-amz-date"] ?? "";
+    const sign = chunkSigner(
+      credentials.secretAccessKey,
+      { date: amzDate.slice(0, 8), region, service: "s3", terminal: "aws4_request" },
+      amzDate,
+    );
+    let previous = /Signature=([0-9a-f]{64})/.exec(signed.headers.authorization ?? "")?.[1] ?? "";
+    const frames = [...chunks, Buffer.alloc(0)].map((chunk) => {
+      previous = sign(previous, createHash("sha256").update(chunk).digest("hex"));
+      const sent = tamper && chunk.length > 0 ? Buffer.from(chunk).fill(0, 0, 1) : chunk;
+      return Buffer.concat([
+        Buffer.from(`${chunk.length.toString(16)};chunk-signature=${previous}\r\n`),
+        sent,
+        Buffer.from("\r\n"),
+      ]);
+    });
+    return new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request(
+        { host: "127.0.0.1", port, method: "PUT", path: `/uploads/${key}`, headers: signed.headers },
+        (res) => {
+          let body = "";
+          res.on("data", (c) => {
+            body += c;
+          });
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+        },
+      );
+      req.on("error", reject);
+      req.end(Buffer.concat(frames));
+    });
+  }
+
+  it("stores the bytes of an upload whose every chunk is signed", async () => {
+    const data = randomBytes(150_000);
+    const response = await signedStreamingPut("signed-stream.bin", data);
+    expect(response.status).toBe(200);
+    const got = await s3.send(new GetObjectCommand({ Bucket: "uploads", Key: "signed-stream.bin" }));
+    expect((await bodyBytes(got)).equals(data)).toBe(true);
+  });
+
+  it("refuses an upload with a chunk altered after signing, and stores nothing", async () => {
+    const response = await signedStreamingPut("altered-stream.bin", randomBytes(150_000).fill(1, 0, 1), true);
+    expect(response.status).toBe(403);
+    expect(response.body).toContain("SignatureDoesNotMatch");
+    await expect(
+      s3.send(new HeadObjectCommand({ Bucket: "uploads", Key: "altered-stream.bin" })),
+    ).rejects.toMatchObject({
+      $metadata: { httpStatusCode: 404 },
+    });
   });
 });

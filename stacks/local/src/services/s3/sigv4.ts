@@ -26,9 +26,16 @@ export interface VerifiedRequest {
 
 export type ChunkSigner = (previousSignature: string, chunkSha256Hex: string) => string;
 
+export interface CredentialScope {
+  date: string;
+  region: string;
+  service: string;
+  terminal: string;
+}
+
 interface SignatureParts {
   accessKeyId: string;
-  scope: { date: string; region: string; service: string; terminal: string };
+  scope: CredentialScope;
   signedHeaders: string[];
   signature: string;
   amzDate: string;
@@ -88,12 +95,19 @@ export function verifySigV4(
     accessKeyId: parts.accessKeyId,
     payloadHash: parts.payloadHash,
     signature: parts.signature.toLowerCase(),
-    chunkSigner: (previousSignature, chunkSha256Hex) =>
-      hmac(
-        signingKey,
-        [`${algorithm}-PAYLOAD`, parts.amzDate, scope, previousSignature, emptySha256, chunkSha256Hex].join("\n"),
-      ).toString("hex"),
+    chunkSigner: chunkSigner(secret, parts.scope, parts.amzDate),
   };
+}
+
+/** Signs aws-chunked chunks, each signature chained to the previous one (the first to the request's). */
+export function chunkSigner(secret: string, scope: CredentialScope, amzDate: string): ChunkSigner {
+  const signingKey = deriveSigningKey(secret, scope);
+  const scopeText = [scope.date, scope.region, scope.service, scope.terminal].join("/");
+  return (previousSignature, chunkSha256Hex) =>
+    hmac(
+      signingKey,
+      [`${algorithm}-PAYLOAD`, amzDate, scopeText, previousSignature, emptySha256, chunkSha256Hex].join("\n"),
+    ).toString("hex");
 }
 
 function fromHeader(req: IncomingMessage): SignatureParts {
@@ -228,7 +242,7 @@ function canonicalPaths(url: URL): string[] {
   return [...candidates];
 }
 
-function deriveSigningKey(secret: string, scope: SignatureParts["scope"]): Buffer {
+function deriveSigningKey(secret: string, scope: CredentialScope): Buffer {
   const kDate = hmac(`AWS4${secret}`, scope.date);
   const kRegion = hmac(kDate, scope.region);
   const kService = hmac(kRegion, scope.service);
