@@ -32,4 +32,5 @@ export function readSettings(env: Env): Settings {
 }
 
 export const redisFromSettings = (settings: Settings): Redis =>
-  new Redis({ url: settings.UPSTASH_REDIS_REST_URL, token: settings.UPSTASH_REDIS_REST_TOKEN });
+  // Telemetry would send runtime and SDK details to Upstash with every command; nothing needs it.
+  new Redis({ url: settings.UPSTASH_REDIS_REST_URL, token: settings.UPSTASH_REDIS_REST_TOKEN, enableTelemetry: false });

@@ -20,6 +20,10 @@ import { JobCreationFields, JobIdParams, PublicJob } from "./schemas.ts";
 
 const jobNotFound = () => new ProblemError("job_not_found", { detail: "no job with this id" });
 
+/** Longer than any id this API issues: answered like any other unknown id, without a lookup. */
+const MAX_JOB_ID_LENGTH = 128;
+const lookupId = (id: string) => (id.length > MAX_JOB_ID_LENGTH ? null : id);
+
 const JobList = z.object({ jobs: z.array(PublicJob), nextCursor: z.string().nullable() }).openapi("JobList");
 
 const ListQuery = z.object({
@@ -140,7 +144,8 @@ export const jobs = new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
       },
     }),
     async (c) => {
-      const job = await getJob(c.get("redis"), c.req.valid("param").id);
+      const id = lookupId(c.req.valid("param").id);
+      const job = id ? await getJob(c.get("redis"), id) : null;
       if (!job) throw jobNotFound();
       return c.json(presentJob(c.get("settings").OUTPUTS_BASE_URL, job), 200);
     },
@@ -155,7 +160,9 @@ export const jobs = new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
       responses: transitionResponses,
     }),
     async (c) => {
-      const result = await cancelJob(c.get("redis"), c.req.valid("param").id, Date.now());
+      const id = lookupId(c.req.valid("param").id);
+      if (!id) throw jobNotFound();
+      const result = await cancelJob(c.get("redis"), id, Date.now());
       if (!result.ok) {
         if (result.reason === "not_found") throw jobNotFound();
         throw new ProblemError("invalid_state", {
@@ -177,7 +184,9 @@ export const jobs = new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
       responses: transitionResponses,
     }),
     async (c) => {
-      const result = await retryJob(c.get("redis"), c.req.valid("param").id, Date.now());
+      const id = lookupId(c.req.valid("param").id);
+      if (!id) throw jobNotFound();
+      const result = await retryJob(c.get("redis"), id, Date.now());
       if (!result.ok) {
         if (result.reason === "not_found") throw jobNotFound();
         throw new ProblemError("invalid_state", {

@@ -20,12 +20,17 @@ const route = createRoute({
   description: `Signed with MACHINE_EVENTS_SECRET in the \`${SIGNATURE_HEADER}\` header (t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">).`,
   request: {
     headers: z.object({ [SIGNATURE_HEADER]: z.string().openapi({ example: "t=1767000000,v1=5f2b…" }) }),
-    body: { required: true, content: { "application/json": { schema: MachineEvent.openapi("MachineEvent") } } },
+    body: {
+      required: true,
+      content: {
+        "application/json": { schema: z.discriminatedUnion("type", MachineEvent.options).openapi("MachineEvent") },
+      },
+    },
   },
   responses: {
     200: {
       description: "Accepted; `abort` tells the machine to drop the job",
-      content: { "application/json": { schema: MachineEventResponse.openapi("MachineEventResponse") } },
+      content: { "application/json": { schema: z.object(MachineEventResponse.shape).openapi("MachineEventResponse") } },
     },
     400: problemContent("invalid_request or malformed_json"),
     401: problemContent("invalid_signature"),

@@ -2,7 +2,11 @@
 import { z } from "@hono/zod-openapi";
 import { Job, Metadata } from "../contract/index.ts";
 
-export const PublicJob = Job.openapi("Job");
+/**
+ * Contract schemas may be created before @hono/zod-openapi extends zod (module order decides), and
+ * zod 4 instances only get `.openapi()` when built after that; rebuilding from the shape is safe.
+ */
+export const PublicJob = z.object(Job.shape).openapi("Job");
 
 export const JobCreationFields = {
   preset: z.string().min(1).max(64).optional().openapi({ description: "Preset name; DEFAULT_PRESET when absent" }),
@@ -11,8 +15,5 @@ export const JobCreationFields = {
 };
 
 export const JobIdParams = z.object({
-  id: z
-    .string()
-    .max(128)
-    .openapi({ param: { name: "id", in: "path" }, example: "job_01jf3v6j9g2m4k8q7r5t0w1x2y" }),
+  id: z.string().openapi({ param: { name: "id", in: "path" }, example: "job_01jf3v6j9g2m4k8q7r5t0w1x2y" }),
 });

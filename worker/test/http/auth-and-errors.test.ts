@@ -1,0 +1,154 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { app } from "../../src/app.ts";
+import { API_TOKEN, type ControlPlaneServices, startControlPlaneServices } from "./harness.ts";
+
+let cp: ControlPlaneServices;
+beforeAll(async () => {
+  cp = await startControlPlaneServices();
+});
+afterAll(() => cp?.stop());
+
+const problemOf = async (res: Response) => {
+  expect(res.headers.get("content-type")).toBe("application/problem+json");
+  const body = (await res.json()) as { type: string; title: string; status: number; detail: string; code: string };
+  expect(body.status).toBe(res.status);
+  expect(typeof body.type).toBe("string");
+  expect(typeof body.title).toBe("string");
+  expect(typeof body.detail).toBe("string");
+  return body;
+};
+
+describe("bearer authentication on /v1", () => {
+  it("refuses a request without a token with 401 unauthorized and WWW-Authenticate", async () => {
+    const res = await cp.request("/v1/stats", { token: null });
+    expect(res.status).toBe(401);
+    expect(res.headers.get("www-authenticate")).toMatch(/^Bearer /);
+    expect((await problemOf(res)).code).toBe("unauthorized");
+  });
+
+  it("refuses a wrong token", async () => {
+    const res = await cp.request("/v1/stats", { token: "wrong-token-wrong-token-wrong" });
+    expect(res.status).toBe(401);
+    expect(res.headers.get("www-authenticate")).toContain('error="invalid_token"');
+    expect((await problemOf(res)).code).toBe("unauthorized");
+  });
+
+  it("refuses a token that differs only in its last character", async () => {
+    const last = API_TOKEN.at(-1) === "f" ? "e" : "f";
+    const res = await cp.request("/v1/stats", { token: `${API_TOKEN.slice(0, -1)}${last}` });
+    expect(res.status).toBe(401);
+  });
+
+  it("refuses the token as a prefix or with a suffix", async () => {
+    expect((await cp.request("/v1/stats", { token: API_TOKEN.slice(0, -1) })).status).toBe(401);
+    expect((await cp.request("/v1/stats", { token: `${API_TOKEN}x` })).status).toBe(401);
+  });
+
+  it("refuses other schemes carrying the right token", async () => {
+    const res = await cp.request("/v1/stats", { token: null, headers: { authorization: `Basic ${API_TOKEN}` } });
+    expect(res.status).toBe(401);
+  });
+
+  it("accepts the right token", async () => {
+    expect((await cp.request("/v1/stats")).status).toBe(200);
+  });
+
+  it("answers 401, not 404, for unknown /v1 routes without a token (routes are not revealed)", async () => {
+    expect((await cp.request("/v1/secret-admin", { token: null })).status).toBe(401);
+  });
+
+  it("does not ask for a bearer token on /healthz and /openapi.json", async () => {
+    expect((await cp.request("/healthz", { token: null })).status).toBe(200);
+    expect((await cp.request("/openapi.json", { token: null })).status).toBe(200);
+  });
+});
+
+describe("problem responses", () => {
+  it("unknown route → 404 not_found", async () => {
+    const res = await cp.request("/v1/nothing-here");
+    expect(res.status).toBe(404);
+    expect((await problemOf(res)).code).toBe("not_found");
+  });
+
+  it("malformed JSON → 400 malformed_json", async () => {
+    const res = await cp.request("/v1/uploads", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: '{"filename": "a.mp4",',
+    });
+    expect(res.status).toBe(400);
+    expect((await problemOf(res)).code).toBe("malformed_json");
+  });
+
+  it("a body that is not JSON → 415 unsupported_media_type", async () => {
+    const res = await cp.request("/v1/uploads", {
+      method: "POST",
+      headers: { "content-type": "text/plain" },
+      body: "filename=a.mp4",
+    });
+    expect(res.status).toBe(415);
+    expect((await problemOf(res)).code).toBe("unsupported_media_type");
+  });
+
+  it("schema violations → 400 invalid_request listing the zod issues", async () => {
+    const res = await cp.request("/v1/uploads", { method: "POST", json: { filename: 7, size: -1 } });
+    expect(res.status).toBe(400);
+    const body = (await problemOf(res)) as unknown as { code: string; issues: { path: string[] }[] };
+    expect(body.code).toBe("invalid_request");
+    expect(body.issues.map((i) => i.path.join("."))).toEqual(
+      expect.arrayContaining(["filename", "contentType", "size"]),
+    );
+  });
+
+  it("an oversized body → 413 payload_too_large", async () => {
+    const res = await cp.request("/v1/uploads", {
+      method: "POST",
+      json: { filename: "a.mp4", contentType: "video/mp4", size: 1, metadata: { pad: "x".repeat(200_000) } },
+    });
+    expect(res.status).toBe(413);
+    expect((await problemOf(res)).code).toBe("payload_too_large");
+  });
+
+  it("a misconfigured env → 500 misconfigured naming the setting, never its value", async () => {
+    const badUrl = "not-a-url-SECRET-VALUE";
+    const res = await app.request(
+      "/v1/stats",
+      { headers: { authorization: `Bearer ${API_TOKEN}` } },
+      { ...cp.env, S3_ENDPOINT: badUrl, MACHINE_EVENTS_SECRET: "short" },
+    );
+    expect(res.status).toBe(500);
+    const text = await res.clone().text();
+    expect(text).not.toContain(badUrl);
+    expect(text).not.toContain("short");
+    const body = await problemOf(res);
+    expect(body.code).toBe("misconfigured");
+    expect(body.detail).toContain("S3_ENDPOINT");
+    expect(body.detail).toContain("MACHINE_EVENTS_SECRET");
+  });
+});
+
+describe("/openapi.json", () => {
+  it("documents every route", async () => {
+    const doc = (await (await cp.request("/openapi.json", { token: null })).json()) as {
+      openapi: string;
+      paths: Record<string, Record<string, unknown>>;
+    };
+    expect(doc.openapi).toBe("3.1.0");
+    const operations = Object.entries(doc.paths).flatMap(([path, ops]) =>
+      Object.keys(ops).map((method) => `${method.toUpperCase()} ${path}`),
+    );
+    expect(operations.sort()).toEqual(
+      [
+        "GET /healthz",
+        "POST /v1/uploads",
+        "GET /v1/jobs",
+        "POST /v1/jobs",
+        "GET /v1/jobs/{id}",
+        "POST /v1/jobs/{id}/cancel",
+        "POST /v1/jobs/{id}/retry",
+        "GET /v1/stats",
+        "POST /v1/machine-events",
+      ].sort(),
+    );
+  });
+});
