@@ -4,6 +4,7 @@
  * (R2 event notifications into the uploads queue) → Fly Machines API → the worker in workerd.
  */
 import { randomBytes } from "node:crypto";
+import { appendFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { S3Client } from "@aws-sdk/client-s3";
 import {
@@ -22,6 +23,7 @@ import {
   type LocalFlyApi,
   type MachineRunner,
   noopRunner,
+  processRunner,
   startFlyApi,
 } from "./services/fly-api.ts";
 import { freePort } from "./services/free-port.ts";
@@ -55,6 +57,11 @@ export interface StartLocalCloudOptions {
   maxMachines?: number;
   /** Runs the machines the worker creates; default `noopRunner()` (machines that only idle). */
   runner?: MachineRunner;
+  /**
+   * Shortcut for `runner: processRunner({ command })`: every machine runs this program, its
+   * output appended to `machineLogPath(dir, machineId)`.
+   */
+  machineCommand?: string[];
   /** Overrides of `defaultVars` and the local values; endpoints are always the local services' own. */
   vars?: Partial<Record<VarName, string>>;
   /** Fixed secrets (e.g. a known API_TOKEN for a CLI); the rest are generated. */
@@ -84,6 +91,9 @@ export interface LocalCloud {
   /** Stops everything in reverse start order; no process is left behind. */
   stop(): Promise<void>;
 }
+
+/** Where a machine started through `machineCommand` writes its stdout and stderr. */
+export const machineLogPath = (dir: string, machineId: string) => join(dir, "machines", `${machineId}.log`);
 
 /** Random, URL-safe, 43 characters: comfortably above every minimum in settingsSchema. */
 const generateSecret = () => randomBytes(32).toString("base64url");
@@ -149,7 +159,7 @@ export async function startLocalCloud(opts: StartLocalCloudOptions): Promise<Loc
     const fly = await startFlyApi({
       token: secrets.FLY_API_TOKEN,
       port: opts.ports?.fly,
-      runner: opts.runner ?? noopRunner(),
+      runner: opts.runner ?? (opts.machineCommand ? loggingProcessRunner(opts.dir, opts.machineCommand) : noopRunner()),
       faults: opts.flyFaults,
     });
     stoppers.push(() => fly.stop());
@@ -214,6 +224,15 @@ export async function startLocalCloud(opts: StartLocalCloudOptions): Promise<Loc
     await stopAll().catch(() => {});
     throw err;
   }
+}
+
+function loggingProcessRunner(dir: string, command: string[]): MachineRunner {
+  mkdirSync(join(dir, "machines"), { recursive: true });
+  return processRunner({
+    command,
+    log: (machineId, stream, line) =>
+      appendFileSync(machineLogPath(dir, machineId), `${stream === "stderr" ? "! " : ""}${line}\n`),
+  });
 }
 
 async function buildWorker(dir: string): Promise<string> {

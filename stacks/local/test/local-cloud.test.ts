@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,9 +7,10 @@ import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { queues, settingsSchema } from "@tcoder/worker/bindings";
 import { R2EventNotification } from "@tcoder/worker/contract";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type LocalCloud, startLocalCloud } from "../src/local-cloud.ts";
+import { type LocalCloud, machineLogPath, startLocalCloud } from "../src/local-cloud.ts";
 
 const workerScriptPath = fileURLToPath(new URL("./fixtures/recording-worker.mjs", import.meta.url));
+const machineProgram = fileURLToPath(new URL("./fixtures/machine-program.mjs", import.meta.url));
 
 interface Received {
   queue: { queue: string; body: unknown; attempts: number }[];
@@ -33,7 +34,12 @@ describe("local cloud", () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "tcoder-local-cloud-"));
-    cloud = await startLocalCloud({ dir, maxMachines: 2, workerScriptPath });
+    cloud = await startLocalCloud({
+      dir,
+      maxMachines: 2,
+      workerScriptPath,
+      machineCommand: [process.execPath, machineProgram],
+    });
   });
   afterAll(async () => {
     await cloud?.stop();
@@ -79,7 +85,21 @@ describe("local cloud", () => {
     });
   });
 
-  it("stops every service, leaving nothing listening", async () => {
+  it("stops every service, leaving nothing listening and no machine process behind", async () => {
+    const flyCall = (method: string, path: string, body?: unknown) =>
+      fetch(`${cloud.fly.url}/v1/apps/${cloud.settings.FLY_APP_NAME}/machines${path}`, {
+        method,
+        headers: { authorization: `Bearer ${cloud.settings.FLY_API_TOKEN}`, "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    const machine = (await (await flyCall("POST", "", { config: { image: cloud.settings.MACHINE_IMAGE } })).json()) as {
+      id: string;
+    };
+    expect((await flyCall("GET", `/${machine.id}/wait?state=started`)).status).toBe(200);
+    const log = () => readFile(machineLogPath(dir, machine.id), "utf8").catch(() => "");
+    await expect.poll(log).toMatch(/up as pid \d+/);
+    const pid = Number(/up as pid (\d+)/.exec(await log())?.[1]);
+
     const endpoints = [
       cloud.apiUrl,
       cloud.fly.url,
@@ -89,5 +109,6 @@ describe("local cloud", () => {
     ];
     await cloud.stop();
     for (const url of endpoints) expect(await acceptsConnections(url.replace("redis://", "http://")), url).toBe(false);
+    expect(() => process.kill(pid, 0)).toThrow();
   });
 });
