@@ -5,6 +5,7 @@
  * after the response, as R2 does, so consumers see the same ordering they will in the cloud.
  */
 import { randomUUID } from "node:crypto";
+import type { FileHandle } from "node:fs/promises";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { pipeline } from "node:stream/promises";
@@ -93,8 +94,8 @@ export async function startS3Store(opts: S3StoreOptions): Promise<S3Store> {
     if (method === "OPTIONS") return preflight(req, res);
 
     const [bucketSegment = "", ...keySegments] = url.pathname.slice(1).split("/");
-    const bucket = decodeURIComponent(bucketSegment);
-    const key = decodeURIComponent(keySegments.join("/"));
+    const bucket = decodePath(bucketSegment);
+    const key = decodePath(keySegments.join("/"));
     const auth = isSigned(req, url) ? verifySigV4(req, url, [opts.credentials]) : null;
     if (auth === null && !(publicBuckets.has(bucket) && key !== "" && (method === "GET" || method === "HEAD"))) {
       throw accessDenied();
@@ -104,7 +105,8 @@ export async function startS3Store(opts: S3StoreOptions): Promise<S3Store> {
 
     const route: Route = { method, url, bucket, key, auth };
     const created = await dispatch(store, route, req, res);
-    if (created) res.once("finish", () => deliver(bucket, created));
+    // "close", not "finish": the object exists even if the client hung up before reading the reply.
+    if (created) res.once("close", () => deliver(bucket, created));
   };
 
   const server = createServer((req, res) => {
@@ -129,7 +131,8 @@ export async function startS3Store(opts: S3StoreOptions): Promise<S3Store> {
     async stop() {
       server.closeAllConnections();
       await new Promise<void>((done) => server.close(() => done()));
-      await Promise.allSettled([...deliveries]);
+      // A consumer that never settles must not keep the store from stopping.
+      await Promise.race([Promise.allSettled([...deliveries]), new Promise((r) => setTimeout(r, 10_000).unref())]);
     },
   };
 }
@@ -199,7 +202,22 @@ async function dispatch(
 }
 
 async function getObject(store: DiskStore, route: Route, req: IncomingMessage, res: ServerResponse, withBody: boolean) {
-  const object = store.head(route.bucket, route.key);
+  const { object, file } = await store.open(route.bucket, route.key);
+  try {
+    await sendObject(object, file, route, req, res, withBody);
+  } finally {
+    await file.close().catch(() => {});
+  }
+}
+
+async function sendObject(
+  object: StoredObject,
+  file: FileHandle,
+  route: Route,
+  req: IncomingMessage,
+  res: ServerResponse,
+  withBody: boolean,
+) {
   const etag = `"${object.etag}"`;
   const ifNoneMatch = req.headers["if-none-match"];
   if (ifNoneMatch !== undefined && (ifNoneMatch === "*" || ifNoneMatch.split(",").some((t) => t.trim() === etag))) {
@@ -226,7 +244,7 @@ async function getObject(store: DiskStore, route: Route, req: IncomingMessage, r
     res.writeHead(200, { ...headers, "content-length": object.size });
   }
   if (!withBody || object.size === 0) return void res.end();
-  await pipeline(store.read(route.bucket, object, range ?? undefined), res);
+  await pipeline(file.createReadStream({ ...(range ?? {}), autoClose: false }), res);
 }
 
 async function copyObject(store: DiskStore, route: Route, req: IncomingMessage, res: ServerResponse): Promise<Created> {
@@ -237,10 +255,12 @@ async function copyObject(store: DiskStore, route: Route, req: IncomingMessage, 
   const sourceKey = source.slice(slash + 1);
   if (slash <= 0 || sourceKey === "") throw invalidRequest("Invalid copy source");
   if (!store.hasBucket(sourceBucket)) throw noSuchBucket(sourceBucket);
-  const original = store.head(sourceBucket, sourceKey);
+  const { object: original, file } = await store.open(sourceBucket, sourceKey);
   const replace = String(req.headers["x-amz-metadata-directive"] ?? "COPY").toUpperCase() === "REPLACE";
   const headers: ObjectHeaders = replace ? objectHeaders(req) : storedHeaders(original);
-  const object = await store.put(route.bucket, route.key, store.read(sourceBucket, original), headers);
+  const object = await store
+    .put(route.bucket, route.key, file.createReadStream({ autoClose: false }), headers)
+    .finally(() => file.close().catch(() => {}));
   sendXml(res, 200, renderXml("CopyObjectResult", { LastModified: object.lastModified, ETag: `"${object.etag}"` }));
   return { action: "CopyObject", object, copySource: { bucket: sourceBucket, object: sourceKey } };
 }
@@ -448,6 +468,14 @@ function sendError(req: IncomingMessage, res: ServerResponse, error: unknown, re
       false,
     ),
   );
+}
+
+function decodePath(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new S3Error(400, "InvalidURI", "Couldn't parse the specified URI.");
+  }
 }
 
 function decodeURIComponentSafe(value: string): string {

@@ -506,6 +506,30 @@ describe("durability and faults", () => {
     s3 = client;
   });
 
+  it("never lets a reader see half an object while it is being overwritten", async () => {
+    const versions = Array.from({ length: 8 }, (_, i) => Buffer.alloc(200_000 + i * 1000, String(i)));
+    const known = new Set(versions.map((v) => md5(v)));
+    await s3.send(new PutObjectCommand({ Bucket: "uploads", Key: "hot.bin", Body: versions[0] }));
+    const reads: Promise<{ etag: string | undefined; bodyMd5: string }>[] = [];
+    const writes = versions.map(async (Body, i) => {
+      await s3.send(new PutObjectCommand({ Bucket: "uploads", Key: "hot.bin", Body }));
+      for (let r = 0; r < 3; r++) {
+        reads.push(
+          s3.send(new GetObjectCommand({ Bucket: "uploads", Key: "hot.bin" })).then(async (got) => ({
+            etag: got.ETag,
+            bodyMd5: md5(await bodyBytes(got)),
+          })),
+        );
+      }
+      return i;
+    });
+    await Promise.all(writes);
+    for (const read of await Promise.all(reads)) {
+      expect(known.has(read.bodyMd5)).toBe(true);
+      expect(read.etag).toBe(`"${read.bodyMd5}"`);
+    }
+  });
+
   it("retries an event delivery whose consumer threw", async () => {
     failNextDelivery = true;
     await s3.send(new PutObjectCommand({ Bucket: "uploads", Key: "retried.txt", Body: "x" }));

@@ -6,7 +6,7 @@
  */
 import { createHash, randomUUID } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { noSuchBucket, noSuchKey, noSuchUpload, S3Error } from "./errors.ts";
@@ -111,8 +111,19 @@ export class DiskStore {
     return [...this.objects(bucket).values()].sort((a, b) => Buffer.compare(Buffer.from(a.key), Buffer.from(b.key)));
   }
 
-  read(bucket: string, object: StoredObject, range?: { start: number; end: number }) {
-    return createReadStream(join(this.dir, bucket, object.dataFile), range);
+  /**
+   * The current object with its data file already open: an overwrite committed right after the
+   * lookup deletes the old data file, so a lookup whose file is gone is simply repeated.
+   */
+  async open(bucket: string, key: string): Promise<{ object: StoredObject; file: FileHandle }> {
+    for (let attempt = 1; ; attempt++) {
+      const object = this.head(bucket, key);
+      try {
+        return { object, file: await open(join(this.dir, bucket, object.dataFile), "r") };
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== "ENOENT" || attempt === 3) throw error;
+      }
+    }
   }
 
   async put(
