@@ -111,7 +111,8 @@ export function flyAppProvider(): pulumi.dynamic.ResourceProvider<FlyAppProvider
     async read(id, props) {
       if (!props) throw new Error(`Fly API: reading app ${id} needs its stored inputs (apiBaseUrl, apiToken)`);
       const app = await getApp(props, id);
-      if (!app) return {};
+      // An empty id tells the engine the app is gone (deleted outside Pulumi).
+      if (!app) return { id: "" };
       return { id, props: outputsOf({ ...props, orgSlug: app.organization?.slug ?? props.orgSlug }, app) };
     },
 

@@ -42,7 +42,7 @@ describe("Fly app dynamic provider against the local Fly API", () => {
     expect(read).toEqual({ id: created.id, props: created.outs });
 
     await provider.delete?.(created.id, created.outs as FlyAppProviderOutputs);
-    expect(await provider.read?.(created.id, created.outs)).toEqual({});
+    expect(await provider.read?.(created.id, created.outs)).toEqual({ id: "" });
     await expect(provider.delete?.(created.id, created.outs as FlyAppProviderOutputs)).resolves.toBeUndefined();
   });
 
