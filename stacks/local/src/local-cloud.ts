@@ -72,6 +72,8 @@ export interface StartLocalCloudOptions {
   /** Runs the worker's scheduled handler this often (the local cron); off when unset. */
   cronIntervalMs?: number;
   flyFaults?: FlyApiFaults;
+  /** Receives the worker's log lines; default appends them to `workerLogPath(dir)`. */
+  workerLog?: (stream: "stdout" | "stderr", line: string) => void;
 }
 
 export interface LocalCloud {
@@ -91,6 +93,9 @@ export interface LocalCloud {
   /** Stops everything in reverse start order; no process is left behind. */
   stop(): Promise<void>;
 }
+
+/** Where the worker's console output goes unless `workerLog` says otherwise. */
+export const workerLogPath = (dir: string) => join(dir, "worker.log");
 
 /** Where a machine started through `machineCommand` writes its stdout and stderr. */
 export const machineLogPath = (dir: string, machineId: string) => join(dir, "machines", `${machineId}.log`);
@@ -194,6 +199,9 @@ export async function startLocalCloud(opts: StartLocalCloudOptions): Promise<Loc
       secrets,
       port: workerPort,
       cronIntervalMs: opts.cronIntervalMs,
+      log:
+        opts.workerLog ??
+        ((stream, line) => appendFileSync(workerLogPath(opts.dir), `${stream === "stderr" ? "! " : ""}${line}\n`)),
     });
     stoppers.push(() => worker.stop());
     workerStarted(worker);

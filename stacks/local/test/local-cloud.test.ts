@@ -7,7 +7,7 @@ import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { queues, settingsSchema } from "@tcoder/worker/bindings";
 import { R2EventNotification } from "@tcoder/worker/contract";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type LocalCloud, machineLogPath, startLocalCloud } from "../src/local-cloud.ts";
+import { type LocalCloud, machineLogPath, startLocalCloud, workerLogPath } from "../src/local-cloud.ts";
 
 const workerScriptPath = fileURLToPath(new URL("./fixtures/recording-worker.mjs", import.meta.url));
 const machineProgram = fileURLToPath(new URL("./fixtures/machine-program.mjs", import.meta.url));
@@ -56,6 +56,13 @@ describe("local cloud", () => {
     expect(cloud.settings.MACHINE_EVENTS_SECRET).not.toBe(cloud.settings.CALLBACK_SIGNING_SECRET);
     const bound = await (await fetch(`${cloud.apiUrl}/env?name=S3_ENDPOINT&name=API_TOKEN`)).json();
     expect(bound).toEqual({ S3_ENDPOINT: cloud.settings.S3_ENDPOINT, API_TOKEN: cloud.apiToken });
+  });
+
+  it("keeps the worker's console output in worker.log under the cloud's dir", async () => {
+    await fetch(`${cloud.apiUrl}/log?text=into-the-file`);
+    await expect
+      .poll(() => readFile(workerLogPath(dir), "utf8").catch(() => ""))
+      .toContain("worker says into-the-file");
   });
 
   it("has the Fly app created and Redis reachable through the Upstash bridge", async () => {

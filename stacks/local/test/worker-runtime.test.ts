@@ -105,11 +105,18 @@ describe("worker runtime (workerd via Miniflare)", () => {
 });
 
 describe("worker runtime startup", () => {
-  it("runs a bundle that lives outside the working directory (e.g. a build in a temp dir)", async () => {
+  it("runs a bundle that lives outside the working directory and forwards its console lines", async () => {
     const dir = await mkdtemp(join(tmpdir(), "worker-bundle-"));
-    const runtime = await startWorkerRuntime({ scriptPath: await copyInto(dir), vars: {}, secrets: {} });
+    const lines: string[] = [];
+    const runtime = await startWorkerRuntime({
+      scriptPath: await copyInto(dir),
+      vars: {},
+      secrets: {},
+      log: (stream, line) => lines.push(`${stream}: ${line}`),
+    });
     try {
-      expect(await (await fetch(`${runtime.url}/x`)).text()).toBe("hello from GET /x");
+      expect(await (await fetch(`${runtime.url}/log?text=hello`)).text()).toBe("logged");
+      await expect.poll(() => lines).toContain("stdout: worker says hello");
     } finally {
       await runtime.stop();
       await rm(dir, { recursive: true, force: true });

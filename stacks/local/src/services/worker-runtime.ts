@@ -5,6 +5,8 @@
  */
 import { randomUUID } from "node:crypto";
 import { dirname } from "node:path";
+import { createInterface } from "node:readline";
+import type { Readable } from "node:stream";
 import { compatibilityDate, compatibilityFlags, crons, queueProducers, queues } from "@tcoder/worker/bindings";
 import { Miniflare, type WorkerOptions } from "miniflare";
 
@@ -67,6 +69,8 @@ export interface StartWorkerRuntimeOptions {
   port?: number;
   /** When set, the worker's scheduled handler runs this often (the local stand-in for cron). */
   cronIntervalMs?: number;
+  /** Receives each line the worker logs (console.*); default: Miniflare prints them. */
+  log?: (stream: "stdout" | "stderr", line: string) => void;
   /** Receives failures of the cron loop; default logs to stderr. */
   onCronError?: (error: unknown) => void;
 }
@@ -84,6 +88,13 @@ export interface WorkerRuntime {
   /** Messages that reached the dead-letter queue of a consumed queue (or a DLQ named directly). */
   readDeadLetters<Body = unknown>(queueName: string): Promise<DeadLetter<Body>[]>;
   stop(): Promise<void>;
+}
+
+function forwardLines(log: NonNullable<StartWorkerRuntimeOptions["log"]>) {
+  return (stdout: Readable, stderr: Readable) => {
+    createInterface({ input: stdout }).on("line", (line) => log("stdout", line));
+    createInterface({ input: stderr }).on("line", (line) => log("stderr", line));
+  };
 }
 
 export function workerQueueConsumers() {
@@ -131,6 +142,7 @@ export async function startWorkerRuntime(opts: StartWorkerRuntimeOptions): Promi
     host: "127.0.0.1",
     port: opts.port ?? 0,
     workers: [controlPlane, queueHelper],
+    ...(opts.log ? { handleRuntimeStdio: forwardLines(opts.log) } : {}),
   });
   let ready: URL;
   try {
