@@ -310,7 +310,7 @@ export async function claimNextJob(
   const leaseMs = Math.round(args.leaseSeconds * 1000);
   const res = await runScript<
     { claimed: false } | { claimed: true; jobId: string; attempt: number; preset: string; inputKey: string }
-  >(redis, claimScript, [keys.queue, keys.leases, keys.machines], {
+  >(redis, claimScript, [keys.queue, keys.leases], {
     ...common(nowMs),
     machineId: args.machineId,
     machineKey: keys.machine(args.machineId),

@@ -73,8 +73,10 @@ return reply({result = 'queued', job = job_flat(cfg.jobKey)})
 `);
 
 /**
- * KEYS: queue, leases, machines. Pop + running + attempts+1 + lease + machine busy, all in one
- * script: there is no moment in which a popped job is neither queued nor leased.
+ * KEYS: queue, leases. Pop + running + attempts+1 + lease + machine busy, all in one script:
+ * there is no moment in which a popped job is neither queued nor leased. The claimer's machine
+ * hash records it as busy, but only admission (registration) and reconciliation with Fly's list
+ * put a machine in the pool, so a claimer Fly does not know never counts against the cap.
  */
 export const claimScript = script(`
 local mstate = redis.call('HGET', cfg.machineKey, 'state')
@@ -93,7 +95,6 @@ for _ = 1, 100 do
       'leaseMs', cfg.leaseMs, 'progress', '0')
     redis.call('HDEL', key, 'stage', 'finishedAt')
     redis.call('ZADD', KEYS[2], cfg.leaseExpiresAt, id)
-    redis.call('SADD', KEYS[3], cfg.machineId)
     redis.call('HSET', cfg.machineKey, 'state', cfg.m.busy, 'jobId', id, 'updatedAt', cfg.now)
     redis.call('HSETNX', cfg.machineKey, 'createdAt', cfg.now)
     redis.call('HSETNX', cfg.machineKey, 'startedAt', cfg.now)
@@ -433,11 +434,17 @@ local adopted = {}
 for _, fm in ipairs(cfg.fly) do
   if not known[fm.id] and fm.phase ~= cfg.phase.gone then
     local key = cfg.machinePrefix .. fm.id
-    local state = cfg.m.idle
-    if fm.phase == cfg.phase.stopped then state = cfg.m.stopped end
     redis.call('SADD', KEYS[1], fm.id)
-    redis.call('HSET', key, 'state', state, 'flyState', fm.flyState, 'name', fm.name or '', 'region', fm.region or '',
-      'createdAt', cfg.now, 'startedAt', cfg.now, 'updatedAt', cfg.now)
+    if fm.phase == cfg.phase.stopped then
+      redis.call('HSET', key, 'state', cfg.m.stopped)
+      redis.call('HDEL', key, 'jobId')
+    else
+      -- a machine that already claimed a job before it was known stays busy
+      redis.call('HSETNX', key, 'state', cfg.m.idle)
+    end
+    redis.call('HSET', key, 'flyState', fm.flyState, 'name', fm.name or '', 'region', fm.region or '', 'updatedAt', cfg.now)
+    redis.call('HSETNX', key, 'createdAt', cfg.now)
+    redis.call('HSETNX', key, 'startedAt', cfg.now)
     table.insert(adopted, fm.id)
   end
 end

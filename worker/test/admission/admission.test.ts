@@ -58,6 +58,13 @@ test("10 concurrent admissions with 8 queued jobs and a cap of 3 create exactly 
   expect(liveFlyMachines()).toHaveLength(3);
 });
 
+test("a machine that claimed work but is unknown to the pool and Fly does not count against the cap", async () => {
+  await queueJobs(3);
+  await claimNextJob(s.redis, { machineId: "not-a-fly-machine", leaseSeconds: 60, nowMs: T0 });
+  const res = await admitMachines(s.settings, s.redis, s.flyClient, T0 + 1);
+  expect(res.created).toHaveLength(3);
+});
+
 test("machines are wanted for queued plus running work only", async () => {
   await queueJobs(1);
   const first = await admitMachines(s.settings, s.redis, s.flyClient, T0);

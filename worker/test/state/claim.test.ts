@@ -12,6 +12,7 @@ import {
   keys,
   readPool,
   recoverExpiredLeases,
+  registerCreatedMachine,
 } from "../../src/state/index.ts";
 import { type StateServices, startStateServices } from "./services.ts";
 
@@ -68,14 +69,25 @@ test("the queue is first in, first out", async () => {
   expect((await claimNextJob(s.redis, { machineId: "m1", leaseSeconds: 60, nowMs: T0 + 100 }))?.jobId).toBe("early");
 });
 
-test("a claim marks the machine busy with that job; a machine being stopped claims nothing", async () => {
+test("a claim marks a pool machine busy with that job; a machine being stopped claims nothing", async () => {
   await create("j1", T0);
   await create("j2", T0 + 1);
+  await registerCreatedMachine(
+    s.redis,
+    { token: "t1", machineId: "m1", name: "tcoder-t1", region: "iad", flyState: "created" },
+    T0,
+  );
   await claimNextJob(s.redis, { machineId: "m1", leaseSeconds: 60, nowMs: T0 + 10 });
   expect(await readPool(s.redis)).toMatchObject([{ id: "m1", state: "busy", jobId: "j1" }]);
   await s.redis.hset(keys.machine("m2"), { state: "stopping" });
   expect(await claimNextJob(s.redis, { machineId: "m2", leaseSeconds: 60, nowMs: T0 + 20 })).toBeNull();
   expect((await getStats(s.redis, T0 + 20)).queued).toBe(1);
+});
+
+test("a claimer the pool does not know gets the job but does not join the pool", async () => {
+  await create("j1", T0);
+  expect((await claimNextJob(s.redis, { machineId: "stranger", leaseSeconds: 60, nowMs: T0 }))?.jobId).toBe("j1");
+  expect(await readPool(s.redis)).toEqual([]);
 });
 
 test("an expired lease requeues the job; after maxAttempts expired claims it fails with lease_expired", async () => {

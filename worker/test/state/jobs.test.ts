@@ -17,6 +17,7 @@ import {
   listJobs,
   markUploaded,
   type NewJob,
+  registerCreatedMachine,
   retryJob,
   StateError,
 } from "../../src/state/index.ts";
@@ -325,13 +326,23 @@ test("stats count queued and running jobs, the oldest queued age and machines by
   await createJob(s.redis, newJob("a"), T0);
   await createJob(s.redis, newJob("b"), T0 + 1000);
   await createJob(s.redis, newJob("c"), T0 + 2000);
+  await registerCreatedMachine(
+    s.redis,
+    { token: "t", machineId: "m1", name: "tcoder-t", region: "iad", flyState: "created" },
+    T0,
+  );
+  await registerCreatedMachine(
+    s.redis,
+    { token: "u", machineId: "m2", name: "tcoder-u", region: "iad", flyState: "created" },
+    T0,
+  );
   await claimNextJob(s.redis, { machineId: "m1", leaseSeconds: 60, nowMs: T0 + 3000 });
   const stats = await getStats(s.redis, T0 + 11_000);
   expect(stats).toEqual({
     queued: 2,
     running: 1,
     oldestQueuedAgeSeconds: 10,
-    machines: { starting: 0, idle: 0, busy: 1, stopping: 0, stopped: 0 },
+    machines: { starting: 1, idle: 0, busy: 1, stopping: 0, stopped: 0 },
   });
 });
 
