@@ -152,6 +152,7 @@ async function dispatch(
   if (key === "") {
     if (method === "HEAD") return void res.writeHead(200).end();
     if (method === "GET" && q.get("list-type") === "2") return void sendXml(res, 200, listObjectsXml(store, bucket, q));
+    if (method === "GET" && !q.has("uploads")) return void sendXml(res, 200, listObjectsV1Xml(store, bucket, q));
     if (method === "POST" && q.has("delete")) return void (await deleteObjects(store, route, req, res));
     throw notImplemented();
   }
@@ -354,6 +355,32 @@ function listObjectsXml(store: DiskStore, bucket: string, q: URLSearchParams): s
       StorageClass: "STANDARD",
     })),
     CommonPrefixes: page.commonPrefixes.map((p) => ({ Prefix: encode(p) })),
+  });
+}
+
+/** The original ListObjects: a `marker` (the last key seen) instead of an opaque token. */
+function listObjectsV1Xml(store: DiskStore, bucket: string, q: URLSearchParams): string {
+  const prefix = q.get("prefix") ?? "";
+  const delimiter = q.get("delimiter") ?? "";
+  const maxKeys = Math.min(Number(q.get("max-keys") ?? 1000), 1000);
+  const marker = q.get("marker") ?? "";
+  const page = listPage(store.list(bucket), { prefix, delimiter, maxKeys, after: marker });
+  return renderXml("ListBucketResult", {
+    Name: bucket,
+    Prefix: prefix,
+    Marker: marker,
+    NextMarker: page.nextAfter ?? undefined,
+    MaxKeys: maxKeys,
+    Delimiter: delimiter || undefined,
+    IsTruncated: page.nextAfter !== null,
+    Contents: page.objects.map((o) => ({
+      Key: o.key,
+      LastModified: o.lastModified,
+      ETag: `"${o.etag}"`,
+      Size: o.size,
+      StorageClass: "STANDARD",
+    })),
+    CommonPrefixes: page.commonPrefixes.map((p) => ({ Prefix: p })),
   });
 }
 

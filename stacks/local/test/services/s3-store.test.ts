@@ -14,6 +14,7 @@ import {
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListObjectsCommand,
   ListObjectsV2Command,
   ListPartsCommand,
   PutObjectCommand,
@@ -284,6 +285,17 @@ describe("objects through the AWS SDK", () => {
 
     const flat = await s3.send(new ListObjectsV2Command({ Bucket: "uploads", Prefix: "list/b/" }));
     expect(flat.Contents?.map((o) => o.Key)).toEqual(["list/b/1.ts", "list/b/2.ts"]);
+  });
+
+  it("pages the original ListObjects with markers", async () => {
+    for (const Key of ["v1/a", "v1/b", "v1/c"])
+      await s3.send(new PutObjectCommand({ Bucket: "uploads", Key, Body: Key }));
+    const first = await s3.send(new ListObjectsCommand({ Bucket: "uploads", Prefix: "v1/", MaxKeys: 2 }));
+    expect(first.Contents?.map((o) => o.Key)).toEqual(["v1/a", "v1/b"]);
+    expect(first.IsTruncated).toBe(true);
+    const rest = await s3.send(new ListObjectsCommand({ Bucket: "uploads", Prefix: "v1/", Marker: first.NextMarker }));
+    expect(rest.Contents?.map((o) => o.Key)).toEqual(["v1/c"]);
+    expect(rest.IsTruncated).toBe(false);
   });
 
   it("copies an object, keeping its headers, and announces it as CopyObject", async () => {
