@@ -1,0 +1,109 @@
+/** Upload files through the public API, follow their jobs to the end, optionally copy the outputs. */
+import { mkdir, stat, writeFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { isTerminal, type Job } from "@tcoder/worker/contract";
+import { type ApiClient, putFile } from "./api-client.ts";
+import { contentTypeForFile } from "./media-types.ts";
+import type { Progress } from "./progress.ts";
+
+export interface TranscodeOptions {
+  preset?: string;
+  progress: Progress;
+  pollMs?: number;
+  signal?: AbortSignal;
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener("abort", () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    });
+  });
+
+export async function transcodeFile(api: ApiClient, path: string, opts: TranscodeOptions): Promise<Job> {
+  const label = basename(path);
+  const { size } = await stat(path);
+  const ticket = await api.createUpload({
+    filename: label,
+    contentType: contentTypeForFile(path),
+    size,
+    ...(opts.preset ? { preset: opts.preset } : {}),
+  });
+  const id = ticket.jobId;
+  opts.progress.update(id, { label, phase: "upload", fraction: 0, detail: id });
+  await putFile(ticket.upload, path, (sent, total) =>
+    opts.progress.update(id, { label, phase: "upload", fraction: total === 0 ? 1 : sent / total, detail: id }),
+  );
+  return followJob(api, id, label, opts);
+}
+
+export async function followJob(api: ApiClient, id: string, label: string, opts: TranscodeOptions): Promise<Job> {
+  for (;;) {
+    const job = await api.getJob(id);
+    if (isTerminal(job.state)) {
+      opts.progress.update(id, {
+        label,
+        phase: job.state === "completed" ? "done" : "failed",
+        fraction: job.state === "completed" ? 1 : job.progress,
+        detail: job.state === "completed" ? id : `${job.state}${job.error ? `: ${job.error.code}` : ""}`,
+      });
+      return job;
+    }
+    const where = [job.state === "running" ? job.stage : job.state, job.machineId].filter(Boolean).join(" on ");
+    opts.progress.update(id, { label, phase: "transcode", fraction: job.progress, detail: where });
+    await sleep(opts.pollMs ?? 500, opts.signal);
+  }
+}
+
+/** What a person wants to see of a finished job. */
+export function describeJob(job: Job): string {
+  const lines = [`job ${job.id}: ${job.state} (preset ${job.preset}, attempts ${job.attempts})`];
+  if (job.probe) {
+    const v = job.probe.video;
+    lines.push(
+      `  source   ${job.probe.durationSeconds.toFixed(2)} s${v ? `, ${v.displayWidth}x${v.displayHeight} ${v.codec} ${v.frameRate.toFixed(2)} fps` : ", audio only"}`,
+    );
+  }
+  if (job.outputs) {
+    const o = job.outputs;
+    if (o.hlsMaster) lines.push(`  hls      ${o.hlsMaster.url}`);
+    for (const r of o.renditions)
+      lines.push(`           ${r.name} ${r.width}x${r.height} ${Math.round(r.bandwidth / 1000)} kb/s`);
+    if (o.mp4) lines.push(`  mp4      ${o.mp4.url}`);
+    if (o.poster) lines.push(`  poster   ${o.poster.url}`);
+    if (o.thumbnailsVtt) lines.push(`  thumbs   ${o.thumbnailsVtt.url}`);
+    lines.push(`  manifest ${o.manifest.url}`);
+  }
+  if (job.error) lines.push(`  error    ${job.error.code}: ${job.error.message}`);
+  return lines.join("\n");
+}
+
+interface PublishedManifest {
+  files: { key: string }[];
+}
+
+/** Copies every file of a completed job's package (as its manifest lists them) under `outDir/<jobId>/`. */
+export async function copyOutputs(job: Job, outDir: string): Promise<number> {
+  if (!job.outputs) return 0;
+  const manifestUrl = job.outputs.manifest.url;
+  const base = manifestUrl.slice(0, manifestUrl.length - job.outputs.manifest.key.length);
+  const manifestResponse = await fetch(manifestUrl);
+  if (!manifestResponse.ok) throw new Error(`manifest ${manifestUrl}: HTTP ${manifestResponse.status}`);
+  const manifestText = await manifestResponse.text();
+  const manifest = JSON.parse(manifestText) as PublishedManifest;
+  const prefix = `outputs/${job.id}/`;
+  const target = (key: string) => join(outDir, job.id, key.startsWith(prefix) ? key.slice(prefix.length) : key);
+  for (const { key } of manifest.files) {
+    const response = await fetch(`${base}${key.split("/").map(encodeURIComponent).join("/")}`);
+    if (!response.ok) throw new Error(`${key}: HTTP ${response.status}`);
+    const path = target(key);
+    await mkdir(dirname(path), { recursive: true });
+    await writeFile(path, new Uint8Array(await response.arrayBuffer()));
+  }
+  const manifestPath = target(job.outputs.manifest.key);
+  await mkdir(dirname(manifestPath), { recursive: true });
+  await writeFile(manifestPath, manifestText);
+  return manifest.files.length + 1;
+}

@@ -1,0 +1,130 @@
+/**
+ * The local stack as the CLI runs it: the local cloud with real machines (the machine-image
+ * program as processes), a fast local cron, state under one directory and stable secrets, so a
+ * restart keeps jobs, objects and the API token.
+ */
+
+import { randomBytes } from "node:crypto";
+import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { SecretName, VarName } from "@tcoder/worker/bindings";
+import { secrets as secretDeclarations } from "@tcoder/worker/bindings";
+import { type LocalCloud, startLocalCloud } from "./local-cloud.ts";
+import { processRunner } from "./services/fly/runners.ts";
+
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
+const machineMain = join(repoRoot, "machine-image", "src", "main.ts");
+
+/** Where a running stack announces itself to other CLI invocations. */
+export interface StackFile {
+  apiUrl: string;
+  apiToken: string;
+  pid: number;
+  startedAt: string;
+}
+
+export type LogSource = "api" | "queue" | "cron" | "stack" | `machine ${string}`;
+export type StackLogger = (source: LogSource, line: string, level?: "info" | "debug") => void;
+
+export interface StartLocalStackOptions {
+  dir: string;
+  fresh?: boolean;
+  maxMachines?: number;
+  /** Port of the API (the worker); others are chosen free. */
+  port?: number;
+  log?: StackLogger;
+  /** Local cron cadence; the deployed cron runs every minute. */
+  cronIntervalMs?: number;
+  vars?: Partial<Record<VarName, string>>;
+}
+
+export interface LocalStack {
+  cloud: LocalCloud;
+  dir: string;
+  stop(): Promise<void>;
+}
+
+/** Local defaults that differ from a deployment only in cadence: machines stop sooner when idle. */
+const localStackVars = {
+  MACHINE_IDLE_STOP_SECONDS: "30",
+  JOB_LEASE_SECONDS: "30",
+} as const satisfies Partial<Record<VarName, string>>;
+
+export async function startLocalStack(opts: StartLocalStackOptions): Promise<LocalStack> {
+  const dir = resolve(opts.dir);
+  if (opts.fresh) await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  const log = opts.log ?? (() => {});
+  const secrets = await loadOrCreateSecrets(join(dir, "secrets.json"));
+  const runner = processRunner({
+    command: [process.execPath, "--import", "tsx", machineMain],
+    cwd: repoRoot,
+    env: { WORK_DIR: join(dir, "machines") },
+    log: (machineId, _stream, line) => log(`machine ${machineId}`, line),
+  });
+  const cloud = await startLocalCloud({
+    dir,
+    runner,
+    secrets,
+    vars: { ...localStackVars, ...opts.vars },
+    ...(opts.maxMachines === undefined ? {} : { maxMachines: opts.maxMachines }),
+    ports: opts.port === undefined ? {} : { worker: opts.port },
+    cronIntervalMs: opts.cronIntervalMs ?? 5_000,
+  });
+  const stackFile = join(dir, "stack.json");
+  const announced: StackFile = {
+    apiUrl: cloud.apiUrl,
+    apiToken: cloud.apiToken,
+    pid: process.pid,
+    startedAt: new Date().toISOString(),
+  };
+  await writeFile(stackFile, `${JSON.stringify(announced, null, 2)}\n`, { mode: 0o600 });
+  log("stack", `local cloud up: api ${cloud.apiUrl}, state in ${dir}`);
+  let stopping: Promise<void> | undefined;
+  return {
+    cloud,
+    dir,
+    stop() {
+      stopping ??= (async () => {
+        await rm(stackFile, { force: true });
+        await cloud.stop();
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** Reads the announcement of a stack running in `dir`, if its process is still alive. */
+export async function readRunningStack(dir: string): Promise<StackFile | null> {
+  let stack: StackFile;
+  try {
+    stack = JSON.parse(await readFile(join(resolve(dir), "stack.json"), "utf8")) as StackFile;
+  } catch {
+    return null;
+  }
+  try {
+    process.kill(stack.pid, 0);
+  } catch {
+    return null;
+  }
+  return stack;
+}
+
+async function loadOrCreateSecrets(path: string): Promise<Record<SecretName, string>> {
+  let stored: Partial<Record<SecretName, string>> = {};
+  try {
+    stored = JSON.parse(await readFile(path, "utf8")) as Partial<Record<SecretName, string>>;
+  } catch {
+    // First start in this directory.
+  }
+  const secrets = Object.fromEntries(
+    (Object.keys(secretDeclarations) as SecretName[]).map((name) => [
+      name,
+      stored[name] ?? randomBytes(32).toString("base64url"),
+    ]),
+  ) as Record<SecretName, string>;
+  await writeFile(path, `${JSON.stringify(secrets, null, 2)}\n`, { mode: 0o600 });
+  await chmod(path, 0o600);
+  return secrets;
+}
