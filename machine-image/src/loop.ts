@@ -18,6 +18,8 @@ export interface Claim {
 export interface JobRunContext {
   signal: AbortSignal;
   onProgress: (stage: JobStage, progress: number) => void;
+  /** A heartbeat that must be answered `continue`: the fence before publishing. */
+  confirmLease: () => Promise<boolean>;
 }
 
 export type Logger = (
@@ -166,13 +168,18 @@ async function workOn(claim: Claim, deps: LoopDeps, log: Logger, now: () => numb
     };
     let outcome: TranscodeOutcome;
     try {
-      outcome = await deps.runJob(job, { signal, onProgress });
+      const confirmLease = async () => {
+        const answer = await send({ type: "heartbeat", ...base }, 6);
+        return answer?.action === "continue" && !lost.signal.aborted;
+      };
+      outcome = await deps.runJob(job, { signal, onProgress, confirmLease });
     } catch (error) {
       if (error instanceof AttemptStoppedError || signal.aborted) {
         if (deps.shutdown.aborted && !lost.signal.aborted) {
           jobLog("info", "shutting down; releasing the job");
           await send({ type: "released", ...base, reason: "machine shutting down" }, 4);
         }
+        if (!deps.shutdown.aborted) jobLog("warn", "attempt stopped without publishing (lease not confirmed)");
         return deps.shutdown.aborted;
       }
       jobLog("error", "attempt crashed", { error: (error as Error).stack ?? String(error) });

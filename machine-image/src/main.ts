@@ -68,7 +68,7 @@ async function main(): Promise<number> {
     controlPlane,
     shutdown: shutdown.signal,
     log,
-    runJob: (job, { signal, onProgress }) =>
+    runJob: (job, { signal, onProgress, confirmLease }) =>
       transcodeJob(job, {
         s3,
         inputBucket: config.INPUT_BUCKET,
@@ -79,6 +79,7 @@ async function main(): Promise<number> {
         uploadConcurrency: config.UPLOAD_CONCURRENCY,
         signal,
         onProgress,
+        confirmLease,
         log: (message, fields) => log("warn", message, { jobId: job.jobId, ...fields }),
       }),
   });

@@ -59,6 +59,8 @@ export interface TranscodeDeps {
   uploadConcurrency: number;
   /** Called with the stage and overall progress (0..1) as work advances. */
   onProgress?: (stage: JobStage, progress: number) => void;
+  /** Asks the control plane whether this attempt still holds the lease, right before publishing. */
+  confirmLease?: () => Promise<boolean>;
   signal?: AbortSignal;
   log?: (message: string, fields?: Record<string, unknown>) => void;
 }
@@ -74,6 +76,8 @@ export class AttemptStoppedError extends Error {
     this.name = "AttemptStoppedError";
   }
 }
+
+const DOWNLOAD_ATTEMPTS = 3;
 
 // Overall progress is split across stages by their typical share of the work.
 const STAGE_SPAN: Record<Exclude<JobStage, "queued">, [number, number]> = {
@@ -119,13 +123,20 @@ async function runAttempt(job: JobToRun, deps: TranscodeDeps, dir: string): Prom
 
   report("downloading", 0);
   const sourcePath = join(dir, "source");
-  let sizeBytes: number;
-  try {
-    ({ sizeBytes } = await downloadToFile(deps.s3, deps.inputBucket, job.inputKey, sourcePath, signal));
-  } catch (error) {
-    if (signal?.aborted) throw error;
-    if (error instanceof ObjectMissingError) return failure("input_missing", `source ${job.inputKey} not found`, false);
-    return failure("internal", `download failed: ${(error as Error).message}`, true);
+  let sizeBytes = 0;
+  // The SDK retries requests; a body stream cut mid-way is retried here, from the start.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      ({ sizeBytes } = await downloadToFile(deps.s3, deps.inputBucket, job.inputKey, sourcePath, signal));
+      break;
+    } catch (error) {
+      if (signal?.aborted) throw error;
+      if (error instanceof ObjectMissingError)
+        return failure("input_missing", `source ${job.inputKey} not found`, false);
+      if (attempt >= DOWNLOAD_ATTEMPTS)
+        return failure("internal", `download failed: ${(error as Error).message}`, true);
+      await new Promise((resolve) => setTimeout(resolve, 500 * 2 ** attempt));
+    }
   }
 
   report("probing", 0);
@@ -179,9 +190,12 @@ async function runAttempt(job: JobToRun, deps: TranscodeDeps, dir: string): Prom
     await upload(built.playlists);
     await upload(built.indexes);
     report("publishing", 0);
+    // Fence: publish only while this attempt provably holds the lease, so a machine that lost it
+    // (partitioned from the control plane) never overwrites or cleans up a newer attempt's package.
+    if (deps.confirmLease && !(await deps.confirmLease())) throw new AttemptStoppedError();
     await uploadFile(deps.s3, deps.outputBucket, built.manifestUpload, signal ? { signal } : {});
   } catch (error) {
-    if (signal?.aborted) throw error;
+    if (signal?.aborted || error instanceof AttemptStoppedError) throw error;
     return failure("upload_failed", `upload failed: ${(error as Error).message}`, true, probe);
   }
   await removeUnreferenced(job, built.manifest, deps).catch((error: Error) =>
@@ -208,7 +222,7 @@ async function buildPackage(
 ): Promise<BuiltPackage> {
   const { plan, preset, workDir: dir } = spec;
   const key = (path: string) => packageKey(job.jobId, job.attempt, path);
-  const item = async (path: string, objectKey: string): Promise<UploadItem> => ({
+  const item = (path: string, objectKey: string): UploadItem => ({
     path,
     key: objectKey,
     contentType: contentTypeFor(objectKey),
@@ -282,12 +296,12 @@ async function buildPackage(
         sizeBytes: rates.sizeBytes,
         playlist: playlistKey,
       });
-      for (const uri of sizes.keys()) await track(await item(join(rDir, uri), key(`hls/${r.name}/${uri}`)), media);
-      await track(await item(join(rDir, "playlist.m3u8"), playlistKey), playlists);
+      for (const uri of sizes.keys()) await track(item(join(rDir, uri), key(`hls/${r.name}/${uri}`)), media);
+      await track(item(join(rDir, "playlist.m3u8"), playlistKey), playlists);
     }
     const masterPath = join(dir, "hls", "master.m3u8");
     await writeFile(masterPath, writeMasterPlaylist(variants));
-    await track(await item(masterPath, key(packagePaths.hlsMaster)), indexes);
+    await track(item(masterPath, key(packagePaths.hlsMaster)), indexes);
     manifest.hls = {
       master: key(packagePaths.hlsMaster),
       segmentSeconds: preset.segmentSeconds,
@@ -337,7 +351,7 @@ async function buildPackage(
   if (mp4Source) {
     const mp4Duration = await encodedDurationSeconds(mp4Source.path);
     const mp4Key = key(packagePaths.mp4);
-    await track(await item(mp4Source.path, mp4Key), media);
+    await track(item(mp4Source.path, mp4Key), media);
     manifest.mp4 = {
       key: mp4Key,
       width: mp4Source.width,
@@ -350,7 +364,7 @@ async function buildPackage(
   const posterPath = join(dir, workLayout.poster);
   const top = plan.renditions[0];
   if (preset.poster && top && (await exists(posterPath))) {
-    await track(await item(posterPath, key(packagePaths.poster)), media);
+    await track(item(posterPath, key(packagePaths.poster)), media);
     manifest.poster = { key: key(packagePaths.poster), width: top.width, height: top.height };
   }
 
@@ -361,8 +375,8 @@ async function buildPackage(
       await buildSprite(join(dir, workLayout.thumbPattern), thumbs.length, thumbnailPlan, spritePath, signal);
       const vttPath = join(dir, "thumbnails.vtt");
       await writeFile(vttPath, writeThumbnailsVtt(thumbnailPlan, thumbs.length, probe.durationSeconds, "sprite.jpg"));
-      await track(await item(spritePath, key(packagePaths.thumbnailsSprite)), media);
-      await track(await item(vttPath, key(packagePaths.thumbnailsVtt)), playlists);
+      await track(item(spritePath, key(packagePaths.thumbnailsSprite)), media);
+      await track(item(vttPath, key(packagePaths.thumbnailsVtt)), playlists);
       manifest.thumbnails = {
         vtt: key(packagePaths.thumbnailsVtt),
         sprite: key(packagePaths.thumbnailsSprite),
@@ -377,7 +391,7 @@ async function buildPackage(
 
   const manifestPath = join(dir, "manifest.json");
   await writeFile(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
-  const manifestUpload = await item(manifestPath, manifestKey(job.jobId));
+  const manifestUpload = item(manifestPath, manifestKey(job.jobId));
   return { manifest, media, playlists, indexes, manifestUpload };
 }
 
@@ -389,10 +403,15 @@ const exists = (path: string) =>
 
 /**
  * Files no manifest refers to (an interrupted earlier attempt, or a released attempt that had
- * begun uploading under the same number) are removed once this attempt's manifest is out.
+ * begun uploading under the same number) are removed once this attempt's manifest is out. Later
+ * attempts' prefixes are never touched.
  */
 async function removeUnreferenced(job: JobToRun, manifest: Manifest, deps: TranscodeDeps) {
   const referenced = new Set([...manifest.files.map((f) => f.key), manifestKey(job.jobId)]);
-  const stale = (await listKeys(deps.s3, deps.outputBucket, outputPrefix(job.jobId))).filter((k) => !referenced.has(k));
+  const prefix = outputPrefix(job.jobId);
+  const attemptOf = (key: string) => Number(key.slice(prefix.length).split("/")[0]);
+  const stale = (await listKeys(deps.s3, deps.outputBucket, prefix)).filter(
+    (k) => !referenced.has(k) && attemptOf(k) <= job.attempt,
+  );
   if (stale.length > 0) await deleteKeys(deps.s3, deps.outputBucket, stale);
 }

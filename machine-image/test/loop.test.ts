@@ -165,6 +165,23 @@ describe("machine loop", () => {
     expect(events.map((e) => e.type)).toEqual(["claimed", "heartbeat"]);
   });
 
+  it("refuses to confirm the lease for publishing when the control plane answers abort", async () => {
+    const { events, controlPlane } = recorder((event) => (event.type === "heartbeat" ? "abort" : "continue"));
+    let confirmed: boolean | undefined;
+    await runMachineLoop(
+      baseDeps({
+        claim: claimOnce(job),
+        controlPlane,
+        runJob: async (_job, { confirmLease }) => {
+          confirmed = await confirmLease();
+          throw new AttemptStoppedError();
+        },
+      }),
+    );
+    expect(confirmed).toBe(false);
+    expect(events.map((e) => e.type)).toEqual(["claimed", "heartbeat"]);
+  });
+
   it("releases the job back to the queue on shutdown and exits", async () => {
     const { events, controlPlane } = recorder();
     const shutdown = new AbortController();

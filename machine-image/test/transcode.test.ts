@@ -11,8 +11,8 @@ import { type Preset, presets } from "@tcoder/worker/contract";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { manifestKey, outputPrefix } from "../src/package/layout.ts";
 import type { Manifest } from "../src/package/manifest.ts";
-import { createS3Client } from "../src/storage/s3.ts";
-import { type TranscodeOutcome, transcodeJob } from "../src/transcode.ts";
+import { createS3Client, listKeys } from "../src/storage/s3.ts";
+import { AttemptStoppedError, type TranscodeOutcome, transcodeJob } from "../src/transcode.ts";
 import { clips } from "./support/clips.ts";
 import { downloadPrefix, headObject, isFaststart, keyframeTimes, mediaFacts } from "./support/outputs.ts";
 
@@ -45,16 +45,26 @@ interface Run {
   keys: string[];
 }
 
-async function transcode(
-  source: string | null,
-  preset: Preset = presets["hls-ladder"],
-  limits = { maxDurationSeconds: 4 * 3600, maxPixels: 4096 * 2304 },
-): Promise<Run> {
-  const jobId = `job${++jobCounter}`;
+interface RunOptions {
+  preset?: Preset;
+  limits?: { maxDurationSeconds: number; maxPixels: number };
+  jobId?: string;
+  attempt?: number;
+  confirmLease?: () => Promise<boolean>;
+}
+
+async function transcode(source: string | null, options: RunOptions = {}): Promise<Run> {
+  const {
+    preset = presets["hls-ladder"],
+    limits = { maxDurationSeconds: 4 * 3600, maxPixels: 4096 * 2304 },
+    jobId = `job${++jobCounter}`,
+    attempt = 1,
+    confirmLease,
+  } = options;
   const inputKey = `inputs/${jobId}/source`;
   if (source) await s3.send(new PutObjectCommand({ Bucket: INPUTS, Key: inputKey, Body: await readFile(source) }));
   const outcome = await transcodeJob(
-    { jobId, attempt: 1, preset, inputKey },
+    { jobId, attempt, preset, inputKey },
     {
       s3,
       inputBucket: INPUTS,
@@ -63,9 +73,10 @@ async function transcode(
       limits,
       x264Preset: "ultrafast",
       uploadConcurrency: 4,
+      ...(confirmLease ? { confirmLease } : {}),
     },
   );
-  const downloaded = join(dir, "published", jobId);
+  const downloaded = join(dir, "published", `${jobId}-${attempt}`);
   const keys = await downloadPrefix(s3, OUTPUTS, outputPrefix(jobId), downloaded);
   return { jobId, outcome, keys, local: (key) => join(downloaded, key) };
 }
@@ -218,7 +229,7 @@ describe("transcoding real sources", () => {
   });
 
   it("makes a single faststart MP4 and poster for a preset without HLS", async () => {
-    const run = await transcode(await clips.landscape1080(dir, 2), presets["mp4-720p"]);
+    const run = await transcode(await clips.landscape1080(dir, 2), { preset: presets["mp4-720p"] });
     const { outputs } = completed(run);
     expect(outputs.hlsMaster).toBeUndefined();
     expect(outputs.renditions).toEqual([]);
@@ -241,9 +252,8 @@ describe("rejecting sources", () => {
   });
 
   it("fails a source beyond the limits as too_large, with the probe's reason", async () => {
-    const run = await transcode(await clips.noAudio(dir), presets["hls-ladder"], {
-      maxDurationSeconds: 1,
-      maxPixels: 4096 * 2304,
+    const run = await transcode(await clips.noAudio(dir), {
+      limits: { maxDurationSeconds: 1, maxPixels: 4096 * 2304 },
     });
     expect(run.outcome).toMatchObject({ kind: "failed", error: { code: "too_large" }, probe: { durationSeconds: 2 } });
     expect(run.outcome.kind === "failed" && run.outcome.error.message).toMatch(
@@ -254,5 +264,35 @@ describe("rejecting sources", () => {
   it("fails a job whose source is gone as input_missing", async () => {
     const run = await transcode(null);
     expect(run.outcome).toMatchObject({ kind: "failed", retryable: false, error: { code: "input_missing" } });
+  });
+});
+
+describe("publishing", () => {
+  it("publishes no manifest when the lease is not confirmed, and the next attempt removes what was left", async () => {
+    const clip = await clips.oddSize8fps(dir);
+    const jobId = "job-fenced";
+    let asked = 0;
+    await expect(
+      transcode(clip, {
+        jobId,
+        attempt: 1,
+        confirmLease: async () => {
+          asked++;
+          return false;
+        },
+      }),
+    ).rejects.toBeInstanceOf(AttemptStoppedError);
+    expect(asked).toBe(1);
+    const leftovers = await listKeys(s3, OUTPUTS, outputPrefix(jobId));
+    expect(leftovers.length).toBeGreaterThan(0);
+    expect(leftovers).not.toContain(manifestKey(jobId));
+    expect(leftovers.every((k) => k.startsWith(`outputs/${jobId}/1/`))).toBe(true);
+
+    const next = await transcode(clip, { jobId, attempt: 2, confirmLease: async () => true });
+    expect(completed(next).outputs.manifest).toBe(manifestKey(jobId));
+    expect(next.keys).toContain(manifestKey(jobId));
+    expect(next.keys.filter((k) => k !== manifestKey(jobId)).every((k) => k.startsWith(`outputs/${jobId}/2/`))).toBe(
+      true,
+    );
   });
 });
