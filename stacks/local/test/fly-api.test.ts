@@ -3,7 +3,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
-import { type FlyMachine, type LocalFlyApi, noopRunner, processRunner, startFlyApi } from "../src/services/fly-api.ts";
+import {
+  type FlyMachine,
+  type LocalFlyApi,
+  type MachineRunner,
+  noopRunner,
+  processRunner,
+  startFlyApi,
+} from "../src/services/fly-api.ts";
 
 const token = "fly-test-token";
 const machineProgram = fileURLToPath(new URL("./fixtures/machine-program.mjs", import.meta.url));
@@ -161,6 +168,54 @@ describe("local Fly Machines API: machines", () => {
       skip_launch: true,
     });
     expect((await call("DELETE", `/v1/apps/tcoder-machines/machines/${m.id}`)).status).toBe(200);
+  });
+
+  it("refuses to start a machine that is still stopping (412), like Fly", async () => {
+    let releaseStop: () => void = () => {};
+    const slowToStop: MachineRunner = {
+      async start() {
+        let exit: (e: { code: number | null; signal: string | null }) => void = () => {};
+        const exited = new Promise<{ code: number | null; signal: string | null }>((r) => {
+          exit = r;
+        });
+        return {
+          exited,
+          stop: (signal) =>
+            new Promise<void>((resolve) => {
+              releaseStop = () => {
+                exit({ code: null, signal });
+                resolve();
+              };
+            }),
+        };
+      },
+    };
+    const { call } = await withApp({ runner: slowToStop });
+    const { body: m } = await call("POST", "/v1/apps/tcoder-machines/machines", { config: machineConfig });
+    const base = `/v1/apps/tcoder-machines/machines/${m.id}`;
+    await call("GET", `${base}/wait?state=started`);
+    await call("POST", `${base}/stop`, {});
+    expect((await call("GET", base)).body.state).toBe("stopping");
+    const refused = await call("POST", `${base}/start`);
+    expect(refused.status).toBe(412);
+    expect(refused.body.error).toContain("stopping");
+    releaseStop();
+    expect((await call("GET", `${base}/wait?state=stopped&instance_id=${m.instance_id}`)).status).toBe(200);
+  });
+
+  it("updating a started machine restarts it with the new config and a new instance_id", async () => {
+    const runner = noopRunner();
+    const { call } = await withApp({ runner });
+    const { body: m } = await call("POST", "/v1/apps/tcoder-machines/machines", { config: machineConfig });
+    const base = `/v1/apps/tcoder-machines/machines/${m.id}`;
+    await call("GET", `${base}/wait?state=started`);
+    const updated = await call("POST", base, { config: { ...machineConfig, env: { GREETING: "hello" } } });
+    expect(updated.status).toBe(200);
+    expect(updated.body.instance_id).not.toBe(m.instance_id);
+    expect((await call("GET", `${base}/wait?state=started`)).status).toBe(200);
+    const now = await call("GET", base);
+    expect(now.body).toMatchObject({ state: "started", config: { env: { GREETING: "hello" } } });
+    expect(runner.running()).toEqual([m.id]);
   });
 
   it("answers 400 to an invalid machine body and 404 to an unknown machine", async () => {
