@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import {
   crons,
   defaultVars,
@@ -11,8 +12,9 @@ import {
 } from "@tcoder/worker/bindings";
 import { beforeAll, describe, expect, test } from "vitest";
 import { configKeyOf } from "../src/config.ts";
+import { imageSourceHash, imageSourcePaths } from "../src/image-source.ts";
 import { sha256Hex } from "../src/storage.ts";
-import { type ProgramRun, type RegisteredResource, runProgram, SECRET } from "./mock-program.ts";
+import { type ProgramRun, type RegisteredResource, repoRoot, runProgram, SECRET } from "./mock-program.ts";
 
 const T = {
   bucket: "cloudflare:index/r2Bucket:R2Bucket",
@@ -264,5 +266,19 @@ describe("stack config is checked before anything is planned", () => {
     await expect(runProgram("dev", { "tcoder:workersSubdomain": undefined })).rejects.toThrow(
       /tcoder:workersSubdomain/,
     );
+  });
+});
+
+describe("machine image source hash", () => {
+  test("covers every path the Dockerfile copies, and changes when one of them does", () => {
+    const dockerfile = readFileSync(`${repoRoot}/machine-image/Dockerfile`, "utf8");
+    const copied = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => (m[1] ?? "").split(/\s+/));
+    for (const path of copied) {
+      expect(
+        imageSourcePaths.some((p) => path === p || path.startsWith(`${p}/`)),
+        `${path} is copied into the image but not hashed`,
+      ).toBe(true);
+    }
+    expect(imageSourceHash(repoRoot)).not.toBe(imageSourceHash(repoRoot, imageSourcePaths.slice(1)));
   });
 });
