@@ -5,17 +5,14 @@
  * after the response, as R2 does, so consumers see the same ordering they will in the cloud.
  */
 import { randomUUID } from "node:crypto";
-import type { FileHandle } from "node:fs/promises";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { pipeline } from "node:stream/promises";
 import type { R2EventNotification } from "@tcoder/worker/contract";
-import { DiskStore, type ObjectHeaders, type StoredObject } from "./s3/disk-store.ts";
-import { accessDenied, invalidRequest, noSuchBucket, S3Error } from "./s3/errors.ts";
-import { incomingBody, readSmallBody } from "./s3/incoming-body.ts";
-import { decodeContinuationToken, encodeContinuationToken, listPage } from "./s3/list-objects.ts";
-import { type Credentials, isSigned, type VerifiedRequest, verifySigV4 } from "./s3/sigv4.ts";
-import { renderXml, xmlBlocks, xmlText } from "./s3/xml.ts";
+import { DiskStore } from "./s3/disk-store.ts";
+import { accessDenied, noSuchBucket, S3Error } from "./s3/errors.ts";
+import { type Created, dispatch, type Route } from "./s3/operations.ts";
+import { type Credentials, isSigned, verifySigV4 } from "./s3/sigv4.ts";
+import { renderXml, sendXml } from "./s3/xml.ts";
 
 export interface S3Faults {
   /** Fraction (0..1) of matching requests answered 500 InternalError. */
@@ -48,20 +45,6 @@ export interface S3Store {
   /** Replace the fault injection settings at runtime (undefined turns faults off). */
   setFaults(faults: S3Faults | undefined): void;
   stop(): Promise<void>;
-}
-
-type Created = {
-  action: "PutObject" | "CompleteMultipartUpload" | "CopyObject";
-  object: StoredObject;
-  copySource?: { bucket: string; object: string };
-};
-
-interface Route {
-  method: string;
-  url: URL;
-  bucket: string;
-  key: string;
-  auth: VerifiedRequest | null;
 }
 
 const eventAttempts = 5;
@@ -137,320 +120,6 @@ export async function startS3Store(opts: S3StoreOptions): Promise<S3Store> {
   };
 }
 
-async function dispatch(
-  store: DiskStore,
-  route: Route,
-  req: IncomingMessage,
-  res: ServerResponse,
-): Promise<Created | undefined> {
-  const { method, url, bucket, key } = route;
-  const q = url.searchParams;
-  if (bucket === "") {
-    if (method === "GET") return void sendXml(res, 200, listBucketsXml(store));
-    throw notImplemented();
-  }
-  if (key === "") {
-    if (method === "HEAD") return void res.writeHead(200).end();
-    if (method === "GET" && q.get("list-type") === "2") return void sendXml(res, 200, listObjectsXml(store, bucket, q));
-    if (method === "GET" && !q.has("uploads")) return void sendXml(res, 200, listObjectsV1Xml(store, bucket, q));
-    if (method === "POST" && q.has("delete")) return void (await deleteObjects(store, route, req, res));
-    throw notImplemented();
-  }
-  switch (method) {
-    case "GET":
-      if (q.has("uploadId")) return void (await listParts(store, route, res));
-      return void (await getObject(store, route, req, res, true));
-    case "HEAD":
-      return void (await getObject(store, route, req, res, false));
-    case "PUT": {
-      if (q.has("uploadId")) {
-        const body = incomingBody(req, route.auth);
-        const part = await store.putPart(
-          bucket,
-          key,
-          q.get("uploadId") ?? "",
-          Number(q.get("partNumber")),
-          body.bytes,
-          body.verify,
-        );
-        return void res.writeHead(200, { etag: `"${part.etag}"` }).end();
-      }
-      if (req.headers["x-amz-copy-source"] !== undefined) return await copyObject(store, route, req, res);
-      const body = incomingBody(req, route.auth);
-      const object = await store.put(bucket, key, body.bytes, objectHeaders(req), body.verify);
-      res.writeHead(200, { etag: `"${object.etag}"` }).end();
-      return { action: "PutObject", object };
-    }
-    case "POST": {
-      if (q.has("uploads")) {
-        const uploadId = await store.createUpload(bucket, key, objectHeaders(req));
-        return void sendXml(
-          res,
-          200,
-          renderXml("InitiateMultipartUploadResult", { Bucket: bucket, Key: key, UploadId: uploadId }),
-        );
-      }
-      if (q.has("uploadId")) return await completeUpload(store, route, req, res);
-      throw notImplemented();
-    }
-    case "DELETE":
-      if (q.has("uploadId")) await store.abortUpload(bucket, key, q.get("uploadId") ?? "");
-      else await store.delete(bucket, key);
-      return void res.writeHead(204).end();
-    default:
-      throw notImplemented();
-  }
-}
-
-async function getObject(store: DiskStore, route: Route, req: IncomingMessage, res: ServerResponse, withBody: boolean) {
-  const { object, file } = await store.open(route.bucket, route.key);
-  try {
-    await sendObject(object, file, route, req, res, withBody);
-  } finally {
-    await file.close().catch(() => {});
-  }
-}
-
-async function sendObject(
-  object: StoredObject,
-  file: FileHandle,
-  route: Route,
-  req: IncomingMessage,
-  res: ServerResponse,
-  withBody: boolean,
-) {
-  const etag = `"${object.etag}"`;
-  const ifNoneMatch = req.headers["if-none-match"];
-  if (ifNoneMatch !== undefined && (ifNoneMatch === "*" || ifNoneMatch.split(",").some((t) => t.trim() === etag))) {
-    return void res.writeHead(304, { etag, "last-modified": httpDate(object.lastModified) }).end();
-  }
-  const ifMatch = req.headers["if-match"];
-  if (ifMatch !== undefined && ifMatch !== "*" && !ifMatch.split(",").some((t) => t.trim() === etag)) {
-    throw new S3Error(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold");
-  }
-  const headers = responseHeaders(object, route.auth !== null ? route.url.searchParams : null);
-  const range = parseRange(req.headers.range, object.size);
-  if (range === "unsatisfiable") {
-    throw new S3Error(416, "InvalidRange", "The requested range is not satisfiable", {
-      ActualObjectSize: String(object.size),
-    });
-  }
-  if (range) {
-    res.writeHead(206, {
-      ...headers,
-      "content-length": range.end - range.start + 1,
-      "content-range": `bytes ${range.start}-${range.end}/${object.size}`,
-    });
-  } else {
-    res.writeHead(200, { ...headers, "content-length": object.size });
-  }
-  if (!withBody || object.size === 0) return void res.end();
-  await pipeline(file.createReadStream({ ...(range ?? {}), autoClose: false }), res);
-}
-
-async function copyObject(store: DiskStore, route: Route, req: IncomingMessage, res: ServerResponse): Promise<Created> {
-  const rawSource = String(req.headers["x-amz-copy-source"]).split("?")[0] ?? "";
-  const source = decodeURIComponent(rawSource).replace(/^\//, "");
-  const slash = source.indexOf("/");
-  const sourceBucket = source.slice(0, slash);
-  const sourceKey = source.slice(slash + 1);
-  if (slash <= 0 || sourceKey === "") throw invalidRequest("Invalid copy source");
-  if (!store.hasBucket(sourceBucket)) throw noSuchBucket(sourceBucket);
-  const { object: original, file } = await store.open(sourceBucket, sourceKey);
-  const replace = String(req.headers["x-amz-metadata-directive"] ?? "COPY").toUpperCase() === "REPLACE";
-  const headers: ObjectHeaders = replace ? objectHeaders(req) : storedHeaders(original);
-  const object = await store
-    .put(route.bucket, route.key, file.createReadStream({ autoClose: false }), headers)
-    .finally(() => file.close().catch(() => {}));
-  sendXml(res, 200, renderXml("CopyObjectResult", { LastModified: object.lastModified, ETag: `"${object.etag}"` }));
-  return { action: "CopyObject", object, copySource: { bucket: sourceBucket, object: sourceKey } };
-}
-
-async function completeUpload(
-  store: DiskStore,
-  route: Route,
-  req: IncomingMessage,
-  res: ServerResponse,
-): Promise<Created> {
-  const xml = await readSmallBody(incomingBody(req, route.auth));
-  const parts = xmlBlocks(xml, "Part").map((part) => ({
-    partNumber: Number(xmlText(part, "PartNumber")),
-    etag: xmlText(part, "ETag") ?? "",
-  }));
-  const uploadId = route.url.searchParams.get("uploadId") ?? "";
-  const object = await store.completeUpload(route.bucket, route.key, uploadId, parts);
-  sendXml(
-    res,
-    200,
-    renderXml("CompleteMultipartUploadResult", {
-      Location: `/${route.bucket}/${route.key}`,
-      Bucket: route.bucket,
-      Key: route.key,
-      ETag: `"${object.etag}"`,
-    }),
-  );
-  return { action: "CompleteMultipartUpload", object };
-}
-
-async function listParts(store: DiskStore, route: Route, res: ServerResponse) {
-  const uploadId = route.url.searchParams.get("uploadId") ?? "";
-  const marker = Number(route.url.searchParams.get("part-number-marker") ?? 0);
-  const maxParts = Number(route.url.searchParams.get("max-parts") ?? 1000);
-  const all = (await store.listParts(route.bucket, route.key, uploadId)).filter((p) => p.partNumber > marker);
-  const page = all.slice(0, maxParts);
-  sendXml(
-    res,
-    200,
-    renderXml("ListPartsResult", {
-      Bucket: route.bucket,
-      Key: route.key,
-      UploadId: uploadId,
-      PartNumberMarker: marker,
-      NextPartNumberMarker: page.at(-1)?.partNumber ?? marker,
-      MaxParts: maxParts,
-      IsTruncated: all.length > page.length,
-      Part: page.map((p) => ({
-        PartNumber: p.partNumber,
-        LastModified: p.lastModified,
-        ETag: `"${p.etag}"`,
-        Size: p.size,
-      })),
-    }),
-  );
-}
-
-async function deleteObjects(store: DiskStore, route: Route, req: IncomingMessage, res: ServerResponse) {
-  const xml = await readSmallBody(incomingBody(req, route.auth));
-  const keys = xmlBlocks(xml, "Object").map((o) => xmlText(o, "Key") ?? "");
-  const quiet = xmlText(xml, "Quiet") === "true";
-  for (const key of keys) await store.delete(route.bucket, key);
-  sendXml(res, 200, renderXml("DeleteResult", { Deleted: quiet ? [] : keys.map((Key) => ({ Key })) }));
-}
-
-function listObjectsXml(store: DiskStore, bucket: string, q: URLSearchParams): string {
-  const prefix = q.get("prefix") ?? "";
-  const delimiter = q.get("delimiter") ?? "";
-  const maxKeys = Math.min(Number(q.get("max-keys") ?? 1000), 1000);
-  const token = q.get("continuation-token");
-  const startAfter = q.get("start-after") ?? "";
-  const after = token ? decodeContinuationToken(token) : startAfter;
-  const page = listPage(store.list(bucket), { prefix, delimiter, maxKeys, after });
-  const encode = q.get("encoding-type") === "url" ? (s: string) => encodeURIComponent(s) : (s: string) => s;
-  return renderXml("ListBucketResult", {
-    Name: bucket,
-    Prefix: encode(prefix),
-    Delimiter: delimiter ? encode(delimiter) : undefined,
-    StartAfter: startAfter ? encode(startAfter) : undefined,
-    ContinuationToken: token ?? undefined,
-    NextContinuationToken: page.nextAfter !== null ? encodeContinuationToken(page.nextAfter) : undefined,
-    KeyCount: page.objects.length + page.commonPrefixes.length,
-    MaxKeys: maxKeys,
-    EncodingType: q.get("encoding-type") ?? undefined,
-    IsTruncated: page.nextAfter !== null,
-    Contents: page.objects.map((o) => ({
-      Key: encode(o.key),
-      LastModified: o.lastModified,
-      ETag: `"${o.etag}"`,
-      Size: o.size,
-      StorageClass: "STANDARD",
-    })),
-    CommonPrefixes: page.commonPrefixes.map((p) => ({ Prefix: encode(p) })),
-  });
-}
-
-/** The original ListObjects: a `marker` (the last key seen) instead of an opaque token. */
-function listObjectsV1Xml(store: DiskStore, bucket: string, q: URLSearchParams): string {
-  const prefix = q.get("prefix") ?? "";
-  const delimiter = q.get("delimiter") ?? "";
-  const maxKeys = Math.min(Number(q.get("max-keys") ?? 1000), 1000);
-  const marker = q.get("marker") ?? "";
-  const page = listPage(store.list(bucket), { prefix, delimiter, maxKeys, after: marker });
-  return renderXml("ListBucketResult", {
-    Name: bucket,
-    Prefix: prefix,
-    Marker: marker,
-    NextMarker: page.nextAfter ?? undefined,
-    MaxKeys: maxKeys,
-    Delimiter: delimiter || undefined,
-    IsTruncated: page.nextAfter !== null,
-    Contents: page.objects.map((o) => ({
-      Key: o.key,
-      LastModified: o.lastModified,
-      ETag: `"${o.etag}"`,
-      Size: o.size,
-      StorageClass: "STANDARD",
-    })),
-    CommonPrefixes: page.commonPrefixes.map((p) => ({ Prefix: p })),
-  });
-}
-
-function listBucketsXml(store: DiskStore): string {
-  return renderXml("ListAllMyBucketsResult", {
-    Owner: { ID: "local", DisplayName: "local" },
-    Buckets: { Bucket: store.buckets().map((Name) => ({ Name, CreationDate: new Date(0).toISOString() })) },
-  });
-}
-
-function objectHeaders(req: IncomingMessage): ObjectHeaders {
-  const get = (name: string) => {
-    const value = req.headers[name];
-    return Array.isArray(value) ? value.join(",") : value;
-  };
-  // aws-chunked is how the body travelled, not how the object is encoded.
-  const contentEncoding = (get("content-encoding") ?? "")
-    .split(",")
-    .map((e) => e.trim())
-    .filter((e) => e !== "" && e !== "aws-chunked")
-    .join(",");
-  const userMetadata: Record<string, string> = {};
-  for (const [name, value] of Object.entries(req.headers)) {
-    if (name.startsWith("x-amz-meta-") && value !== undefined) userMetadata[name.slice(11)] = String(value);
-  }
-  return {
-    contentType: get("content-type") ?? "binary/octet-stream",
-    cacheControl: get("cache-control"),
-    contentDisposition: get("content-disposition"),
-    contentEncoding: contentEncoding || undefined,
-    contentLanguage: get("content-language"),
-    userMetadata,
-  };
-}
-
-function storedHeaders(object: StoredObject): ObjectHeaders {
-  const { contentType, cacheControl, contentDisposition, contentEncoding, contentLanguage, userMetadata } = object;
-  return { contentType, cacheControl, contentDisposition, contentEncoding, contentLanguage, userMetadata };
-}
-
-/** Headers a GET/HEAD answers with; signed requests may override some with `response-*` params. */
-function responseHeaders(object: StoredObject, overrides: URLSearchParams | null): Record<string, string> {
-  const headers: Record<string, string | undefined> = {
-    etag: `"${object.etag}"`,
-    "last-modified": httpDate(object.lastModified),
-    "accept-ranges": "bytes",
-    "content-type": overrides?.get("response-content-type") ?? object.contentType,
-    "cache-control": overrides?.get("response-cache-control") ?? object.cacheControl,
-    "content-disposition": overrides?.get("response-content-disposition") ?? object.contentDisposition,
-    "content-encoding": overrides?.get("response-content-encoding") ?? object.contentEncoding,
-    "content-language": overrides?.get("response-content-language") ?? object.contentLanguage,
-  };
-  for (const [name, value] of Object.entries(object.userMetadata)) headers[`x-amz-meta-${name}`] = value;
-  return Object.fromEntries(Object.entries(headers).filter((e): e is [string, string] => e[1] !== undefined));
-}
-
-function parseRange(header: string | undefined, size: number): { start: number; end: number } | "unsatisfiable" | null {
-  const m = /^bytes=(\d*)-(\d*)$/.exec(header?.trim() ?? "");
-  if (!m || (m[1] === "" && m[2] === "")) return null;
-  if (m[1] === "") {
-    const suffix = Number(m[2]);
-    if (suffix === 0 || size === 0) return "unsatisfiable";
-    return { start: Math.max(0, size - suffix), end: size - 1 };
-  }
-  const start = Number(m[1]);
-  if (start >= size) return "unsatisfiable";
-  const end = m[2] === "" ? size - 1 : Math.min(Number(m[2]), size - 1);
-  return end < start ? null : { start, end };
-}
-
 function preflight(req: IncomingMessage, res: ServerResponse) {
   res.writeHead(200, {
     "access-control-allow-methods": "GET, PUT, POST, DELETE, HEAD",
@@ -468,11 +137,6 @@ function injectFault(faults: S3Faults | undefined, method: string, key: string) 
   if (Math.random() < faults.failRate) {
     throw new S3Error(500, "InternalError", "We encountered an internal error. Please try again. (injected fault)");
   }
-}
-
-function sendXml(res: ServerResponse, status: number, xml: string) {
-  res.writeHead(status, { "content-type": "application/xml", "content-length": Buffer.byteLength(xml) });
-  res.end(xml);
 }
 
 function sendError(req: IncomingMessage, res: ServerResponse, error: unknown, requestId: string) {
@@ -512,10 +176,6 @@ function decodeURIComponentSafe(value: string): string {
     return value;
   }
 }
-
-const httpDate = (iso: string) => new Date(iso).toUTCString();
-const notImplemented = () =>
-  new S3Error(501, "NotImplemented", "A header or operation you provided is not implemented.");
 
 async function deliverWithRetries(send: () => void | Promise<void>, event: R2EventNotification): Promise<void> {
   for (let attempt = 1; attempt <= eventAttempts; attempt++) {

@@ -1,5 +1,6 @@
-/** ListObjectsV2 over the sorted keys of a bucket: prefix, delimiter, max-keys and continuation. */
-import type { StoredObject } from "./disk-store.ts";
+/** ListObjects (V2 and the original) over the sorted keys of a bucket: prefix, delimiter, max-keys, paging. */
+import type { DiskStore, StoredObject } from "./disk-store.ts";
+import { renderXml } from "./xml.ts";
 
 export interface ListRequest {
   prefix: string;
@@ -43,3 +44,60 @@ export function listPage(sorted: StoredObject[], request: ListRequest): ListPage
 
 export const encodeContinuationToken = (after: string) => Buffer.from(after, "utf8").toString("base64url");
 export const decodeContinuationToken = (token: string) => Buffer.from(token, "base64url").toString("utf8");
+
+export function listObjectsXml(store: DiskStore, bucket: string, q: URLSearchParams): string {
+  const prefix = q.get("prefix") ?? "";
+  const delimiter = q.get("delimiter") ?? "";
+  const maxKeys = Math.min(Number(q.get("max-keys") ?? 1000), 1000);
+  const token = q.get("continuation-token");
+  const startAfter = q.get("start-after") ?? "";
+  const after = token ? decodeContinuationToken(token) : startAfter;
+  const page = listPage(store.list(bucket), { prefix, delimiter, maxKeys, after });
+  const encode = q.get("encoding-type") === "url" ? (s: string) => encodeURIComponent(s) : (s: string) => s;
+  return renderXml("ListBucketResult", {
+    Name: bucket,
+    Prefix: encode(prefix),
+    Delimiter: delimiter ? encode(delimiter) : undefined,
+    StartAfter: startAfter ? encode(startAfter) : undefined,
+    ContinuationToken: token ?? undefined,
+    NextContinuationToken: page.nextAfter !== null ? encodeContinuationToken(page.nextAfter) : undefined,
+    KeyCount: page.objects.length + page.commonPrefixes.length,
+    MaxKeys: maxKeys,
+    EncodingType: q.get("encoding-type") ?? undefined,
+    IsTruncated: page.nextAfter !== null,
+    Contents: page.objects.map((o) => ({
+      Key: encode(o.key),
+      LastModified: o.lastModified,
+      ETag: `"${o.etag}"`,
+      Size: o.size,
+      StorageClass: "STANDARD",
+    })),
+    CommonPrefixes: page.commonPrefixes.map((p) => ({ Prefix: encode(p) })),
+  });
+}
+
+/** The original ListObjects: a `marker` (the last key seen) instead of an opaque token. */
+export function listObjectsV1Xml(store: DiskStore, bucket: string, q: URLSearchParams): string {
+  const prefix = q.get("prefix") ?? "";
+  const delimiter = q.get("delimiter") ?? "";
+  const maxKeys = Math.min(Number(q.get("max-keys") ?? 1000), 1000);
+  const marker = q.get("marker") ?? "";
+  const page = listPage(store.list(bucket), { prefix, delimiter, maxKeys, after: marker });
+  return renderXml("ListBucketResult", {
+    Name: bucket,
+    Prefix: prefix,
+    Marker: marker,
+    NextMarker: page.nextAfter ?? undefined,
+    MaxKeys: maxKeys,
+    Delimiter: delimiter || undefined,
+    IsTruncated: page.nextAfter !== null,
+    Contents: page.objects.map((o) => ({
+      Key: o.key,
+      LastModified: o.lastModified,
+      ETag: `"${o.etag}"`,
+      Size: o.size,
+      StorageClass: "STANDARD",
+    })),
+    CommonPrefixes: page.commonPrefixes.map((p) => ({ Prefix: p })),
+  });
+}

@@ -1,4 +1,5 @@
 /** The few XML documents S3 speaks: rendering responses and reading the two request bodies it takes. */
+import type { ServerResponse } from "node:http";
 
 export type XmlNode = string | number | boolean | null | undefined | XmlElement | XmlNode[];
 export interface XmlElement {
@@ -50,4 +51,9 @@ export function xmlBlocks(xml: string, tag: string): string[] {
 export function xmlText(xml: string, tag: string): string | undefined {
   const block = xmlBlocks(xml, tag)[0];
   return block === undefined ? undefined : unescapeXml(block.trim());
+}
+
+export function sendXml(res: ServerResponse, status: number, xml: string) {
+  res.writeHead(status, { "content-type": "application/xml", "content-length": Buffer.byteLength(xml) });
+  res.end(xml);
 }
