@@ -119,3 +119,55 @@ describe("local cloud", () => {
     expect(() => process.kill(pid, 0)).toThrow();
   });
 });
+
+describe("local cloud with the real worker bundle", () => {
+  let dir: string;
+  let cloud: LocalCloud;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "tcoder-local-cloud-real-"));
+    cloud = await startLocalCloud({ dir, maxMachines: 1 });
+  });
+  afterAll(async () => {
+    await cloud?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("an upload through the presigned URL queues the job and admission creates a machine in the local Fly API", async () => {
+    const headers = { authorization: `Bearer ${cloud.apiToken}`, "content-type": "application/json" };
+    const source = new Uint8Array(2048).fill(1);
+    const reserved = await fetch(`${cloud.apiUrl}/v1/uploads`, {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ filename: "clip.mp4", contentType: "video/mp4", size: source.length }),
+    });
+    expect(reserved.status).toBe(201);
+    const { jobId, upload } = (await reserved.json()) as {
+      jobId: string;
+      upload: { url: string; headers: Record<string, string> };
+    };
+    const put = await fetch(upload.url, { method: "PUT", headers: upload.headers, body: source });
+    expect(put.status).toBe(200);
+
+    await expect
+      .poll(
+        async () =>
+          ((await (await fetch(`${cloud.apiUrl}/v1/jobs/${jobId}`, { headers })).json()) as { state: string }).state,
+        {
+          timeout: 20_000,
+          interval: 250,
+        },
+      )
+      .toBe("pending");
+    await expect
+      .poll(() => cloud.fly.machines(cloud.settings.FLY_APP_NAME).map((m) => m.state), {
+        timeout: 20_000,
+        interval: 250,
+      })
+      .toEqual(["started"]);
+    const [machine] = cloud.fly.machines(cloud.settings.FLY_APP_NAME);
+    expect(machine?.config.image).toBe(cloud.settings.MACHINE_IMAGE);
+    expect(machine?.config.env?.CONTROL_PLANE_URL).toBe(cloud.apiUrl);
+    expect(cloud.fly.calls()["POST /v1/apps/{app}/machines"]).toBe(1);
+  });
+});
