@@ -8,7 +8,7 @@ import type { Settings } from "../bindings.ts";
 import { FlyApiError, type FlyClient, machineConfigFor } from "../fly/client.ts";
 import { log } from "../http/logging.ts";
 import {
-  machineStartFailed,
+  machineCallFailed,
   recordAdmissionError,
   registerCreatedMachine,
   releaseReservation,
@@ -70,10 +70,10 @@ export async function admitMachines(
       const failure = describe(err);
       result.failures.push({ machineId, ...failure });
       say("warn", { event: "machine_start_failed", machineId, ...failure });
-      await machineStartFailed(
+      await machineCallFailed(
         redis,
         machineId,
-        { gone: err instanceof FlyApiError && err.kind === "not_found", error: failure.message },
+        { call: "start", gone: err instanceof FlyApiError && err.kind === "not_found", error: failure.message },
         nowMs,
       ).catch((e: unknown) => say("error", { event: "pool_update_failed", machineId, ...describe(e) }));
     }

@@ -12,7 +12,7 @@ import { redisFromSettings } from "../http/context.ts";
 import { log } from "../http/logging.ts";
 import {
   expireStaleUploads,
-  machineStopFailed,
+  machineCallFailed,
   markMachineStopping,
   readPool,
   reconcilePool,
@@ -127,10 +127,10 @@ export async function runScheduled(env: Env, nowMs: number, deps: ScheduledDeps 
       } catch (err) {
         say("warn", { event: "machine_stop_failed", machineId: machine.id, error: message(err) });
         report.errors.push(`stop ${machine.id}: ${message(err)}`);
-        await machineStopFailed(
+        await machineCallFailed(
           redis,
           machine.id,
-          { gone: err instanceof FlyApiError && err.kind === "not_found", error: message(err) },
+          { call: "stop", gone: err instanceof FlyApiError && err.kind === "not_found", error: message(err) },
           nowMs,
         );
       }

@@ -12,8 +12,7 @@ import { keys } from "./keys.ts";
 import {
   asList,
   flatToRecord,
-  machineStartFailedScript,
-  machineStopFailedScript,
+  machineCallFailedScript,
   markStoppingScript,
   readPoolScript,
   reconcilePoolScript,
@@ -147,18 +146,24 @@ export async function releaseReservation(redis: StateRedis, token: string): Prom
   await runScript(redis, releaseReservationScript, [keys.machineReservations], { token });
 }
 
-/** A Fly start failed: back to `stopped` (reusable later), or out of the pool if Fly has no such machine. */
-export async function machineStartFailed(
+/**
+ * A Fly start or stop failed: the machine goes back to `stopped` (start; reusable later) or
+ * `idle` (stop), or leaves the pool when Fly has no such machine.
+ */
+export async function machineCallFailed(
   redis: StateRedis,
   machineId: string,
-  failure: { gone: boolean; error: string },
+  failure: { call: "start" | "stop"; gone: boolean; error: string },
   nowMs: number,
 ): Promise<void> {
-  await runScript(redis, machineStartFailedScript, [keys.machines], {
+  const m = machineStateNames;
+  await runScript(redis, machineCallFailedScript, [keys.machines], {
     ...base(nowMs),
     machineId,
     machineKey: keys.machine(machineId),
     gone: failure.gone,
+    pendingState: failure.call === "start" ? m.starting : m.stopping,
+    fallbackState: failure.call === "start" ? m.stopped : m.idle,
     error: failure.error.slice(0, 500),
   });
 }
@@ -176,21 +181,6 @@ export async function markMachineStopping(
     idleMs: String(idleMs),
   });
   return res.stopping === true;
-}
-
-export async function machineStopFailed(
-  redis: StateRedis,
-  machineId: string,
-  failure: { gone: boolean; error: string },
-  nowMs: number,
-): Promise<void> {
-  await runScript(redis, machineStopFailedScript, [keys.machines], {
-    ...base(nowMs),
-    machineId,
-    machineKey: keys.machine(machineId),
-    gone: failure.gone,
-    error: failure.error.slice(0, 500),
-  });
 }
 
 export interface ObservedMachine {

@@ -342,15 +342,19 @@ redis.call('ZREM', KEYS[1], cfg.token)
 return reply({ok = true})
 `);
 
-/** KEYS: machines. A start that failed puts the machine back to stopped, or out of the pool if gone. */
-export const machineStartFailedScript = script(`
+/**
+ * KEYS: machines. A Fly start or stop that failed: a machine Fly does not have leaves the pool;
+ * otherwise it goes back from `cfg.pendingState` (starting/stopping) to `cfg.fallbackState`
+ * (stopped, to be reused later / idle, its clock unchanged) with the error kept.
+ */
+export const machineCallFailedScript = script(`
 if cfg.gone then
   redis.call('SREM', KEYS[1], cfg.machineId)
   redis.call('DEL', cfg.machineKey)
   return reply({ok = true})
 end
-if redis.call('HGET', cfg.machineKey, 'state') == cfg.m.starting then
-  redis.call('HSET', cfg.machineKey, 'state', cfg.m.stopped, 'updatedAt', cfg.now)
+if redis.call('HGET', cfg.machineKey, 'state') == cfg.pendingState then
+  redis.call('HSET', cfg.machineKey, 'state', cfg.fallbackState, 'updatedAt', cfg.now)
 end
 redis.call('HSET', cfg.machineKey, 'lastError', cfg.error)
 return reply({ok = true})
@@ -371,20 +375,6 @@ local since = math.max(tonumber(redis.call('HGET', cfg.machineKey, 'lastJobFinis
 if tonumber(cfg.now) - since < tonumber(cfg.idleMs) then return reply({stopping = false}) end
 redis.call('HSET', cfg.machineKey, 'state', cfg.m.stopping, 'updatedAt', cfg.now)
 return reply({stopping = true})
-`);
-
-/** KEYS: machines. A stop request that failed leaves the machine idle (its clock unchanged). */
-export const machineStopFailedScript = script(`
-if cfg.gone then
-  redis.call('SREM', KEYS[1], cfg.machineId)
-  redis.call('DEL', cfg.machineKey)
-  return reply({ok = true})
-end
-if redis.call('HGET', cfg.machineKey, 'state') == cfg.m.stopping then
-  redis.call('HSET', cfg.machineKey, 'state', cfg.m.idle, 'updatedAt', cfg.now)
-end
-redis.call('HSET', cfg.machineKey, 'lastError', cfg.error)
-return reply({ok = true})
 `);
 
 /**

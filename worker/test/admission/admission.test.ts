@@ -119,3 +119,23 @@ test("rate limiting (429) is retried within one admission", async () => {
   if (res.created.length === 0) expect(res.failures[0]).toMatchObject({ status: 429 });
   else expect(liveFlyMachines()).toHaveLength(1);
 });
+
+test("a stopped machine whose start fails stays stopped with the error; one Fly no longer has leaves the pool", async () => {
+  await queueJobs(1);
+  await reconcilePool(s.redis, [{ id: "ghost", flyState: "stopped", phase: "stopped" }], T0, 60_000);
+  const gone = await admitMachines(s.settings, s.redis, s.flyClient, T0 + 1);
+  expect(gone.failures).toMatchObject([{ machineId: "ghost", kind: "not_found", status: 404 }]);
+  expect(await readPool(s.redis)).toEqual([]);
+
+  const [id] = (await admitMachines(s.settings, s.redis, s.flyClient, T0 + 2)).created;
+  if (!id) throw new Error("no machine created");
+  await s.flyClient.stopMachine(id);
+  const instanceId = (await s.flyClient.getMachine(id)).instance_id;
+  await s.flyClient.waitMachine(id, { state: "stopped", timeoutSeconds: 10, ...(instanceId ? { instanceId } : {}) });
+  await reconcilePool(s.redis, [{ id, flyState: "stopped", phase: "stopped" }], T0 + 120_000, 60_000);
+  s.fly.setFaults({ rate: 1, statuses: [500] });
+  const failed = await admitMachines(s.settings, s.redis, s.flyClient, T0 + 120_001);
+  s.fly.setFaults(undefined);
+  expect(failed.started).toEqual([]);
+  expect(await readPool(s.redis)).toMatchObject([{ id, state: "stopped", lastError: expect.stringContaining("500") }]);
+});

@@ -167,3 +167,17 @@ test("a Fly outage is logged in the report and never stops the cron's Redis work
   expect(report.failed).toEqual(["lost"]);
   expect(report.errors.some((e) => e.startsWith("reconcile: server_error 503"))).toBe(true);
 });
+
+test("a stop Fly refuses leaves the machine idle, and the next run stops it", async () => {
+  await createJob(s.redis, job("j"), T0);
+  const [m] = (await cron(T0)).created as [string];
+  await waitForFly(m, "started");
+  expect((await cancelJob(s.redis, "j", T0 + 1000)).ok).toBe(true);
+  s.fly.setFaults({ rate: 1, statuses: [503] });
+  const refused = await cron(T0 + IDLE_MS);
+  s.fly.setFaults(undefined);
+  expect(refused.stopped).toEqual([]);
+  expect(refused.errors.some((e) => e.startsWith(`stop ${m}: server_error 503`))).toBe(true);
+  expect(await poolState(m)).toBe("idle");
+  expect((await cron(T0 + IDLE_MS + 60_000)).stopped).toEqual([m]);
+});
