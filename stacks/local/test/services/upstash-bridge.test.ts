@@ -114,6 +114,22 @@ describe("pipelines and transactions", () => {
     expect(results).toEqual(["OK", 1, "running"]);
   });
 
+  it("reports a command failing inside a transaction while the others still apply", async () => {
+    await redis.set("plain", "x");
+    const response = await post("/multi-exec", [
+      ["INCR", "n"],
+      ["HSET", "plain", "f", "v"],
+      ["INCR", "n"],
+    ]);
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual([
+      { result: 1 },
+      { error: expect.stringMatching(/^WRONGTYPE/) },
+      { result: 2 },
+    ]);
+    await expect(redis.multi().incr("n").hset("plain", { f: "v" }).exec()).rejects.toThrow(/WRONGTYPE/);
+  });
+
   it("does not interleave concurrent transactions", async () => {
     // Each transaction writes its own marker twice; a foreign write in between would be visible
     // as a LRANGE that is not two equal markers in a row.
@@ -195,6 +211,10 @@ describe("the REST protocol itself", () => {
     expect(await encoded.json()).toEqual({
       result: [Buffer.from("field").toString("base64"), Buffer.from("välue").toString("base64")],
     });
+    const binary = Buffer.from([0x00, 0xff, 0xfe, 0x80, 0x0a]);
+    await direct.set("bin", binary);
+    const raw = await post("/", ["GET", "bin"], { "upstash-encoding": "base64" });
+    expect(Buffer.from(((await raw.json()) as { result: string }).result, "base64").equals(binary)).toBe(true);
     const plain = await post("/", ["HGETALL", "h"]);
     expect(await plain.json()).toEqual({ result: ["field", "välue"] });
     const nested = await post("/", ["EVAL", "return {1, {'a', 'OK'}}", "0"], { "upstash-encoding": "base64" });
