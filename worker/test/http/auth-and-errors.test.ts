@@ -1,6 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { app } from "../../src/app.ts";
-import { API_TOKEN, type ControlPlaneServices, startControlPlaneServices } from "./harness.ts";
+import { SIGNATURE_HEADER, signPayload } from "../../src/contract/index.ts";
+import { API_TOKEN, type ControlPlaneServices, MACHINE_EVENTS_SECRET, startControlPlaneServices } from "./harness.ts";
 
 let cp: ControlPlaneServices;
 beforeAll(async () => {
@@ -150,5 +151,44 @@ describe("/openapi.json", () => {
         "POST /v1/machine-events",
       ].sort(),
     );
+  });
+});
+
+describe("request logs", () => {
+  it("write one JSON line per request with method, path, status and duration, and no credentials", async () => {
+    const lines: string[] = [];
+    const capture = (...args: unknown[]) => void lines.push(args.map(String).join(" "));
+    const spies = [
+      vi.spyOn(console, "log").mockImplementation(capture),
+      vi.spyOn(console, "error").mockImplementation(capture),
+    ];
+    const body = JSON.stringify({ type: "heartbeat", jobId: "job_x", machineId: "m", attempt: 1 });
+    const signature = await signPayload(MACHINE_EVENTS_SECRET, body);
+    try {
+      const env = { ...cp.env, LOG_LEVEL: "info" };
+      await app.request(
+        "/v1/jobs?cursor=private-cursor-value",
+        { headers: { authorization: `Bearer ${API_TOKEN}` } },
+        env,
+      );
+      await app.request("/v1/stats", { headers: { authorization: "Bearer wrong-token-123456" } }, env);
+      await app.request(
+        "/v1/machine-events",
+        { method: "POST", headers: { "content-type": "application/json", [SIGNATURE_HEADER]: signature }, body },
+        env,
+      );
+    } finally {
+      for (const spy of spies) spy.mockRestore();
+    }
+    const records = lines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((r) => r.source === "api");
+    expect(records.map((r) => [r.method, r.path, r.status])).toEqual([
+      ["GET", "/v1/jobs", 400],
+      ["GET", "/v1/stats", 401],
+      ["POST", "/v1/machine-events", 200],
+    ]);
+    for (const record of records) expect(typeof record.ms).toBe("number");
+    const all = lines.join("\n");
+    for (const secret of [API_TOKEN, "wrong-token-123456", "private-cursor-value", signature, MACHINE_EVENTS_SECRET])
+      expect(all).not.toContain(secret);
   });
 });
