@@ -4,6 +4,7 @@ import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
+import { crc32 } from "node:zlib";
 import { Sha256 } from "@aws-crypto/sha256-js";
 import {
   AbortMultipartUploadCommand,
@@ -35,6 +36,11 @@ import { type S3Store, startS3Store } from "../../src/services/s3-store.ts";
 const credentials = { accessKeyId: "local-access-key", secretAccessKey: "local-secret-key" };
 const region = "auto";
 const md5 = (bytes: Buffer | string) => createHash("md5").update(bytes).digest("hex");
+const crc32Base64 = (text: string) => {
+  const bytes = Buffer.alloc(4);
+  bytes.writeUInt32BE(crc32(text));
+  return bytes.toString("base64");
+};
 type WithBody = { Body?: { transformToByteArray(): Promise<Uint8Array> } };
 const bodyBytes = async (output: WithBody) => Buffer.from((await output.Body?.transformToByteArray()) ?? []);
 const bodyText = async (output: WithBody) => (await bodyBytes(output)).toString("utf8");
@@ -397,6 +403,14 @@ describe("presigned URLs", () => {
     expect((await fetch(other, { method: "PUT", body: "x" })).status).toBe(403);
   });
 
+  it("refuses a presigned URL made with an access key it does not know", async () => {
+    const stranger = new AwsClient({ accessKeyId: "stranger", secretAccessKey: "whatever", service: "s3", region });
+    const signed = await stranger.sign(`${store.endpoint}/uploads/x.mp4`, { method: "PUT", aws: { signQuery: true } });
+    const response = await fetch(signed.url, { method: "PUT", body: "x" });
+    expect(response.status).toBe(403);
+    expect(await response.text()).toContain("<Code>InvalidAccessKeyId</Code>");
+  });
+
   it("refuses an expired presigned URL with AccessDenied 'Request has expired'", async () => {
     const anHourAgo = new Date(Date.now() - 3600_000).toISOString().replace(/[:-]|\.\d{3}/g, "");
     const signed = await aws.sign(`${store.endpoint}/uploads/late.mp4?X-Amz-Expires=900`, {
@@ -450,6 +464,33 @@ describe("presigned URLs", () => {
       body: "the body I signed",
     });
     expect(honest.status).toBe(200);
+  });
+});
+
+describe("upload integrity", () => {
+  it("refuses a body whose flexible checksum or Content-MD5 does not match, and stores nothing", async () => {
+    const wrongCrc = await aws.fetch(`${store.endpoint}/uploads/crc.bin`, {
+      method: "PUT",
+      headers: { "x-amz-checksum-crc32": "AAAAAA==" },
+      body: "not empty",
+    });
+    expect(wrongCrc.status).toBe(400);
+    expect(await wrongCrc.text()).toContain("<Code>BadDigest</Code>");
+    const wrongMd5 = await aws.fetch(`${store.endpoint}/uploads/crc.bin`, {
+      method: "PUT",
+      headers: { "content-md5": createHash("md5").update("other").digest("base64") },
+      body: "not empty",
+    });
+    expect(wrongMd5.status).toBe(400);
+    await expect(s3.send(new HeadObjectCommand({ Bucket: "uploads", Key: "crc.bin" }))).rejects.toMatchObject({
+      $metadata: { httpStatusCode: 404 },
+    });
+    const right = await aws.fetch(`${store.endpoint}/uploads/crc.bin`, {
+      method: "PUT",
+      headers: { "x-amz-checksum-crc32": crc32Base64("not empty") },
+      body: "not empty",
+    });
+    expect(right.status).toBe(200);
   });
 });
 
