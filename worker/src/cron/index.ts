@@ -13,6 +13,7 @@ import { log } from "../http/logging.ts";
 import {
   expireStaleUploads,
   machineCallFailed,
+  machineStateNames,
   markMachineStopping,
   readPool,
   reconcilePool,
@@ -114,7 +115,7 @@ export async function runScheduled(env: Env, nowMs: number, deps: ScheduledDeps 
     for (const machine of await readPool(redis)) {
       // A stop Fly has not acted on yet is asked again (stop is idempotent at Fly).
       const stopAgain =
-        machine.state === "stopping" &&
+        machine.state === machineStateNames.stopping &&
         machine.flyState !== undefined &&
         machinePhase(machine.flyState) === "started" &&
         nowMs - (machine.updatedAt ?? nowMs) >= RECONCILE_GRACE_MS;

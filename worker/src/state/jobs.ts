@@ -1,8 +1,12 @@
 /**
  * Job records in Redis and every move between job states.
  *
- * A job is a hash (`keys.job(id)`) of the fields below, times in epoch ms; values a client chose
- * (filename, content type, callback URL, metadata) sit together in the JSON field `client`.
+ * A job is a hash (`keys.job(id)`): `id`, `state`, `preset`, `progress`, `stage`, `attempts`
+ * (claims that counted), `maxAttempts`, `inputKey`, `inputSizeBytes`, `inputETag`, `machineId`,
+ * `leaseMs`; times in epoch ms: `createdAt`, `updatedAt`, `uploadExpiresAt`, `uploadedAt`,
+ * `queuedAt`, `startedAt`, `finishedAt`, `leaseExpiresAt`; JSON: `probe`, `outputs`, `error`,
+ * `callback`, and `client` (filename, content type, callback URL, metadata: the values a client
+ * chose, kept in JSON so no client string is ever mistaken for a number by a Redis client).
  * Each state change is one Lua script (scripts.ts) whose allowed `from` states come from the
  * contract's `transitions`, so no event order can move a job backwards.
  */
@@ -19,7 +23,7 @@ import {
   terminalStates,
 } from "../contract/index.ts";
 import { keys } from "./keys.ts";
-import { machineStates } from "./pool.ts";
+import { machineStateNames, machineStates } from "./pool.ts";
 import {
   asList,
   cancelScript,
@@ -82,8 +86,6 @@ requireTransitions([
   [S.failed, S.pending],
   [S.canceled, S.pending],
 ]);
-
-const machineStateNames = Object.fromEntries(machineStates.map((s) => [s, s]));
 
 const common = (nowMs: number) => ({
   now: String(nowMs),

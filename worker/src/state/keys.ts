@@ -2,13 +2,13 @@
  * Every Redis key tcoder uses, and the object-key layout of uploads. Nothing else spells a key.
  *
  * Layout (prefix `tcoder:`):
- * - `tcoder:job:<id>`               hash, one per job (fields: `jobFields` in jobs.ts; times in ms)
+ * - `tcoder:job:<id>`               hash, one per job (fields listed in jobs.ts; times in ms)
  * - `tcoder:jobs:all`               zset id → createdAt ms (listing, newest first)
  * - `tcoder:jobs:state:<state>`     zset id → createdAt ms, one per job state (listing by state, stats)
  * - `tcoder:queue`                  zset id → enqueue time ms; popped with ZPOPMIN by the claim script
  * - `tcoder:leases`                 zset id → leaseExpiresAt ms of running jobs (lease recovery)
  * - `tcoder:upload-deadlines`       zset id → uploadExpiresAt ms of awaiting_upload jobs (expiry)
- * - `tcoder:machine:<id>`           hash, one per pool machine (fields: `machineFields` in pool.ts)
+ * - `tcoder:machine:<id>`           hash, one per machine (fields listed in pool.ts)
  * - `tcoder:machines`               set of machine ids in the pool
  * - `tcoder:machine-reservations`   zset reservation token → expiry ms: slots held by admission
  *                                   while it creates a machine through the Fly API

@@ -27,7 +27,8 @@ import {
 export const machineStates = ["starting", "idle", "busy", "stopping", "stopped"] as const;
 export type MachineState = (typeof machineStates)[number];
 
-const machineStateNames = Object.fromEntries(machineStates.map((s) => [s, s])) as { [K in MachineState]: K };
+/** Machine state names by name, for scripts' configs. */
+export const machineStateNames = Object.fromEntries(machineStates.map((s) => [s, s])) as { [K in MachineState]: K };
 
 /** How the pool reads a Fly machine state (the Fly client classifies; see fly/client.ts). */
 export const machinePhases = ["gone", "stopped", "started", "transitioning"] as const;
