@@ -20,7 +20,8 @@ export interface StorageArgs {
 }
 
 const day = 86_400;
-const writeObjectsPermission = "Workers R2 Storage Bucket Item Write";
+/** What the dashboard's "Object Read & Write" R2 token grants, scoped to named buckets. */
+const objectPermissions = ["Workers R2 Storage Bucket Item Read", "Workers R2 Storage Bucket Item Write"];
 
 /** The input and output R2 buckets, their public read domain and the S3 credentials machines use. */
 export class Storage extends pulumi.ComponentResource {
@@ -142,9 +143,16 @@ export class Storage extends pulumi.ComponentResource {
 
     // One token, object read/write on exactly these two buckets; its S3 form is what machines
     // and the worker's presigner use.
-    const permission = cloudflare.getAccountApiTokenPermissionGroupsListOutput(
-      { accountId, name: encodeURIComponent(writeObjectsPermission) },
-      parent,
+    const permissionGroups = pulumi.all(
+      objectPermissions.map((name) =>
+        cloudflare
+          .getAccountApiTokenPermissionGroupsListOutput({ accountId, name: encodeURIComponent(name) }, parent)
+          .results.apply((results) => {
+            const group = results.find((r) => r.name === name);
+            if (!group) throw new Error(`Cloudflare has no permission group named "${name}"`);
+            return { id: group.id };
+          }),
+      ),
     );
     const bucketResource = (bucket: cloudflare.R2Bucket) =>
       pulumi.interpolate`com.cloudflare.edge.r2.bucket.${accountId}_default_${bucket.name}`;
@@ -156,11 +164,7 @@ export class Storage extends pulumi.ComponentResource {
         policies: [
           {
             effect: "allow",
-            permissionGroups: permission.results.apply((results) => {
-              const group = results.find((r) => r.name === writeObjectsPermission) ?? results[0];
-              if (!group) throw new Error(`Cloudflare has no permission group named "${writeObjectsPermission}"`);
-              return [{ id: group.id }];
-            }),
+            permissionGroups,
             resources: pulumi
               .all([bucketResource(this.inputBucket), bucketResource(this.outputBucket)])
               .apply(([input, output]) => JSON.stringify({ [input]: "*", [output]: "*" })),

@@ -174,9 +174,8 @@ export async function runProgram(
       call(args) {
         if (args.token.endsWith("getAccountApiTokenPermissionGroupsList")) {
           const name = decodeURIComponent(String(args.inputs.name));
-          return {
-            results: [{ id: "mock-permission-group-id", name, category: "r2", isSelectable: true, scopes: [] }],
-          };
+          const id = `mock-group-${name.toLowerCase().replace(/\W+/g, "-")}`;
+          return { results: [{ id, name, category: "r2", isSelectable: true, scopes: [] }] };
         }
         throw new Error(`unmocked invoke ${args.token}`);
       },

@@ -1,7 +1,6 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
-import { imageSourceHash } from "../src/image-source.ts";
 import { repoRoot, runProgram } from "./mock-program.ts";
 import { renderPlan } from "./plan.ts";
 
@@ -12,7 +11,8 @@ describe("plan snapshot: a pull request's infrastructure change reads as a diff 
     test(`infra/__snapshots__/${stack}.plan.txt matches the program's plan for the ${stack} stack`, async () => {
       const run = await runProgram(stack);
       const script = run.one("cloudflare:index/workersScript:WorkersScript");
-      const imageHash = imageSourceHash(repoRoot);
+      // The hash the program saw (recomputing it here races with edits elsewhere in the tree).
+      const imageHash = String((run.one("command:local:Command").rawInputs.triggers as string[])[0]);
       const plan = renderPlan(run, {
         [String(script.rawInputs.contentSha256)]: "<worker bundle sha256>",
         [imageHash]: "<image source sha256>",
