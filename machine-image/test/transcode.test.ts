@@ -228,6 +228,32 @@ describe("transcoding real sources", () => {
     await expectLadder(run, { sizes: ["320x240"], durationSeconds: 3, audio: true, frameRate: 8 });
   });
 
+  it("tiles one thumbnail per interval into the sprite, with a cue for each", async () => {
+    const run = await transcode(await clips.smallLong(dir));
+    const { outputs } = completed(run);
+    await expectLadder(run, { sizes: ["320x180"], durationSeconds: 11, audio: true, frameRate: 10 });
+    // Thumbnails at 0, 5 and 10 s, side by side (fewer than the preset's 10 columns).
+    expect((await mediaFacts(run.local(outputs.thumbnailsSprite ?? ""))).video).toMatchObject({
+      width: 480,
+      height: 90,
+    });
+    expect(await readFile(run.local(outputs.thumbnailsVtt ?? ""), "utf8")).toBe(
+      [
+        "WEBVTT",
+        "",
+        "00:00:00.000 --> 00:00:05.000\nsprite.jpg#xywh=0,0,160,90",
+        "",
+        "00:00:05.000 --> 00:00:10.000\nsprite.jpg#xywh=160,0,160,90",
+        "",
+        "00:00:10.000 --> 00:00:11.000\nsprite.jpg#xywh=320,0,160,90",
+        "",
+      ].join("\n"),
+    );
+    // Segments follow the preset's 6 s target on 2 s keyframes.
+    const playlist = await readFile(run.local(outputs.renditions[0]?.playlist ?? ""), "utf8");
+    expect(playlist.match(/#EXTINF:[\d.]+/g)?.map((l) => Number(l.slice(8)))).toEqual([6, 5]);
+  });
+
   it("makes a single faststart MP4 and poster for a preset without HLS", async () => {
     const run = await transcode(await clips.landscape1080(dir, 2), { preset: presets["mp4-720p"] });
     const { outputs } = completed(run);

@@ -128,7 +128,11 @@ export function buildTranscodeArgs(spec: TranscodeSpec): string[] {
     });
     if (spec.thumbnail) {
       const t = spec.thumbnail;
-      graph.push(`[s${branch++}]fps=1/${t.intervalSeconds},scale=${t.width}:${t.height},setsar=1[thumbs]`);
+      // The first frame at or after each multiple of the interval: thumbnail i shows time i·interval
+      // (the fps filter drops the last one at end of stream).
+      graph.push(
+        `[s${branch++}]select='gte(t\\,selected_n*${t.intervalSeconds})',scale=${t.width}:${t.height},setsar=1[thumbs]`,
+      );
     }
     if (wantPoster) {
       const top = plan.renditions[0] as PlannedRendition;
@@ -164,7 +168,17 @@ export function buildTranscodeArgs(spec: TranscodeSpec): string[] {
       ]);
     }
     if (spec.thumbnail)
-      outputs.push(["-map", "[thumbs]", "-q:v", "4", "-start_number", "0", join(workDir, workLayout.thumbPattern)]);
+      outputs.push([
+        "-map",
+        "[thumbs]",
+        "-fps_mode",
+        "passthrough",
+        "-q:v",
+        "4",
+        "-start_number",
+        "0",
+        join(workDir, workLayout.thumbPattern),
+      ]);
     if (wantPoster)
       outputs.push([
         "-map",

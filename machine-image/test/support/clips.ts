@@ -69,6 +69,12 @@ export const clips = {
     ]);
     return path;
   },
+  /** 320×180 at 10 fps with audio, 11 s: long enough for several thumbnails, cheap to encode. */
+  async smallLong(dir: string) {
+    const path = join(dir, "small-long.mp4");
+    await ffmpeg([...video("320x180", 10, 11), ...tone(11), ...fastH264, "-c:a", "aac", "-shortest", path]);
+    return path;
+  },
   /** The first half of an MP4 whose index (moov) is at the end: unreadable. */
   async truncated(dir: string) {
     const whole = join(dir, "whole.mp4");
