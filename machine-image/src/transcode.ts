@@ -164,11 +164,12 @@ async function runAttempt(job: JobToRun, deps: TranscodeDeps, dir: string): Prom
     });
   } catch (error) {
     if (error instanceof FfmpegError)
-      // The source probed fine, so a decode error means damaged media rather than a machine fault.
+      // The source probed fine, so an error exit means damaged media (not worth retrying); a kill
+      // by a signal (out of memory) is the machine's fault and worth another attempt.
       return failure(
         "transcode_failed",
         `ffmpeg failed: ${error.stderrTail.split("\n").slice(-3).join(" | ") || error.message}`,
-        false,
+        error.exitCode === null,
         probe,
       );
     throw error;
