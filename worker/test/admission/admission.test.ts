@@ -3,6 +3,7 @@
  */
 import { afterAll, beforeAll, beforeEach, expect, test } from "vitest";
 import { admitMachines } from "../../src/admission/index.ts";
+import { createFlyClient } from "../../src/fly/client.ts";
 import { claimNextJob, createJob, getStats, inputKeyFor, readPool, reconcilePool } from "../../src/state/index.ts";
 import { FLY_APP, type StateServices, startStateServices } from "../state/services.ts";
 
@@ -109,15 +110,28 @@ test("Fly failing after its retries is reported, never thrown, and the reserved 
   expect(recovered.created).toHaveLength(2);
 });
 
-test("rate limiting (429) is retried within one admission", async () => {
+test("rate limiting (429, with Retry-After) is waited out and retried within one admission", async () => {
   await queueJobs(1);
-  s.fly.setFaults({ rate: 0.5, statuses: [429] });
-  const res = await admitMachines(s.settings, s.redis, s.flyClient, T0);
-  s.fly.setFaults(undefined);
-  // With half the calls rate limited and 4 tries per call, the create almost always lands; when
-  // it does not, the failure must be a reported 429, never a throw.
-  if (res.created.length === 0) expect(res.failures[0]).toMatchObject({ status: 429 });
-  else expect(liveFlyMachines()).toHaveLength(1);
+  let limited = 2;
+  const waits: number[] = [];
+  const fly = createFlyClient(s.settings, {
+    baseDelayMs: 1,
+    maxDelayMs: 5,
+    sleep: async (ms) => {
+      waits.push(ms);
+    },
+    // The first two calls are rate limited before they reach the (real, local) Fly API.
+    fetch: async (input, init) =>
+      limited-- > 0
+        ? new Response(JSON.stringify({ error: "rate limited" }), { status: 429, headers: { "retry-after": "0.004" } })
+        : fetch(input, init),
+  });
+  const res = await admitMachines(s.settings, s.redis, fly, T0);
+  expect(res.failures).toEqual([]);
+  expect(res.created).toHaveLength(1);
+  expect(waits).toHaveLength(2);
+  for (const ms of waits) expect(ms).toBeGreaterThanOrEqual(4);
+  expect(liveFlyMachines()).toHaveLength(1);
 });
 
 test("a stopped machine whose start fails stays stopped with the error; one Fly no longer has leaves the pool", async () => {
