@@ -144,6 +144,17 @@ describe("the API at the edge", () => {
     }
   });
 
+  it("serves /healthz and the OpenAPI document without a token", async () => {
+    expect(await (await api("/healthz", { token: null })).json()).toEqual({
+      ok: true,
+      service: "tcoder-control-plane",
+    });
+    const doc = (await (await api("/openapi.json", { token: null })).json()) as { paths: Record<string, unknown> };
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining(["/v1/uploads", "/v1/jobs/{id}", "/v1/machine-events"]),
+    );
+  });
+
   it("answers 400 problem JSON for bad bodies", async () => {
     const invalid = await api("/v1/uploads", { method: "POST", json: { filename: "a.mp4" } });
     expect(invalid.status).toBe(400);
