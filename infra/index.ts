@@ -2,28 +2,20 @@
  * tcoder in the cloud: R2 buckets and queues, Upstash Redis, the Fly app and FFmpeg image, and the
  * worker that ties them together. Every binding comes from `worker/src/bindings.ts`.
  */
-import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as pulumi from "@pulumi/pulumi";
 import { uploadNotification } from "@tcoder/worker/bindings";
-import { buildWorkerBundle, type WorkerBundle } from "@tcoder/worker/bundle";
 import { Compute } from "./src/compute.ts";
 import { loadStackConfig } from "./src/config.ts";
-import { ControlPlane } from "./src/control-plane.ts";
+import { ControlPlane, workerBundle } from "./src/control-plane.ts";
 import { Events } from "./src/events.ts";
 import { imageSourceHash } from "./src/image-source.ts";
 import { State } from "./src/state.ts";
-import { Storage, sha256Hex } from "./src/storage.ts";
+import { Storage } from "./src/storage.ts";
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..");
 
-/** The worker as built here from `worker/`, or a prebuilt bundle (TCODER_WORKER_BUNDLE) CI already tested. */
-function workerBundle(): Promise<WorkerBundle> {
-  const prebuilt = process.env.TCODER_WORKER_BUNDLE;
-  if (prebuilt) return Promise.resolve({ path: prebuilt, hash: sha256Hex(readFileSync(prebuilt)) });
-  return buildWorkerBundle({ outDir: join(repoRoot, "infra", "dist", "worker") });
-}
 const config = loadStackConfig();
 const accountId = config.cloudflareAccountId;
 const prefix = config.namePrefix;
@@ -64,7 +56,7 @@ const compute = new Compute("compute", {
 const controlPlane = new ControlPlane("control-plane", {
   accountId,
   scriptName: `${prefix}-api`,
-  bundle: workerBundle(),
+  bundle: workerBundle(repoRoot),
   vars: {
     ...config.tunables,
     ...buckets,

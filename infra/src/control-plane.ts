@@ -1,4 +1,5 @@
-import { basename } from "node:path";
+import { readFileSync } from "node:fs";
+import { basename, join } from "node:path";
 import * as cloudflare from "@pulumi/cloudflare";
 import * as pulumi from "@pulumi/pulumi";
 import {
@@ -9,10 +10,21 @@ import {
   type SecretName,
   type VarName,
 } from "@tcoder/worker/bindings";
-import type { WorkerBundle } from "@tcoder/worker/bundle";
+import { buildWorkerBundle, type WorkerBundle } from "@tcoder/worker/bundle";
 import type { DomainConfig } from "./config.ts";
 import type { QueueKey, QueuePair } from "./events.ts";
+import { sha256Hex } from "./storage.ts";
 import { workerBindings } from "./worker-bindings.ts";
+
+/**
+ * The worker built from `worker/` by this run, or the prebuilt bundle at TCODER_WORKER_BUNDLE
+ * (so CI can deploy exactly the bundle it tested).
+ */
+export function workerBundle(repoRoot: string): Promise<WorkerBundle> {
+  const prebuilt = process.env.TCODER_WORKER_BUNDLE;
+  if (prebuilt) return Promise.resolve({ path: prebuilt, hash: sha256Hex(readFileSync(prebuilt)) });
+  return buildWorkerBundle({ outDir: join(repoRoot, "infra", "dist", "worker") });
+}
 
 /** The one var the control plane fills itself: its own public URL. */
 type SelfUrlVar = Extract<VarName, "CONTROL_PLANE_URL">;

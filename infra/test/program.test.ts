@@ -1,4 +1,6 @@
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import {
   crons,
   defaultVars,
@@ -280,5 +282,22 @@ describe("machine image source hash", () => {
       ).toBe(true);
     }
     expect(imageSourceHash(repoRoot)).not.toBe(imageSourceHash(repoRoot, imageSourcePaths.slice(1)));
+  });
+});
+
+describe("worker bundle", () => {
+  test("TCODER_WORKER_BUNDLE deploys a prebuilt bundle, identified by its sha256", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tcoder-bundle-"));
+    const path = join(dir, "worker.js");
+    writeFileSync(path, "export default { fetch() { return new Response('prebuilt'); } };\n");
+    process.env.TCODER_WORKER_BUNDLE = path;
+    try {
+      const script = (await runProgram("dev")).one(T.script).inputs;
+      expect(script.contentFile).toBe(path);
+      expect(script.contentSha256).toBe(sha256Hex(readFileSync(path)));
+    } finally {
+      delete process.env.TCODER_WORKER_BUNDLE;
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
