@@ -105,7 +105,16 @@ const generateSecret = () => randomBytes(32).toString("base64url");
 
 export async function startLocalCloud(opts: StartLocalCloudOptions): Promise<LocalCloud> {
   const stoppers: (() => Promise<void>)[] = [];
+  // Objects can be created before the worker is up; their events wait for it like a real queue
+  // would. Once the cloud stops (or never got a worker), waiting events are dropped.
+  let workerStarted: (runtime: WorkerRuntime | null) => void = () => {};
+  const workerReady = new Promise<WorkerRuntime | null>((resolve) => {
+    workerStarted = resolve;
+  });
+  let stopping = false;
   const stopAll = async () => {
+    stopping = true;
+    workerStarted(null);
     const failures: unknown[] = [];
     for (const stop of stoppers.splice(0).reverse()) {
       await stop().catch((err: unknown) => failures.push(err));
@@ -137,16 +146,12 @@ export async function startLocalCloud(opts: StartLocalCloudOptions): Promise<Loc
     });
     stoppers.push(() => upstash.stop());
 
-    // Objects can be created before the worker is up; their events wait for it like a real queue would.
-    let workerStarted: (runtime: WorkerRuntime) => void = () => {};
-    const workerReady = new Promise<WorkerRuntime>((resolve) => {
-      workerStarted = resolve;
-    });
     const notifyUpload = async (bucket: string, event: R2EventNotification) => {
       if (bucket !== inputBucket) return;
       if (!event.object.key.startsWith(uploadNotification.prefix)) return;
       if (!(uploadNotification.actions as readonly string[]).includes(event.action)) return;
       const runtime = await workerReady;
+      if (!runtime || stopping) return;
       await runtime.sendToQueue(uploadNotification.queue, event);
     };
 
