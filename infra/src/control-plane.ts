@@ -73,7 +73,9 @@ export class ControlPlane extends pulumi.ComponentResource {
         bindings: workerBindings({ vars: { ...args.vars, CONTROL_PLANE_URL: apiUrl }, secrets: args.secrets }),
         observability: { enabled: true },
       },
-      { parent: this },
+      // Producer bindings name queues by the binding module's names; Cloudflare rejects the upload
+      // unless those queues already exist.
+      { parent: this, dependsOn: Object.values(args.queues).flatMap((pair) => [pair.queue, pair.deadLetterQueue]) },
     );
 
     for (const [key, declared] of Object.entries(queues) as [QueueKey, (typeof queues)[QueueKey]][]) {

@@ -37,6 +37,8 @@ export interface RegisteredResource {
   state: Record<string, unknown>;
   /** Input property → URNs of the resources it was computed from. */
   propertyDependencies: Record<string, string[]>;
+  /** URNs this resource waits for (explicit dependsOn and input dependencies). */
+  dependencies: string[];
 }
 
 export interface StackOutput {
@@ -140,6 +142,7 @@ interface RegisterRequest {
   getParent(): string;
   getCustom(): boolean;
   getObject(): { toJavaScript(): Record<string, unknown> } | undefined;
+  getDependenciesList(): string[];
   getPropertydependenciesMap(): { forEach(fn: (value: { getUrnsList(): string[] }, key: string) => void): void };
 }
 type Callback = (err: unknown, response?: { getUrn(): string }) => void;
@@ -206,6 +209,7 @@ export async function runProgram(
           rawInputs: reveal(inputs) as Record<string, unknown>,
           state: reveal(states.get(`${req.getType()}::${req.getName()}`) ?? {}) as Record<string, unknown>,
           propertyDependencies,
+          dependencies: req.getDependenciesList(),
         });
       }
       callback(err, response);

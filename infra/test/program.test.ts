@@ -163,6 +163,13 @@ describe("dev stack under mocks (config from Pulumi.dev.yaml)", () => {
     }
   });
 
+  test("the worker script waits for every queue, since its producer bindings name them", () => {
+    const script = run.one(T.script);
+    for (const queue of run.byType(T.queue)) {
+      expect(script.dependencies, String(queue.inputs.queueName)).toContain(queue.urn);
+    }
+  });
+
   test("the worker runs the declared crons, compatibility date and flags", () => {
     expect(run.one(T.cron).inputs.schedules).toEqual(crons.map((cron) => ({ cron })));
     const script = run.one(T.script).inputs;
