@@ -32,20 +32,21 @@ export const onError: ErrorHandler<AppEnv> = (err, c) => {
 export const onNotFound: NotFoundHandler<AppEnv> = (c) =>
   problemResponse("not_found", { detail: `no route for ${c.req.method} ${c.req.path}` });
 
-/** The validation hook every resource router uses: zod issues become a 400 `invalid_request`. */
-export const validationHook = (
-  result: { success: true } | { success: false; error: ZodError; target?: string },
-  _c: Context<AppEnv>,
-) => {
-  if (result.success) return;
-  const target = result.target ?? "request";
+/** A 400 `invalid_request` carrying the zod issues, for a body, query or path that failed its schema. */
+export function invalidRequest(error: ZodError, target = "request"): Response {
   return problemResponse("invalid_request", {
-    detail: `invalid ${target === "json" ? "body" : target}: ${result.error.issues
+    detail: `invalid ${target === "json" ? "body" : target}: ${error.issues
       .map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`)
       .join("; ")}`,
-    issues: result.error.issues.map((i) => ({
+    issues: error.issues.map((i) => ({
       path: i.path.map((p) => (typeof p === "symbol" ? String(p) : p)),
       message: i.message,
     })),
   });
-};
+}
+
+/** The validation hook every resource router uses: zod issues become a 400 `invalid_request`. */
+export const validationHook = (
+  result: { success: true } | { success: false; error: ZodError; target?: string },
+  _c: Context<AppEnv>,
+) => (result.success ? undefined : invalidRequest(result.error, result.target));

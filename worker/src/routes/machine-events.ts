@@ -9,7 +9,7 @@ import { MachineEvent, MachineEventResponse, SIGNATURE_HEADER, verifySignature }
 import { admitInBackground } from "../http/admission.ts";
 import { inBackground } from "../http/background.ts";
 import type { AppEnv } from "../http/context.ts";
-import { validationHook } from "../http/errors.ts";
+import { invalidRequest, validationHook } from "../http/errors.ts";
 import { ProblemError, problemContent } from "../http/problem.ts";
 import { applyMachineEvent } from "../state/index.ts";
 
@@ -56,11 +56,8 @@ machineEvents.post("/", async (c) => {
     throw new ProblemError("malformed_json", { detail: "the request body is not valid JSON" });
   }
   const parsed = MachineEvent.safeParse(json);
-  if (!parsed.success) {
-    const invalid = validationHook({ success: false, error: parsed.error, target: "json" }, c);
-    if (invalid) return invalid;
-  }
-  const event = parsed.data as MachineEvent;
+  if (!parsed.success) return invalidRequest(parsed.error, "json");
+  const event = parsed.data;
 
   const outcome = await applyMachineEvent(c.get("redis"), event, Date.now());
   const terminalJob = outcome.becameTerminal ? outcome.job : null;
