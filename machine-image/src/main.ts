@@ -54,14 +54,14 @@ async function main(): Promise<number> {
   });
   const controlPlane = createControlPlane({ baseUrl: config.CONTROL_PLANE_URL, secret: config.MACHINE_EVENTS_SECRET });
 
-  log("info", "machine started", {
-    leaseSeconds: config.JOB_LEASE_SECONDS,
-    idleStopSeconds: config.MACHINE_IDLE_STOP_SECONDS,
-  });
+  // The control plane's cron stops machines idle for MACHINE_IDLE_STOP_SECONDS; exiting on our own is
+  // the fallback for when it cannot (cron or Fly API down), so it waits a lease longer and never races it.
+  const idleExitSeconds = config.MACHINE_IDLE_STOP_SECONDS + config.JOB_LEASE_SECONDS;
+  log("info", "machine started", { leaseSeconds: config.JOB_LEASE_SECONDS, idleExitSeconds });
   const exit = await runMachineLoop({
     machineId: config.FLY_MACHINE_ID,
     leaseSeconds: config.JOB_LEASE_SECONDS,
-    idleStopSeconds: config.MACHINE_IDLE_STOP_SECONDS,
+    idleStopSeconds: idleExitSeconds,
     pollMinMs: config.POLL_MIN_MS,
     pollMaxMs: config.POLL_MAX_MS,
     claim: () => claimNextJob(redis, { machineId: config.FLY_MACHINE_ID, leaseSeconds: config.JOB_LEASE_SECONDS }),
