@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { app } from "../../src/app.ts";
 import type { Job } from "../../src/contract/index.ts";
-import { type ControlPlaneServices, startControlPlaneServices } from "./harness.ts";
+import { API_TOKEN, type ControlPlaneServices, startControlPlaneServices } from "./harness.ts";
 
 let cp: ControlPlaneServices;
 beforeAll(async () => {
@@ -59,6 +60,20 @@ describe("POST /v1/jobs", () => {
     const { res, body } = await createDirectJob("inputs/job_nothing/here.mp4");
     expect(res.status).toBe(404);
     expect(body.code).toBe("input_not_found");
+  });
+
+  it("answers 502 storage_unavailable when the object store cannot be reached", async () => {
+    const res = await app.request(
+      "/v1/jobs",
+      {
+        method: "POST",
+        headers: { authorization: `Bearer ${API_TOKEN}`, "content-type": "application/json" },
+        body: JSON.stringify({ inputKey: "inputs/job_x/clip.mp4" }),
+      },
+      { ...cp.env, S3_ENDPOINT: "http://127.0.0.1:1" },
+    );
+    expect(res.status).toBe(502);
+    expect(((await res.json()) as { code: string }).code).toBe("storage_unavailable");
   });
 
   it("refuses keys outside inputs/ or with dot segments", async () => {
