@@ -91,7 +91,9 @@ export function flyAppProvider(): pulumi.dynamic.ResourceProvider<FlyAppProvider
     async diff(_id, olds, news) {
       const replaces = (["name", "orgSlug", "network"] as const).filter((key) => olds[key] !== news[key]);
       const changes = replaces.length > 0 || olds.apiBaseUrl !== news.apiBaseUrl || olds.apiToken !== news.apiToken;
-      return { changes, replaces, deleteBeforeReplace: replaces.includes("name") };
+      // App names are global on Fly: moving an app to another org under the same name must free
+      // the name first; a new name can be created before the old app goes.
+      return { changes, replaces, deleteBeforeReplace: replaces.length > 0 && olds.name === news.name };
     },
 
     async create(inputs) {

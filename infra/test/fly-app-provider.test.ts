@@ -58,14 +58,19 @@ describe("Fly app dynamic provider against the local Fly API", () => {
     );
   });
 
-  test("diff replaces on name or org and updates in place on endpoint or token", async () => {
+  test("diff replaces on name or org (freeing the global name first when it stays) and updates in place on endpoint or token", async () => {
     const olds = { ...inputsFor("tcoder-a"), appId: "id", status: "deployed" };
     const diff = provider.diff;
     if (!diff) throw new Error("provider has no diff");
-    expect(await diff("tcoder-a", olds, inputsFor("tcoder-b"))).toMatchObject({ changes: true, replaces: ["name"] });
+    expect(await diff("tcoder-a", olds, inputsFor("tcoder-b"))).toEqual({
+      changes: true,
+      replaces: ["name"],
+      deleteBeforeReplace: false,
+    });
     expect(await diff("tcoder-a", olds, inputsFor("tcoder-a", { orgSlug: "acme" }))).toMatchObject({
       changes: true,
       replaces: ["orgSlug"],
+      deleteBeforeReplace: true,
     });
     expect(await diff("tcoder-a", olds, inputsFor("tcoder-a", { apiToken: "rotated" }))).toEqual({
       changes: true,
