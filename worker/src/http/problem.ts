@@ -49,7 +49,8 @@ export interface ProblemOptions {
 export function problemBody(code: ProblemCode, { detail, status, issues }: ProblemOptions): Problem {
   const known = problemCodes[code];
   return {
-    type: `https://tcoder.dev/problems/${code.replaceAll("_", "-")}`,
+    // A URN, not a URL: there is no documentation host to dereference; docs/api.md lists the codes.
+    type: `urn:tcoder:problem:${code}`,
     title: known.title,
     status: status ?? known.status,
     detail,

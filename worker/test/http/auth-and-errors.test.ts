@@ -13,7 +13,7 @@ const problemOf = async (res: Response) => {
   expect(res.headers.get("content-type")).toBe("application/problem+json");
   const body = (await res.json()) as { type: string; title: string; status: number; detail: string; code: string };
   expect(body.status).toBe(res.status);
-  expect(typeof body.type).toBe("string");
+  expect(body.type).toBe(`urn:tcoder:problem:${body.code}`);
   expect(typeof body.title).toBe("string");
   expect(typeof body.detail).toBe("string");
   return body;
