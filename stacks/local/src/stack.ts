@@ -71,6 +71,7 @@ export async function startLocalStack(opts: StartLocalStackOptions): Promise<Loc
     ...(opts.maxMachines === undefined ? {} : { maxMachines: opts.maxMachines }),
     ports: opts.port === undefined ? {} : { worker: opts.port },
     cronIntervalMs: opts.cronIntervalMs ?? 5_000,
+    workerLog: (_stream, line) => logWorkerLine(log, line),
   });
   const stackFile = join(dir, "stack.json");
   const announced: StackFile = {
@@ -93,6 +94,22 @@ export async function startLocalStack(opts: StartLocalStackOptions): Promise<Loc
       return stopping;
     },
   };
+}
+
+/**
+ * The worker logs JSON lines tagged with their `source` (api, queue, cron). Successful request
+ * lines are routine (clients poll), so they are debug; everything else is an event worth a line.
+ */
+function logWorkerLine(log: StackLogger, line: string) {
+  let entry: { source?: unknown; status?: unknown; level?: unknown } = {};
+  try {
+    entry = JSON.parse(line) as typeof entry;
+  } catch {
+    // workerd's own output, not a log line of ours.
+  }
+  const source = entry.source === "queue" || entry.source === "cron" ? entry.source : "api";
+  const routine = typeof entry.status === "number" && entry.status < 400;
+  log(source, line, routine || entry.level === "debug" ? "debug" : "info");
 }
 
 /** Reads the announcement of a stack running in `dir`, if its process is still alive. */
