@@ -7,15 +7,31 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const systemPackages = { ffmpeg: "ffmpeg", ffprobe: "ffmpeg", "redis-server": "redis-server" };
+// `--for test` adds what only the test suite needs: Chromium for the web console's browser test.
+const args = process.argv.slice(2);
+const forTest = args.includes("--for=test") || (args.includes("--for") && args[args.indexOf("--for") + 1] === "test");
+const systemPackages = {
+  ffmpeg: "ffmpeg",
+  ffprobe: "ffmpeg",
+  "redis-server": "redis-server",
+  ...(forTest ? { chromium: "chromium" } : {}),
+};
 
 const onPath = (cmd) => spawnSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" }).status === 0;
 const run = (cmd, args) => execFileSync(cmd, args, { stdio: "inherit", cwd: root });
 
-const missing = [...new Set(Object.entries(systemPackages).filter(([cmd]) => !onPath(cmd)).map(([, pkg]) => pkg))];
+const missing = [
+  ...new Set(
+    Object.entries(systemPackages)
+      .filter(([cmd]) => !onPath(cmd))
+      .map(([, pkg]) => pkg),
+  ),
+];
 if (missing.length > 0) {
   if (process.getuid?.() !== 0) {
-    console.error(`tcoder needs these Debian packages: ${missing.join(" ")}\n  sudo apt-get install -y ${missing.join(" ")}`);
+    console.error(
+      `tcoder needs these Debian packages: ${missing.join(" ")}\n  sudo apt-get install -y ${missing.join(" ")}`,
+    );
     process.exit(1);
   }
   console.error(`[bootstrap] installing ${missing.join(" ")} with apt-get`);

@@ -14,6 +14,7 @@ import { ProblemError } from "./http/problem.ts";
 import { health } from "./routes/health.ts";
 import { jobs } from "./routes/jobs.ts";
 import { machineEvents } from "./routes/machine-events.ts";
+import { multipart } from "./routes/multipart.ts";
 import { stats } from "./routes/stats.ts";
 import { uploads } from "./routes/uploads.ts";
 
@@ -48,6 +49,7 @@ app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http
 const routes = app
   .route("/healthz", health)
   .route("/v1/uploads", uploads)
+  .route("/v1/uploads", multipart)
   .route("/v1/jobs", jobs)
   .route("/v1/stats", stats)
   .route(MACHINE_EVENTS_PATH, machineEvents);

@@ -14,7 +14,7 @@ const importKey = (secret: string) =>
 
 const toHex = (bytes: ArrayBuffer) => [...new Uint8Array(bytes)].map((b) => b.toString(16).padStart(2, "0")).join("");
 
-const fromHex = (hex: string): Uint8Array | null => {
+const fromHex = (hex: string): Uint8Array<ArrayBuffer> | null => {
   if (hex.length % 2 !== 0 || !/^[0-9a-f]*$/i.test(hex)) return null;
   const out = new Uint8Array(hex.length / 2);
   for (let i = 0; i < out.length; i++) out[i] = Number.parseInt(hex.slice(i * 2, i * 2 + 2), 16);

@@ -1,0 +1,376 @@
+/**
+ * `createClient`: the tcoder API for apps and browsers. Only `fetch`, Blob and (in browsers)
+ * XMLHttpRequest are used, so the same code runs in Node 20 and browsers; file paths are a Node
+ * matter and live in `@tcoder/client/node`.
+ */
+import { isTerminal } from "@tcoder/worker/contract";
+import { abortedError, errorFromResponse, TcoderError } from "./errors.ts";
+import { putBlob, sleep } from "./transfer.ts";
+import type {
+  Job,
+  JobPage,
+  ListJobsOptions,
+  MultipartPlan,
+  PartUrls,
+  UploadCreated,
+  UploadOptions,
+  UploadProgress,
+  WaitOptions,
+} from "./types.ts";
+
+export interface ClientOptions {
+  /** Origin of the API, e.g. `https://tcoder.example.workers.dev` (a trailing `/` is fine). */
+  baseUrl: string;
+  /** API bearer token. */
+  token: string;
+  /** Used for API calls (and uploads outside browsers); defaults to the global fetch. */
+  fetch?: typeof fetch;
+}
+
+/** Resolves a non-Blob source (a file path in Node) into a Blob and its name. */
+export type SourceResolver = (source: string) => Promise<{ blob: Blob; name: string }>;
+
+export type UploadSource = Blob | string;
+
+export const DEFAULT_MULTIPART_THRESHOLD = 32 * 1024 * 1024;
+export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
+const PRESIGN_BATCH = 100;
+
+const mediaTypes: Record<string, string> = {
+  mp4: "video/mp4",
+  m4v: "video/mp4",
+  mov: "video/quicktime",
+  webm: "video/webm",
+  mkv: "video/x-matroska",
+  avi: "video/x-msvideo",
+  ts: "video/mp2t",
+  mpg: "video/mpeg",
+  mpeg: "video/mpeg",
+  ogv: "video/ogg",
+  m4a: "audio/mp4",
+  mp3: "audio/mpeg",
+  wav: "audio/wav",
+  flac: "audio/flac",
+  ogg: "audio/ogg",
+};
+
+export const guessContentType = (filename: string): string | undefined =>
+  mediaTypes[filename.split(".").pop()?.toLowerCase() ?? ""];
+
+export function createClient(options: ClientOptions & { resolveSource?: SourceResolver }) {
+  const baseUrl = options.baseUrl.replace(/\/+$/, "");
+  // Bound lazily: browsers refuse a fetch called with another `this` ("Illegal invocation").
+  const doFetch: typeof fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+  const preferXhr = options.fetch === undefined;
+
+  async function api<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+    let res: Response;
+    try {
+      res = await doFetch(`${baseUrl}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${options.token}`,
+          accept: "application/json",
+          ...(body === undefined ? {} : { "content-type": "application/json" }),
+        },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        ...(signal ? { signal } : {}),
+      });
+    } catch (err) {
+      if (signal?.aborted) throw abortedError(signal);
+      throw new TcoderError(
+        "network",
+        `${method} ${path} failed: ${err instanceof Error ? err.message : String(err)}`,
+        {
+          cause: err,
+        },
+      );
+    }
+    if (!res.ok) throw await errorFromResponse(res);
+    if (res.status === 204) return undefined as T;
+    return (await res.json()) as T;
+  }
+
+  const jobPath = (id: string) => `/v1/jobs/${encodeURIComponent(id)}`;
+  const multipartPath = (id: string) => `/v1/uploads/${encodeURIComponent(id)}/multipart`;
+
+  async function resolve(source: UploadSource): Promise<{ blob: Blob; name: string | undefined }> {
+    if (typeof source !== "string") return { blob: source, name: "name" in source ? String(source.name) : undefined };
+    if (!options.resolveSource)
+      throw new TcoderError(
+        "invalid_source",
+        "file paths need the Node entry: import { createClient } from '@tcoder/client/node'",
+      );
+    return options.resolveSource(source);
+  }
+
+  /** Uploads the parts not in `done`, in parallel, each retried; then completes the upload. */
+  async function uploadParts(
+    plan: MultipartPlan,
+    blob: Blob,
+    opts: UploadOptions,
+    signal: AbortSignal,
+    alreadyStored: MultipartPlan["parts"],
+  ): Promise<Job> {
+    const jobId = plan.jobId;
+    const sizeOf = (n: number) => Math.min(plan.partSizeBytes, plan.sizeBytes - (n - 1) * plan.partSizeBytes);
+    const etags = new Map<number, string>();
+    for (const part of alreadyStored)
+      if (part.partNumber <= plan.partCount && part.sizeBytes === sizeOf(part.partNumber))
+        etags.set(part.partNumber, part.etag);
+    const todo = Array.from({ length: plan.partCount }, (_, i) => i + 1).filter((n) => !etags.has(n));
+
+    const inFlight = new Map<number, number>();
+    let storedBytes = [...etags.keys()].reduce((sum, n) => sum + sizeOf(n), 0);
+    const report = () => {
+      const loaded = storedBytes + [...inFlight.values()].reduce((a, b) => a + b, 0);
+      opts.onProgress?.({
+        jobId,
+        loaded,
+        total: plan.sizeBytes,
+        fraction: plan.sizeBytes === 0 ? 1 : loaded / plan.sizeBytes,
+        partsDone: etags.size,
+        partCount: plan.partCount,
+      });
+    };
+    report();
+
+    const urls = new Map<number, PartUrls["parts"][number]>();
+    const presign = async (numbers: number[]) => {
+      for (let i = 0; i < numbers.length; i += PRESIGN_BATCH) {
+        const batch = numbers.slice(i, i + PRESIGN_BATCH);
+        const res = await api<PartUrls>("POST", `${multipartPath(jobId)}/parts`, { partNumbers: batch }, signal);
+        for (const part of res.parts) urls.set(part.partNumber, part);
+      }
+    };
+    await presign(todo);
+
+    const retries = opts.retries ?? 3;
+    const sendPart = async (n: number) => {
+      for (let attempt = 0; ; attempt++) {
+        const target = urls.get(n);
+        if (!target) throw new TcoderError("unexpected_response", `no upload URL for part ${n}`, { jobId });
+        const start = (n - 1) * plan.partSizeBytes;
+        let failure: TcoderError;
+        try {
+          const res = await putBlob(target.url, blob.slice(start, start + sizeOf(n)), {
+            headers: target.headers,
+            signal,
+            fetch: doFetch,
+            preferXhr,
+            onLoaded: (loaded) => {
+              inFlight.set(n, loaded);
+              report();
+            },
+          });
+          if (res.status >= 200 && res.status < 300 && res.etag) {
+            inFlight.delete(n);
+            etags.set(n, res.etag.replaceAll('"', ""));
+            storedBytes += sizeOf(n);
+            report();
+            return;
+          }
+          failure = new TcoderError("upload_failed", `part ${n}: the store answered ${res.status}`, {
+            status: res.status,
+            jobId,
+          });
+          // 4xx other than an expired/refused signature will not get better by trying again.
+          if (res.status >= 400 && res.status < 500 && res.status !== 403 && res.status !== 408) throw failure;
+          if (res.status === 403) await presign([n]);
+        } catch (err) {
+          if (signal.aborted) throw abortedError(signal, jobId);
+          if (!(err instanceof TcoderError) || err.code !== "network") throw err;
+          failure = new TcoderError("upload_failed", `part ${n}: ${err.message}`, { jobId, cause: err });
+        }
+        inFlight.delete(n);
+        if (attempt >= retries) throw failure;
+        await sleep(Math.min(8_000, 500 * 2 ** attempt), signal);
+      }
+    };
+
+    const queue = [...todo];
+    const worker = async () => {
+      for (let n = queue.shift(); n !== undefined; n = queue.shift()) await sendPart(n);
+    };
+    const concurrency = Math.max(1, Math.min(opts.concurrency ?? 4, queue.length || 1));
+    await Promise.all(Array.from({ length: concurrency }, worker));
+
+    const parts = [...etags.entries()].sort(([a], [b]) => a - b).map(([partNumber, etag]) => ({ partNumber, etag }));
+    const completed = await api<{ job: Job }>("POST", `${multipartPath(jobId)}/complete`, { parts }, signal);
+    return completed.job;
+  }
+
+  /** Runs `work` with a signal that also fires on the caller's; failures name the job to resume. */
+  async function forJob<T>(jobId: string, outer: AbortSignal | undefined, work: (signal: AbortSignal) => Promise<T>) {
+    const inner = new AbortController();
+    const relay = () => inner.abort(outer?.reason);
+    outer?.addEventListener("abort", relay, { once: true });
+    try {
+      return await work(inner.signal);
+    } catch (err) {
+      inner.abort();
+      if (outer?.aborted) throw abortedError(outer, jobId);
+      if (err instanceof TcoderError && err.jobId === undefined)
+        throw new TcoderError(err.code, err.message, {
+          jobId,
+          ...(err.status === undefined ? {} : { status: err.status }),
+          ...(err.problem ? { problem: err.problem } : {}),
+          cause: err,
+        });
+      throw err;
+    } finally {
+      outer?.removeEventListener("abort", relay);
+    }
+  }
+
+  return {
+    baseUrl,
+
+    /**
+     * Creates a job and uploads its source: one presigned PUT up to `multipartThreshold`, an S3
+     * multipart upload (parallel, retried parts) above it. Resolves with the job once the store
+     * has the whole source (it then moves to `pending` on the store's event). A failed or aborted
+     * multipart upload throws a `TcoderError` carrying `jobId`; `resumeUpload` continues it.
+     */
+    async upload(source: UploadSource, opts: UploadOptions = {}): Promise<Job> {
+      if (opts.signal?.aborted) throw abortedError(opts.signal);
+      const { blob, name } = await resolve(source);
+      const filename = opts.filename ?? name ?? "upload";
+      const contentType = opts.contentType ?? (blob.type || guessContentType(filename));
+      if (!contentType)
+        throw new TcoderError("invalid_source", `cannot tell the media type of ${filename}; pass contentType`);
+      const created = await api<UploadCreated>(
+        "POST",
+        "/v1/uploads",
+        {
+          filename,
+          contentType,
+          size: blob.size,
+          ...(opts.preset ? { preset: opts.preset } : {}),
+          ...(opts.metadata ? { metadata: opts.metadata } : {}),
+          ...(opts.callbackUrl ? { callbackUrl: opts.callbackUrl } : {}),
+        },
+        opts.signal,
+      );
+      const jobId = created.jobId;
+
+      return forJob(jobId, opts.signal, async (signal) => {
+        if (blob.size > (opts.multipartThreshold ?? DEFAULT_MULTIPART_THRESHOLD)) {
+          const plan = await api<MultipartPlan>(
+            "POST",
+            multipartPath(jobId),
+            { partSizeBytes: Math.max(opts.partSize ?? DEFAULT_PART_SIZE, 5 * 1024 * 1024) },
+            signal,
+          );
+          return uploadParts(plan, blob, opts, signal, []);
+        }
+        const progress = (loaded: number): UploadProgress => ({
+          jobId,
+          loaded,
+          total: blob.size,
+          fraction: blob.size === 0 ? 1 : loaded / blob.size,
+        });
+        opts.onProgress?.(progress(0));
+        const retries = opts.retries ?? 3;
+        for (let attempt = 0; ; attempt++) {
+          let failure: TcoderError;
+          try {
+            const res = await putBlob(created.upload.url, blob, {
+              headers: created.upload.headers,
+              signal,
+              fetch: doFetch,
+              preferXhr,
+              onLoaded: (loaded) => opts.onProgress?.(progress(loaded)),
+            });
+            if (res.status >= 200 && res.status < 300) break;
+            failure = new TcoderError("upload_failed", `the store answered ${res.status}`, {
+              status: res.status,
+              jobId,
+            });
+            if (res.status < 500) throw failure;
+          } catch (err) {
+            if (signal.aborted || !(err instanceof TcoderError) || err.code !== "network") throw err;
+            failure = err;
+          }
+          if (attempt >= retries) throw failure;
+          await sleep(Math.min(8_000, 500 * 2 ** attempt), signal);
+        }
+        return api<Job>("GET", jobPath(jobId), undefined, signal);
+      });
+    },
+
+    /**
+     * Continues an interrupted multipart upload of `source` (the same bytes) for `jobId`: parts the
+     * store already holds are kept, the rest are sent, then the upload is completed.
+     */
+    async resumeUpload(jobId: string, source: UploadSource, opts: UploadOptions = {}): Promise<Job> {
+      const { blob } = await resolve(source);
+      return forJob(jobId, opts.signal, async (signal) => {
+        const plan = await api<MultipartPlan>("GET", multipartPath(jobId), undefined, signal);
+        if (plan.sizeBytes !== blob.size)
+          throw new TcoderError(
+            "invalid_source",
+            `the job expects ${plan.sizeBytes} bytes; this source has ${blob.size}`,
+          );
+        return uploadParts(plan, blob, opts, signal, plan.parts);
+      });
+    },
+
+    /** The open multipart upload of a job and the parts the store holds. */
+    getUpload: (jobId: string, opts: { signal?: AbortSignal } = {}) =>
+      api<MultipartPlan>("GET", multipartPath(jobId), undefined, opts.signal),
+
+    /** Abandons a job's open multipart upload (the job keeps waiting until it expires or is canceled). */
+    abortUpload: (jobId: string, opts: { signal?: AbortSignal } = {}) =>
+      api<void>("DELETE", multipartPath(jobId), undefined, opts.signal),
+
+    getJob: (id: string, opts: { signal?: AbortSignal } = {}) => api<Job>("GET", jobPath(id), undefined, opts.signal),
+
+    /** One page of jobs, newest first. */
+    listJobPage(opts: ListJobsOptions & { cursor?: string } = {}): Promise<JobPage> {
+      const query = new URLSearchParams();
+      if (opts.state) query.set("state", opts.state);
+      if (opts.limit) query.set("limit", String(opts.limit));
+      if (opts.cursor) query.set("cursor", opts.cursor);
+      const qs = query.toString();
+      return api<JobPage>("GET", `/v1/jobs${qs ? `?${qs}` : ""}`, undefined, opts.signal);
+    },
+
+    /** Every job (or every job in `state`), newest first, fetching pages as the loop advances. */
+    async *listJobs(opts: ListJobsOptions = {}): AsyncGenerator<Job, void, undefined> {
+      let cursor: string | undefined;
+      do {
+        const page = await this.listJobPage({ ...opts, ...(cursor ? { cursor } : {}) });
+        yield* page.jobs;
+        cursor = page.nextCursor ?? undefined;
+      } while (cursor);
+    },
+
+    cancel: (id: string, opts: { signal?: AbortSignal } = {}) =>
+      api<Job>("POST", `${jobPath(id)}/cancel`, undefined, opts.signal),
+
+    retry: (id: string, opts: { signal?: AbortSignal } = {}) =>
+      api<Job>("POST", `${jobPath(id)}/retry`, undefined, opts.signal),
+
+    /**
+     * Polls the job (with backoff) until it is completed, failed, canceled or expired and resolves
+     * with it in that state; rejects with `timeout` or `aborted`.
+     */
+    async waitForJob(id: string, opts: WaitOptions = {}): Promise<Job> {
+      const deadline = opts.timeout === undefined ? Number.POSITIVE_INFINITY : Date.now() + opts.timeout;
+      let interval = opts.interval ?? 500;
+      for (;;) {
+        const job = await api<Job>("GET", jobPath(id), undefined, opts.signal);
+        opts.onProgress?.(job);
+        if (isTerminal(job.state)) return job;
+        const left = deadline - Date.now();
+        if (left <= 0)
+          throw new TcoderError("timeout", `job ${id} is still ${job.state} after ${opts.timeout} ms`, { jobId: id });
+        await sleep(Math.min(interval, left), opts.signal);
+        interval = Math.min(opts.maxInterval ?? 5_000, interval * 1.5);
+      }
+    },
+  };
+}
+
+export type TcoderClient = ReturnType<typeof createClient>;

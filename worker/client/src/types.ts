@@ -1,0 +1,93 @@
+/**
+ * What the API answers, as the SDK hands it out. `Job` and its parts are the contract's own types
+ * (the same zod schemas the worker validates and documents in /openapi.json).
+ */
+import type { Job, JobState } from "@tcoder/worker/contract";
+
+export type { Job, JobError, JobOutputs, JobState, ProbeSummary } from "@tcoder/worker/contract";
+
+/** `POST /v1/uploads` */
+export interface UploadCreated {
+  jobId: string;
+  upload: {
+    url: string;
+    method: "PUT";
+    headers: { "content-type": string; "content-length": string };
+    expiresAt: string;
+  };
+  job: Job;
+}
+
+/** `POST|GET /v1/uploads/{id}/multipart` */
+export interface MultipartPlan {
+  jobId: string;
+  uploadId: string;
+  sizeBytes: number;
+  partSizeBytes: number;
+  partCount: number;
+  expiresAt: string;
+  parts: { partNumber: number; etag: string; sizeBytes: number }[];
+}
+
+/** `POST /v1/uploads/{id}/multipart/parts` */
+export interface PartUrls {
+  parts: { partNumber: number; url: string; method: "PUT"; headers: { "content-length": string } }[];
+  expiresAt: string;
+}
+
+/** `GET /v1/jobs` */
+export interface JobPage {
+  jobs: Job[];
+  nextCursor: string | null;
+}
+
+export interface ListJobsOptions {
+  state?: JobState;
+  /** Page size (1–100). */
+  limit?: number;
+  signal?: AbortSignal;
+}
+
+export interface UploadProgress {
+  jobId: string;
+  /** Bytes the store has (or is receiving) so far. */
+  loaded: number;
+  total: number;
+  /** 0..1 */
+  fraction: number;
+  /** Multipart only. */
+  partsDone?: number;
+  partCount?: number;
+}
+
+export interface UploadOptions {
+  preset?: string;
+  metadata?: Record<string, string>;
+  callbackUrl?: string;
+  /** Defaults to the File's name (or the path's base name). */
+  filename?: string;
+  /** Defaults to the Blob's type, else a guess from the file name. */
+  contentType?: string;
+  onProgress?: (progress: UploadProgress) => void;
+  signal?: AbortSignal;
+  /** Sources larger than this go up as S3 multipart uploads. Default 32 MiB. */
+  multipartThreshold?: number;
+  /** Preferred part size (≥ 5 MiB; the API may grow it). Default 8 MiB. */
+  partSize?: number;
+  /** Parts in flight at once. Default 4. */
+  concurrency?: number;
+  /** Further attempts per part (or single PUT) after a failure. Default 3. */
+  retries?: number;
+}
+
+export interface WaitOptions {
+  /** Called with the job after every poll. */
+  onProgress?: (job: Job) => void;
+  signal?: AbortSignal;
+  /** Give up after this many ms (a `timeout` error). Default: wait forever. */
+  timeout?: number;
+  /** First poll interval in ms, growing ×1.5 up to `maxInterval`. Default 500. */
+  interval?: number;
+  /** Default 5000. */
+  maxInterval?: number;
+}

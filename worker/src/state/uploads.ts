@@ -1,0 +1,117 @@
+/**
+ * The S3 multipart upload a job's source is arriving through, kept on the job hash
+ * (`multipartUploadId`, `multipartPartBytes`) so every request about it is bound to that job and
+ * only allowed while the job still waits for its upload.
+ */
+import { JobState } from "../contract/index.ts";
+import { keys } from "./keys.ts";
+import { runScript, type StateRedis } from "./scripts.ts";
+
+export interface MultipartUpload {
+  uploadId: string;
+  partBytes: number;
+}
+
+export type JobUpload =
+  | { found: false }
+  | {
+      found: true;
+      state: JobState;
+      inputKey: string;
+      sizeBytes: number | null;
+      contentType: string | null;
+      uploadExpiresAt: number | null;
+      multipart: MultipartUpload | null;
+    };
+
+const readUploadScript = `
+local cfg = cjson.decode(ARGV[1])
+local v = redis.call('HMGET', cfg.jobKey, 'state', 'inputKey', 'inputSizeBytes', 'client', 'uploadExpiresAt',
+  'multipartUploadId', 'multipartPartBytes')
+return cjson.encode({v[1] or false, v[2] or false, v[3] or false, v[4] or false, v[5] or false, v[6] or false,
+  v[7] or false})
+`;
+
+/** Sets or clears the multipart upload, only while the job is `awaiting_upload`. */
+const writeUploadScript = `
+local cfg = cjson.decode(ARGV[1])
+local state = redis.call('HGET', cfg.jobKey, 'state')
+if not state then return cjson.encode({result = 'not_found'}) end
+if state ~= cfg.awaiting then return cjson.encode({result = 'invalid_state', state = state}) end
+local current = redis.call('HGET', cfg.jobKey, 'multipartUploadId')
+if cfg.uploadId then
+  if current then return cjson.encode({result = 'exists', uploadId = current}) end
+  redis.call('HSET', cfg.jobKey, 'multipartUploadId', cfg.uploadId, 'multipartPartBytes', cfg.partBytes,
+    'updatedAt', cfg.now)
+else
+  if current ~= cfg.expected then return cjson.encode({result = 'exists', uploadId = current or false}) end
+  redis.call('HDEL', cfg.jobKey, 'multipartUploadId', 'multipartPartBytes')
+  redis.call('HSET', cfg.jobKey, 'updatedAt', cfg.now)
+end
+return cjson.encode({result = 'ok'})
+`;
+
+const str = (v: unknown): string | null => (typeof v === "string" ? v : null);
+const int = (v: unknown): number | null => (typeof v === "string" && /^\d+$/.test(v) ? Number(v) : null);
+
+/** What the upload endpoints need to know about a job, read in one round trip. */
+export async function getJobUpload(redis: StateRedis, jobId: string): Promise<JobUpload> {
+  const v = await runScript<unknown[]>(redis, readUploadScript, [], { jobKey: keys.job(jobId) });
+  const state = JobState.safeParse(v[0]);
+  if (!state.success) return { found: false };
+  let contentType: string | null = null;
+  try {
+    contentType = str((JSON.parse(str(v[3]) ?? "{}") as { contentType?: unknown }).contentType);
+  } catch {
+    // A job without readable client fields simply declared no type.
+  }
+  const uploadId = str(v[5]);
+  const partBytes = int(v[6]);
+  return {
+    found: true,
+    state: state.data,
+    inputKey: str(v[1]) ?? "",
+    sizeBytes: int(v[2]),
+    contentType,
+    uploadExpiresAt: int(v[4]),
+    multipart: uploadId && partBytes ? { uploadId, partBytes } : null,
+  };
+}
+
+export type UploadWrite =
+  | { result: "ok" }
+  | { result: "not_found" }
+  | { result: "invalid_state"; state: JobState }
+  | {
+      result: "exists";
+      uploadId: string | false;
+    };
+
+/** Binds a started multipart upload to its job; `exists` when another one already is. */
+export const attachMultipartUpload = (
+  redis: StateRedis,
+  jobId: string,
+  upload: MultipartUpload,
+  nowMs: number,
+): Promise<UploadWrite> =>
+  runScript<UploadWrite>(redis, writeUploadScript, [], {
+    jobKey: keys.job(jobId),
+    awaiting: JobState.enum.awaiting_upload,
+    uploadId: upload.uploadId,
+    partBytes: String(upload.partBytes),
+    now: String(nowMs),
+  });
+
+/** Forgets an aborted multipart upload, only if it is still the one bound to the job. */
+export const detachMultipartUpload = (
+  redis: StateRedis,
+  jobId: string,
+  uploadId: string,
+  nowMs: number,
+): Promise<UploadWrite> =>
+  runScript<UploadWrite>(redis, writeUploadScript, [], {
+    jobKey: keys.job(jobId),
+    awaiting: JobState.enum.awaiting_upload,
+    expected: uploadId,
+    now: String(nowMs),
+  });

@@ -1,0 +1,193 @@
+/**
+ * S3 multipart uploads (R2 in the cloud, the on-disk store locally): create, presigned UploadPart
+ * URLs, list, complete, abort. The store answers in XML; the few fields read here are plain text
+ * elements, so a small extractor does instead of an XML parser (workerd has no DOMParser).
+ */
+import { AwsClient, AwsV4Signer } from "aws4fetch";
+import type { Settings } from "../bindings.ts";
+import { MAX_PRESIGN_SECONDS, objectUrl, StorageError } from "./s3.ts";
+
+type S3Settings = Pick<Settings, "S3_ENDPOINT" | "S3_REGION" | "S3_ACCESS_KEY_ID" | "S3_SECRET_ACCESS_KEY">;
+
+/** S3's limits: every part but the last at least 5 MiB, at most 5 GiB, at most 10,000 parts. */
+export const MIN_PART_BYTES = 5 * 1024 * 1024;
+export const MAX_PART_BYTES = 5 * 1024 ** 3;
+export const MAX_PARTS = 10_000;
+
+/** The store refused the parts a client listed (unknown part, wrong ETag, a part too small). */
+export class InvalidPartsError extends Error {
+  override readonly name = "InvalidPartsError";
+}
+
+export interface UploadedPart {
+  partNumber: number;
+  etag: string;
+  sizeBytes: number;
+}
+
+export interface PresignedPart {
+  partNumber: number;
+  url: string;
+  method: "PUT";
+  /** Signed: the store refuses a part of another size. */
+  headers: { "content-length": string };
+}
+
+const client = (settings: S3Settings) =>
+  new AwsClient({
+    accessKeyId: settings.S3_ACCESS_KEY_ID,
+    secretAccessKey: settings.S3_SECRET_ACCESS_KEY,
+    service: "s3",
+    region: settings.S3_REGION,
+    retries: 2,
+  });
+
+const unescapeXml = (s: string) =>
+  s
+    .replace(/&#x([0-9a-f]+);/gi, (_, hex: string) => String.fromCodePoint(Number.parseInt(hex, 16)))
+    .replace(/&#(\d+);/g, (_, dec: string) => String.fromCodePoint(Number(dec)))
+    .replaceAll("&quot;", '"')
+    .replaceAll("&apos;", "'")
+    .replaceAll("&lt;", "<")
+    .replaceAll("&gt;", ">")
+    .replaceAll("&amp;", "&");
+const escapeXml = (s: string) =>
+  s.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;").replaceAll('"', "&quot;");
+
+const element = (xml: string, name: string): string | null => {
+  const match = new RegExp(`<${name}>([\\s\\S]*?)</${name}>`).exec(xml);
+  return match?.[1] === undefined ? null : unescapeXml(match[1]);
+};
+const elements = (xml: string, name: string): string[] =>
+  [...xml.matchAll(new RegExp(`<${name}>([\\s\\S]*?)</${name}>`, "g"))].map((m) => m[1] ?? "");
+
+const unquote = (etag: string) => etag.replaceAll('"', "");
+
+async function call(settings: S3Settings, url: string, init: RequestInit, what: string): Promise<Response> {
+  try {
+    return await client(settings).fetch(url, init);
+  } catch (err) {
+    throw new StorageError(`${what} failed: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+async function failure(res: Response, what: string): Promise<never> {
+  const body = await res.text().catch(() => "");
+  const code = element(body, "Code") ?? "";
+  if (res.status === 400 && /^(InvalidPart|InvalidPartOrder|EntityTooSmall)$/.test(code))
+    throw new InvalidPartsError(element(body, "Message") ?? code);
+  throw new StorageError(`${what} answered ${res.status}${code ? ` ${code}` : ""}`);
+}
+
+export async function createMultipartUpload(
+  settings: S3Settings,
+  args: { bucket: string; key: string; contentType: string | null },
+): Promise<string> {
+  const res = await call(
+    settings,
+    `${objectUrl(settings, args.bucket, args.key)}?uploads`,
+    { method: "POST", headers: args.contentType ? { "content-type": args.contentType } : {} },
+    "CreateMultipartUpload",
+  );
+  if (!res.ok) return failure(res, "CreateMultipartUpload");
+  const uploadId = element(await res.text(), "UploadId");
+  if (!uploadId) throw new StorageError("CreateMultipartUpload answered without an UploadId");
+  return uploadId;
+}
+
+/** Presigned UploadPart URLs, each bound to its part's exact size. */
+export async function presignParts(
+  settings: S3Settings,
+  args: {
+    bucket: string;
+    key: string;
+    uploadId: string;
+    parts: { partNumber: number; sizeBytes: number }[];
+    expiresInSeconds: number;
+    nowMs: number;
+  },
+): Promise<PresignedPart[]> {
+  const expires = Math.max(1, Math.min(Math.floor(args.expiresInSeconds), MAX_PRESIGN_SECONDS));
+  const datetime = new Date(args.nowMs).toISOString().replace(/[:-]|\.\d{3}/g, "");
+  return Promise.all(
+    args.parts.map(async ({ partNumber, sizeBytes }) => {
+      const url = new URL(objectUrl(settings, args.bucket, args.key));
+      url.searchParams.set("partNumber", String(partNumber));
+      url.searchParams.set("uploadId", args.uploadId);
+      url.searchParams.set("X-Amz-Expires", String(expires));
+      const headers = { "content-length": String(sizeBytes) };
+      const signed = await new AwsV4Signer({
+        url: url.toString(),
+        method: "PUT",
+        headers,
+        accessKeyId: settings.S3_ACCESS_KEY_ID,
+        secretAccessKey: settings.S3_SECRET_ACCESS_KEY,
+        service: "s3",
+        region: settings.S3_REGION,
+        signQuery: true,
+        allHeaders: true,
+        datetime,
+      }).sign();
+      return { partNumber, url: signed.url.toString(), method: "PUT" as const, headers };
+    }),
+  );
+}
+
+/** Every part the store holds for the upload (following ListParts pages); null for an unknown upload. */
+export async function listUploadedParts(
+  settings: S3Settings,
+  args: { bucket: string; key: string; uploadId: string },
+): Promise<UploadedPart[] | null> {
+  const parts: UploadedPart[] = [];
+  let marker = 0;
+  for (let page = 0; page < 100; page++) {
+    const url = new URL(objectUrl(settings, args.bucket, args.key));
+    url.searchParams.set("uploadId", args.uploadId);
+    url.searchParams.set("part-number-marker", String(marker));
+    const res = await call(settings, url.toString(), { method: "GET" }, "ListParts");
+    if (res.status === 404) return null;
+    if (!res.ok) return failure(res, "ListParts");
+    const xml = await res.text();
+    for (const part of elements(xml, "Part"))
+      parts.push({
+        partNumber: Number(element(part, "PartNumber")),
+        etag: unquote(element(part, "ETag") ?? ""),
+        sizeBytes: Number(element(part, "Size")),
+      });
+    if (element(xml, "IsTruncated") !== "true") break;
+    const next = Number(element(xml, "NextPartNumberMarker"));
+    if (!(next > marker)) break;
+    marker = next;
+  }
+  return parts;
+}
+
+export async function completeMultipartUpload(
+  settings: S3Settings,
+  args: { bucket: string; key: string; uploadId: string; parts: { partNumber: number; etag: string }[] },
+): Promise<{ etag: string }> {
+  const body = `<CompleteMultipartUpload>${args.parts
+    .map((p) => `<Part><PartNumber>${p.partNumber}</PartNumber><ETag>"${escapeXml(unquote(p.etag))}"</ETag></Part>`)
+    .join("")}</CompleteMultipartUpload>`;
+  const url = `${objectUrl(settings, args.bucket, args.key)}?uploadId=${encodeURIComponent(args.uploadId)}`;
+  const res = await call(
+    settings,
+    url,
+    { method: "POST", headers: { "content-type": "application/xml" }, body },
+    "CompleteMultipartUpload",
+  );
+  const text = await res.text();
+  // S3 may answer 200 with an <Error> document when completion fails late.
+  if (!res.ok || text.includes("<Error>"))
+    return failure(new Response(text, { status: res.ok ? 400 : res.status }), "CompleteMultipartUpload");
+  return { etag: unquote(element(text, "ETag") ?? "") };
+}
+
+export async function abortMultipartUpload(
+  settings: S3Settings,
+  args: { bucket: string; key: string; uploadId: string },
+): Promise<void> {
+  const url = `${objectUrl(settings, args.bucket, args.key)}?uploadId=${encodeURIComponent(args.uploadId)}`;
+  const res = await call(settings, url, { method: "DELETE" }, "AbortMultipartUpload");
+  if (!res.ok && res.status !== 404) return failure(res, "AbortMultipartUpload");
+}
