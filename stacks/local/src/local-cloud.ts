@@ -28,7 +28,7 @@ import {
 } from "./services/fly-api.ts";
 import { freePort } from "./services/free-port.ts";
 import { type RedisServer, startRedisServer } from "./services/redis-server.ts";
-import { startS3Store } from "./services/s3-store.ts";
+import { type S3Faults, type S3Store, startS3Store } from "./services/s3-store.ts";
 import { startUpstashBridge, type UpstashBridge } from "./services/upstash-bridge.ts";
 import { startWorkerRuntime, type WorkerRuntime } from "./services/worker-runtime.ts";
 
@@ -72,6 +72,8 @@ export interface StartLocalCloudOptions {
   /** Runs the worker's scheduled handler this often (the local cron); off when unset. */
   cronIntervalMs?: number;
   flyFaults?: FlyApiFaults;
+  /** Failures the object store injects from the start (change them later with `store.setFaults`). */
+  s3Faults?: S3Faults;
   /** Receives the worker's log lines; default appends them to `workerLogPath(dir)`. */
   workerLog?: (stream: "stdout" | "stderr", line: string) => void;
 }
@@ -90,6 +92,18 @@ export interface LocalCloud {
   worker: WorkerRuntime;
   redisServer: RedisServer;
   upstash: UpstashBridge;
+  /** The object store itself (fault injection). */
+  store: S3Store;
+  /**
+   * Stops redis-server (SIGKILL with `crash`, else a clean shutdown) and starts it again on the same
+   * dir and port: what survives is what its AOF persistence kept. The bridge reconnects by itself.
+   */
+  restartRedis(opts?: { crash?: boolean }): Promise<void>;
+  /**
+   * Disposes workerd and starts the same bundle again on the same port, as a redeploy would. Queue
+   * messages the local queues held in memory go with it; Redis state and objects stay.
+   */
+  restartWorker(): Promise<void>;
   /** Stops everything in reverse start order; no process is left behind. */
   stop(): Promise<void>;
 }
@@ -137,7 +151,7 @@ export async function startLocalCloud(opts: StartLocalCloudOptions): Promise<Loc
     const s3Region = chosen.S3_REGION ?? defaultVars.S3_REGION;
     const flyAppName = chosen.FLY_APP_NAME ?? localVars.FLY_APP_NAME;
 
-    const redisServer = await startRedisServer({ dir: join(opts.dir, "redis"), port: opts.ports?.redis });
+    let redisServer = await startRedisServer({ dir: join(opts.dir, "redis"), port: opts.ports?.redis });
     stoppers.push(() => redisServer.stop());
     const upstash = await startUpstashBridge({
       redisUrl: redisServer.url,
@@ -146,13 +160,14 @@ export async function startLocalCloud(opts: StartLocalCloudOptions): Promise<Loc
     });
     stoppers.push(() => upstash.stop());
 
+    let currentWorker: WorkerRuntime | undefined;
     const notifyUpload = async (bucket: string, event: R2EventNotification) => {
       if (bucket !== inputBucket) return;
       if (!event.object.key.startsWith(uploadNotification.prefix)) return;
       if (!(uploadNotification.actions as readonly string[]).includes(event.action)) return;
       const runtime = await workerReady;
       if (!runtime || stopping) return;
-      await runtime.sendToQueue(uploadNotification.queue, event);
+      await (currentWorker ?? runtime).sendToQueue(uploadNotification.queue, event);
     };
 
     const store = await startS3Store({
@@ -163,6 +178,7 @@ export async function startLocalCloud(opts: StartLocalCloudOptions): Promise<Loc
       buckets: [inputBucket, outputBucket],
       publicReadBuckets: [outputBucket],
       onObjectCreated: notifyUpload,
+      ...(opts.s3Faults ? { faults: opts.s3Faults } : {}),
     });
     stoppers.push(() => store.stop());
 
@@ -198,16 +214,19 @@ export async function startLocalCloud(opts: StartLocalCloudOptions): Promise<Loc
     const settings = settingsSchema.parse({ ...vars, ...secrets });
 
     const workerScriptPath = opts.workerScriptPath ?? (await buildWorker(opts.dir));
-    const worker = await startWorkerRuntime({
-      scriptPath: workerScriptPath,
-      vars,
-      secrets,
-      port: workerPort,
-      cronIntervalMs: opts.cronIntervalMs,
-      log:
-        opts.workerLog ??
-        ((stream, line) => appendFileSync(workerLogPath(opts.dir), `${stream === "stderr" ? "! " : ""}${line}\n`)),
-    });
+    const startWorker = () =>
+      startWorkerRuntime({
+        scriptPath: workerScriptPath,
+        vars,
+        secrets,
+        port: workerPort,
+        cronIntervalMs: opts.cronIntervalMs,
+        log:
+          opts.workerLog ??
+          ((stream, line) => appendFileSync(workerLogPath(opts.dir), `${stream === "stderr" ? "! " : ""}${line}\n`)),
+      });
+    let worker = await startWorker();
+    currentWorker = worker;
     stoppers.push(() => worker.stop());
     workerStarted(worker);
 
@@ -220,7 +239,7 @@ export async function startLocalCloud(opts: StartLocalCloudOptions): Promise<Loc
     });
     stoppers.push(async () => s3.destroy());
 
-    return {
+    const cloud: LocalCloud = {
       settings,
       env: { ...vars, ...secrets },
       apiUrl: worker.url,
@@ -231,8 +250,21 @@ export async function startLocalCloud(opts: StartLocalCloudOptions): Promise<Loc
       worker,
       redisServer,
       upstash,
+      store,
+      async restartRedis({ crash = false } = {}) {
+        await (crash ? redisServer.kill() : redisServer.stop());
+        redisServer = await startRedisServer({ dir: join(opts.dir, "redis"), port: redisServer.port });
+        cloud.redisServer = redisServer;
+      },
+      async restartWorker() {
+        await worker.stop();
+        worker = await startWorker();
+        currentWorker = worker;
+        cloud.worker = worker;
+      },
       stop: stopAll,
     };
+    return cloud;
   } catch (err) {
     await stopAll().catch(() => {});
     throw err;

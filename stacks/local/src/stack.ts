@@ -12,6 +12,8 @@ import type { SecretName, VarName } from "@tcoder/worker/bindings";
 import { secrets as secretDeclarations } from "@tcoder/worker/bindings";
 import { type LocalCloud, startLocalCloud } from "./local-cloud.ts";
 import { processRunner } from "./services/fly/runners.ts";
+import type { FlyApiFaults } from "./services/fly-api.ts";
+import type { S3Faults } from "./services/s3-store.ts";
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 const machineMain = join(repoRoot, "machine-image", "src", "main.ts");
@@ -37,11 +39,19 @@ export interface StartLocalStackOptions {
   /** Local cron cadence; the deployed cron runs every minute. */
   cronIntervalMs?: number;
   vars?: Partial<Record<VarName, string>>;
+  /** Extra machine environment (tuning such as X264_PRESET); the control plane's own names win. */
+  machineEnv?: Record<string, string>;
+  flyFaults?: FlyApiFaults;
+  s3Faults?: S3Faults;
+  /** A prebuilt worker module (tests starting several stacks build it once). */
+  workerScriptPath?: string;
 }
 
 export interface LocalStack {
   cloud: LocalCloud;
   dir: string;
+  /** SIGKILLs a machine's program (default signal), as a VM crash would; false if it was not running. */
+  killMachine(machineId: string, signal?: NodeJS.Signals): boolean;
   stop(): Promise<void>;
 }
 
@@ -60,7 +70,7 @@ export async function startLocalStack(opts: StartLocalStackOptions): Promise<Loc
   const runner = processRunner({
     command: [process.execPath, "--import", "tsx", machineMain],
     cwd: repoRoot,
-    env: { WORK_DIR: join(dir, "machines") },
+    env: { ...opts.machineEnv, WORK_DIR: join(dir, "machines") },
     log: (machineId, _stream, line) => log(`machine ${machineId}`, line),
   });
   const cloud = await startLocalCloud({
@@ -71,6 +81,9 @@ export async function startLocalStack(opts: StartLocalStackOptions): Promise<Loc
     ...(opts.maxMachines === undefined ? {} : { maxMachines: opts.maxMachines }),
     ports: opts.port === undefined ? {} : { worker: opts.port },
     cronIntervalMs: opts.cronIntervalMs ?? 5_000,
+    ...(opts.flyFaults ? { flyFaults: opts.flyFaults } : {}),
+    ...(opts.s3Faults ? { s3Faults: opts.s3Faults } : {}),
+    ...(opts.workerScriptPath ? { workerScriptPath: opts.workerScriptPath } : {}),
     workerLog: (_stream, line) => logWorkerLine(log, line),
   });
   const stackFile = join(dir, "stack.json");
@@ -86,6 +99,7 @@ export async function startLocalStack(opts: StartLocalStackOptions): Promise<Loc
   return {
     cloud,
     dir,
+    killMachine: (machineId, signal) => runner.kill(machineId, signal),
     stop() {
       stopping ??= (async () => {
         await rm(stackFile, { force: true });

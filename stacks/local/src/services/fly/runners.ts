@@ -70,12 +70,30 @@ export interface ProcessRunnerOptions {
 const hostEnvNames = ["PATH", "HOME", "TMPDIR", "LANG", "TZ"] as const;
 
 /** Runs each machine as a child process (its own process group, so stop reaches its children). */
-export function processRunner(opts: ProcessRunnerOptions): MachineRunner & { running(): number } {
+export function processRunner(opts: ProcessRunnerOptions): MachineRunner & {
+  running(): number;
+  /**
+   * Signals a running machine's whole process group behind the API's back (default SIGKILL: a
+   * crashed VM, for fault tests); the API sees the exit as a machine that died. False if not running.
+   */
+  kill(machineId: string, signal?: NodeJS.Signals): boolean;
+} {
   const [program, ...args] = opts.command;
   if (!program) throw new Error("processRunner: command must name a program");
   const live = new Set<ChildProcess>();
+  const byMachine = new Map<string, ChildProcess>();
   return {
     running: () => live.size,
+    kill(machineId, signal = "SIGKILL") {
+      const child = byMachine.get(machineId);
+      if (child?.pid === undefined || child.exitCode !== null || child.signalCode !== null) return false;
+      try {
+        process.kill(-child.pid, signal);
+        return true;
+      } catch {
+        return false;
+      }
+    },
     async start(machine) {
       const hostEnv: Record<string, string> = {};
       for (const name of hostEnvNames) {
@@ -89,6 +107,7 @@ export function processRunner(opts: ProcessRunnerOptions): MachineRunner & { run
         detached: true,
       });
       live.add(child);
+      byMachine.set(machine.id, child);
       for (const stream of ["stdout", "stderr"] as const) {
         const source = child[stream];
         if (!source) continue;
@@ -102,6 +121,7 @@ export function processRunner(opts: ProcessRunnerOptions): MachineRunner & { run
       const exited = new Promise<MachineExit>((resolve) => {
         child.once("exit", (code, signal) => {
           live.delete(child);
+          if (byMachine.get(machine.id) === child) byMachine.delete(machine.id);
           resolve({ code, signal });
         });
       });
