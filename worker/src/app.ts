@@ -11,6 +11,7 @@ import { type AppEnv, readSettings, redisFromSettings } from "./http/context.ts"
 import { onError, onNotFound } from "./http/errors.ts";
 import { requestLog } from "./http/logging.ts";
 import { ProblemError } from "./http/problem.ts";
+import { webConsole } from "./routes/console.ts";
 import { health } from "./routes/health.ts";
 import { jobs } from "./routes/jobs.ts";
 import { machineEvents } from "./routes/machine-events.ts";
@@ -53,6 +54,9 @@ const routes = app
   .route("/v1/jobs", jobs)
   .route("/v1/stats", stats)
   .route(MACHINE_EVENTS_PATH, machineEvents);
+
+// The web console: outside /v1, so no bearer check on the page itself (it signs in with a token).
+app.route("/", webConsole);
 
 app.doc31("/openapi.json", {
   openapi: "3.1.0",

@@ -8,6 +8,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { build } from "esbuild";
+import { buildConsole } from "../console/build.ts";
 
 const workerRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -33,6 +34,8 @@ export async function buildWorkerBundle(opts: { outDir?: string } = {}): Promise
     minify: false,
     sourcemap: "inline",
     legalComments: "none",
+    // The web console, inlined (routes/console.ts): it ships wherever the worker does.
+    define: { __TCODER_CONSOLE__: JSON.stringify(await buildConsole()) },
     write: false,
     logLevel: "silent",
   });

@@ -3,12 +3,13 @@
  * XMLHttpRequest are used, so the same code runs in Node 20 and browsers; file paths are a Node
  * matter and live in `@tcoder/client/node`.
  */
-import { isTerminal } from "@tcoder/worker/contract";
+import type { TerminalState } from "@tcoder/worker/contract";
 import { abortedError, errorFromResponse, TcoderError } from "./errors.ts";
 import { putBlob, sleep } from "./transfer.ts";
 import type {
   Job,
   JobPage,
+  JobState,
   ListJobsOptions,
   MultipartPlan,
   PartUrls,
@@ -31,6 +32,15 @@ export interface ClientOptions {
 export type SourceResolver = (source: string) => Promise<{ blob: Blob; name: string }>;
 
 export type UploadSource = Blob | string;
+
+/**
+ * Terminal states, checked against the contract's list at compile time. Importing the contract's
+ * `isTerminal` would pull zod into every browser bundle for one array.
+ */
+const terminalStates = ["completed", "failed", "canceled", "expired"] as const satisfies readonly TerminalState[];
+type MissingTerminal = Exclude<TerminalState, (typeof terminalStates)[number]>;
+const _everyTerminalState: MissingTerminal extends never ? true : MissingTerminal = true;
+export const isTerminal = (state: JobState): boolean => (terminalStates as readonly JobState[]).includes(state);
 
 export const DEFAULT_MULTIPART_THRESHOLD = 32 * 1024 * 1024;
 export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;

@@ -8,6 +8,7 @@ export {
   DEFAULT_MULTIPART_THRESHOLD,
   DEFAULT_PART_SIZE,
   guessContentType,
+  isTerminal,
   type TcoderClient,
   type UploadSource,
 } from "./client.ts";

@@ -3,7 +3,7 @@
  * contract's (WebCrypto HMAC-SHA256, compared in constant time by `crypto.subtle.verify`), so it
  * runs in Node 20, browsers, workers and Deno alike.
  */
-import { DEFAULT_TOLERANCE_SECONDS, SIGNATURE_HEADER, verifySignature } from "@tcoder/worker/contract";
+import { DEFAULT_TOLERANCE_SECONDS, SIGNATURE_HEADER, verifySignature } from "@tcoder/worker/contract/signing.ts";
 
 export { SIGNATURE_HEADER as WEBHOOK_SIGNATURE_HEADER };
 

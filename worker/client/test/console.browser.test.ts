@@ -1,0 +1,141 @@
+/**
+ * The web console in real Chromium (Debian's `chromium`, driven by playwright-core; no browser
+ * download) against the local stack: sign in with the API token, upload a clip, watch it reach
+ * done, and play the HLS output until the video's clock moves. `UPDATE_SCREENSHOTS=1` saves the
+ * screenshots as docs/console-*.png.
+ */
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type LocalStack, repoRoot, startLocalStack } from "@tcoder/local/stack";
+import { type BrowserContext, chromium, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeClip } from "./media.ts";
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+/** Screenshots refresh docs/console-*.png with UPDATE_SCREENSHOTS=1; otherwise they go to the temp dir. */
+const updateDocs = process.env.UPDATE_SCREENSHOTS === "1";
+let docs: string;
+
+let dir: string;
+let stack: LocalStack;
+let browser: BrowserContext;
+let page: Page;
+let clip: string;
+const consoleErrors: string[] = [];
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM))
+    throw new Error(
+      `${CHROMIUM} is missing: run \`node stacks/local/bootstrap.mjs --for test\` (installs Debian's chromium)`,
+    );
+  dir = await mkdtemp(join(tmpdir(), "tcoder-console-"));
+  [clip, stack] = await Promise.all([
+    makeClip(join(dir, "beach.mp4"), { seconds: 6, size: "640x360" }),
+    startLocalStack({ dir: join(dir, "stack"), maxMachines: 1, cronIntervalMs: 1_000 }),
+  ]);
+  browser = await chromium.launchPersistentContext(join(dir, "profile"), {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+    viewport: { width: 1280, height: 900 },
+  });
+  page = browser.pages()[0] ?? (await browser.newPage());
+  page.on("console", (message) => {
+    if (message.type() === "error") consoleErrors.push(message.text());
+  });
+  page.on("pageerror", (error) => consoleErrors.push(error.message));
+  docs = updateDocs ? join(repoRoot, "docs") : join(dir, "screenshots");
+  await mkdir(docs, { recursive: true });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await stack?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("web console", () => {
+  it("refuses a wrong token and signs in with the right one", async () => {
+    await page.goto(stack.cloud.apiUrl);
+    const token = page.getByLabel("API token");
+    await token.fill("not-the-token");
+    await token.press("Enter");
+    await expect.poll(() => page.getByRole("alert").textContent()).toContain("unauthorized");
+    await page.screenshot({ path: join(docs, "console-signin.png") });
+
+    await token.fill(stack.cloud.apiToken);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("heading", { name: "Upload" }).waitFor();
+    expect(await page.evaluate(() => sessionStorage.getItem("tcoder.apiToken"))).toBe(stack.cloud.apiToken);
+    // The refused token's 401 is the one error the page was expected to log.
+    consoleErrors.splice(0);
+  });
+
+  it("uploads a clip and shows upload and transcode progress until done", async () => {
+    await page.getByLabel("Preset").selectOption("hls-small");
+    await page.locator("#files").setInputFiles(clip);
+    const card = page.locator('li.upload[data-file="beach.mp4"]');
+    await card.waitFor();
+    await page
+      .locator(
+        'li.upload[data-file="beach.mp4"]:is([data-state="completed"], [data-state="failed"], [data-state="error"])',
+      )
+      .waitFor({ timeout: 150_000 });
+    expect(await card.getAttribute("data-state")).toBe("completed");
+    expect(
+      await card
+        .locator("progress")
+        .nth(0)
+        .evaluate((p) => (p as HTMLProgressElement).value),
+    ).toBe(1);
+    expect(
+      await card
+        .locator("progress")
+        .nth(1)
+        .evaluate((p) => (p as HTMLProgressElement).value),
+    ).toBe(1);
+    await page.locator('tr[data-state="completed"]').first().waitFor();
+    await page.screenshot({ path: join(docs, "console-jobs.png"), fullPage: true });
+  });
+
+  it("plays the HLS output on the job page: the video's currentTime advances", async () => {
+    await page.locator('li.upload[data-file="beach.mp4"] a').click();
+    const video = page.locator(".player video");
+    await video.waitFor({ timeout: 30_000 });
+    const playback = await page.locator("[data-playback]").textContent();
+    const played = await video.evaluate(async (v) => {
+      const el = v as HTMLVideoElement;
+      el.muted = true;
+      try {
+        await el.play();
+      } catch (err) {
+        return { error: String(err), time: el.currentTime };
+      }
+      const until = Date.now() + 15_000;
+      while (el.currentTime < 1 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+      el.pause();
+      return { error: el.error ? `media error ${el.error.code}: ${el.error.message}` : null, time: el.currentTime };
+    });
+    expect(playback).toContain("hls.js");
+    expect(played.error).toBeNull();
+    expect(played.time).toBeGreaterThan(1);
+
+    await page.getByLabel("Scrub through thumbnails").waitFor();
+    await page.getByRole("link", { name: "HLS master playlist" }).waitFor();
+    await page.screenshot({ path: join(docs, "console-job.png"), fullPage: true });
+
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.screenshot({ path: join(docs, "console-mobile.png"), fullPage: true });
+    expect(consoleErrors).toEqual([]);
+  });
+});

@@ -1,0 +1,63 @@
+/**
+ * The web console (worker/console): `GET /` is the page, `GET /console/app.js` its one script.
+ * Both are inlined into the worker bundle at build time (`__TCODER_CONSOLE__`, see bundle.ts), so
+ * the console is served from the API's own origin and calls the API without CORS. Running the app
+ * unbundled (unit tests) has no console; those routes answer 404 then.
+ */
+import { Hono } from "hono";
+import type { AppEnv } from "../http/context.ts";
+import { readSettings } from "../http/context.ts";
+import { problemResponse } from "../http/problem.ts";
+
+declare const __TCODER_CONSOLE__: { html: string; js: string } | undefined;
+
+const assets = typeof __TCODER_CONSOLE__ === "undefined" ? null : __TCODER_CONSOLE__;
+
+const origin = (url: string) => {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return "";
+  }
+};
+
+/**
+ * The page may talk to the API (self), PUT to the object store's S3 endpoint (presigned uploads)
+ * and read outputs; nothing else, and no inline script.
+ */
+function contentSecurityPolicy(env: AppEnv["Bindings"]): string {
+  const settings = readSettings(env);
+  const store = [origin(settings.S3_ENDPOINT), origin(settings.OUTPUTS_BASE_URL)].filter(Boolean).join(" ");
+  return [
+    "default-src 'none'",
+    "script-src 'self'",
+    "style-src 'self' 'unsafe-inline'",
+    `connect-src 'self' ${store}`,
+    `img-src 'self' data: ${store}`,
+    `media-src 'self' blob: ${store}`,
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+  ].join("; ");
+}
+
+const notBuilt = () => problemResponse("not_found", { detail: "the console is only part of the built worker bundle" });
+
+export const webConsole = new Hono<AppEnv>()
+  .get("/", (c) => {
+    if (!assets) return notBuilt();
+    return c.html(assets.html, 200, {
+      "content-security-policy": contentSecurityPolicy(c.env),
+      "cache-control": "no-cache",
+      "x-content-type-options": "nosniff",
+      "referrer-policy": "no-referrer",
+    });
+  })
+  .get("/console/app.js", (c) => {
+    if (!assets) return notBuilt();
+    return c.body(assets.js, 200, {
+      "content-type": "text/javascript; charset=utf-8",
+      "cache-control": "no-cache",
+      "x-content-type-options": "nosniff",
+    });
+  });
