@@ -4,10 +4,10 @@
  * the console is served from the API's own origin and calls the API without CORS. Running the app
  * unbundled (unit tests) has no console; those routes answer 404 then.
  */
-import { Hono } from "hono";
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AppEnv } from "../http/context.ts";
 import { readSettings } from "../http/context.ts";
-import { problemResponse } from "../http/problem.ts";
+import { problemContent, problemResponse } from "../http/problem.ts";
 
 declare const __TCODER_CONSOLE__: { html: string; js: string } | undefined;
 
@@ -43,8 +43,19 @@ function contentSecurityPolicy(env: AppEnv["Bindings"]): string {
 
 const notBuilt = () => problemResponse("not_found", { detail: "the console is only part of the built worker bundle" });
 
-export const webConsole = new Hono<AppEnv>()
-  .get("/", (c) => {
+const asset = (path: string, summary: string, mediaType: string) =>
+  createRoute({
+    method: "get",
+    path,
+    summary,
+    responses: {
+      200: { description: summary, content: { [mediaType]: { schema: z.string() } } },
+      404: problemContent("not_found (an unbundled app has no console)"),
+    },
+  });
+
+export const webConsole = new OpenAPIHono<AppEnv>()
+  .openapi(asset("/", "The web console (no authentication; it signs in with an API token)", "text/html"), (c) => {
     if (!assets) return notBuilt();
     return c.html(assets.html, 200, {
       "content-security-policy": contentSecurityPolicy(c.env),
@@ -53,7 +64,7 @@ export const webConsole = new Hono<AppEnv>()
       "referrer-policy": "no-referrer",
     });
   })
-  .get("/console/app.js", (c) => {
+  .openapi(asset("/console/app.js", "The web console's script", "text/javascript"), (c) => {
     if (!assets) return notBuilt();
     return c.body(assets.js, 200, {
       "content-type": "text/javascript; charset=utf-8",
