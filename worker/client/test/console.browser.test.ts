@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { type LocalStack, repoRoot, startLocalStack } from "@tcoder/local/stack";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { makeClip } from "./media.ts";
+import { makeClip, makeRawClip } from "./media.ts";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 /** Screenshots refresh docs/console-*.png with UPDATE_SCREENSHOTS=1; otherwise they go to the temp dir. */
@@ -136,6 +136,28 @@ describe("web console", () => {
 
     await page.setViewportSize({ width: 390, height: 844 });
     await page.screenshot({ path: join(docs, "console-mobile.png"), fullPage: true });
+    expect(consoleErrors).toEqual([]);
+  });
+
+  it("uploads a file above the multipart threshold in parts from the browser, and it transcodes", async () => {
+    const big = await makeRawClip(join(dir, "big.mkv"), 12); // 37 MB: 5 parts of 8 MiB
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.goto(`${stack.cloud.apiUrl}/#/`);
+    const partPuts = new Set<string>();
+    page.on("request", (request) => {
+      const part = new URL(request.url()).searchParams.get("partNumber");
+      if (request.method() === "PUT" && part) partPuts.add(part);
+    });
+    await page.getByLabel("Preset").selectOption("mp4-720p");
+    await page.locator("#files").setInputFiles(big);
+    const card = page.locator('li.upload[data-file="big.mkv"]');
+    await page
+      .locator(
+        'li.upload[data-file="big.mkv"]:is([data-state="completed"], [data-state="failed"], [data-state="error"])',
+      )
+      .waitFor({ timeout: 150_000 });
+    expect(await card.getAttribute("data-state")).toBe("completed");
+    expect([...partPuts].sort()).toEqual(["1", "2", "3", "4", "5"]);
     expect(consoleErrors).toEqual([]);
   });
 });

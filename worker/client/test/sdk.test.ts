@@ -198,6 +198,20 @@ describe("the multipart API is bound to its job", () => {
     });
     expect((await api("POST", "", {})).status).toBe(200);
 
+    // Each URL signs its part's size: a longer body is refused by the store itself.
+    const urls = (await (await api("POST", "/parts", { partNumbers: [1, 3] })).json()) as {
+      parts: { partNumber: number; url: string; headers: { "content-length": string } }[];
+    };
+    expect(urls.parts.map((p) => [p.partNumber, p.headers["content-length"]])).toEqual([
+      [1, String(5 * 1024 * 1024)],
+      [3, String(1024 * 1024)],
+    ]);
+    const last = urls.parts[1];
+    const oversized = await fetch(last?.url ?? "", { method: "PUT", body: new Uint8Array(2 * 1024 * 1024) });
+    expect(oversized.status).toBe(403);
+    const exact = await fetch(last?.url ?? "", { method: "PUT", body: new Uint8Array(1024 * 1024) });
+    expect(exact.status).toBe(200);
+
     const beyond = await api("POST", "/parts", { partNumbers: [4] });
     expect(beyond.status).toBe(400);
     expect(await beyond.json()).toMatchObject({ code: "invalid_request" });
