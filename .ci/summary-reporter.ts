@@ -2,7 +2,8 @@ import type { Reporter, TestModule } from "vitest/node";
 
 /**
  * Prints one plain closing line ("tests: N passed, N failed, N skipped") after vitest's own
- * summary, so any CI log reader can see what ran without parsing vitest's table.
+ * summary, so any CI log reader can see what ran without parsing vitest's table. It is written on
+ * process exit because vitest prints its summary after the reporters' `onTestRunEnd` hooks.
  */
 export default class SummaryReporter implements Reporter {
   onTestRunEnd(testModules: ReadonlyArray<TestModule>): void {
@@ -17,6 +18,9 @@ export default class SummaryReporter implements Reporter {
         else skipped++;
       }
     }
-    process.stdout.write(`\ntests: ${passed} passed, ${failed} failed, ${skipped} skipped\n`);
+    // stdout to a pipe, file or terminal is synchronous on Linux, so this still lands on exit.
+    process.once("exit", () =>
+      process.stdout.write(`\ntests: ${passed} passed, ${failed} failed, ${skipped} skipped\n`),
+    );
   }
 }
