@@ -1,0 +1,197 @@
+/**
+ * What the pipeline costs on top of ffmpeg, measured on the local stack with real machine
+ * processes. Machines run a `ffmpeg` shim first in their PATH that records each command line and
+ * how long it ran, so the overhead ratio compares the pipeline with the very command it ran.
+ */
+import { spawn } from "node:child_process";
+import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { isTerminal, type Job, presets } from "@tcoder/worker/contract";
+import { type ApiClient, createApiClient, putFile } from "../src/cli/api-client.ts";
+import { type LocalStack, startLocalStack } from "../src/stack.ts";
+
+export interface Measured {
+  wallSeconds: number;
+  cpuSeconds: number;
+}
+
+/** Runs a command under bash so `times` reports the CPU its children used (all threads). */
+export function measure(command: string, args: readonly string[]): Promise<Measured> {
+  const script = '"$@" >/dev/null 2>"$TCODER_BENCH_ERR" || { cat "$TCODER_BENCH_ERR" >&2; exit 1; }; times';
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn("bash", ["-c", script, "bash", command, ...args], {
+      stdio: ["ignore", "pipe", "inherit"],
+      env: { ...process.env, TCODER_BENCH_ERR: join(tmpdir(), `tcoder-bench-${process.pid}.err`) },
+    });
+    let out = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      out += chunk.toString();
+    });
+    child.on("close", (code) => {
+      if (code !== 0) return reject(new Error(`${command} failed`));
+      const childLine = out.trim().split("\n").at(-1) ?? "";
+      const toSeconds = (t: string) => {
+        const m = /(\d+)m([\d.]+)s/.exec(t);
+        return m ? Number(m[1]) * 60 + Number(m[2]) : 0;
+      };
+      const [user = "", system = ""] = childLine.split(/\s+/);
+      resolve({ wallSeconds: (performance.now() - started) / 1000, cpuSeconds: toSeconds(user) + toSeconds(system) });
+    });
+  });
+}
+
+/** A lavfi test pattern with audio, encoded fast (the source's own encode is not what is measured). */
+export async function makeSource(path: string, seconds: number, size = "1920x1080"): Promise<string> {
+  await measure("ffmpeg", [
+    ...["-hide_banner", "-nostdin", "-y", "-loglevel", "error"],
+    ...["-f", "lavfi", "-i", `testsrc2=size=${size}:rate=30:duration=${seconds}`],
+    ...["-f", "lavfi", "-i", `sine=frequency=330:sample_rate=48000:duration=${seconds}`],
+    ...["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", path],
+  ]);
+  return path;
+}
+
+interface RecordedCommand {
+  args: string[];
+  wallSeconds: number;
+}
+
+/** The shim: records argv (NUL-separated) and wall time of every ffmpeg a machine runs. */
+async function installFfmpegShim(dir: string): Promise<{ binDir: string; logDir: string }> {
+  const binDir = join(dir, "bin");
+  const logDir = join(dir, "ffmpeg-runs");
+  await mkdir(binDir, { recursive: true });
+  await mkdir(logDir, { recursive: true });
+  const shim = join(binDir, "ffmpeg");
+  await writeFile(
+    shim,
+    `#!/bin/sh
+run="$TCODER_BENCH_FFMPEG_LOG/$(date +%s%N)-$$"
+printf '%s\\0' "$@" > "$run.args"
+start=$(date +%s%N)
+/usr/bin/ffmpeg "$@"
+code=$?
+echo "$start $(date +%s%N)" > "$run.time"
+exit $code
+`,
+  );
+  await chmod(shim, 0o755);
+  return { binDir, logDir };
+}
+
+async function recordedCommands(logDir: string): Promise<RecordedCommand[]> {
+  const names = (await readdir(logDir)).filter((n) => n.endsWith(".args")).sort();
+  const commands: RecordedCommand[] = [];
+  for (const name of names) {
+    const args = (await readFile(join(logDir, name), "utf8")).split("\0").slice(0, -1);
+    const time = await readFile(join(logDir, name.replace(/\.args$/, ".time")), "utf8").catch(() => "");
+    const [start = 0, end = 0] = time.trim().split(" ").map(Number);
+    commands.push({ args, wallSeconds: (end - start) / 1e9 });
+  }
+  return commands;
+}
+
+/** The transcode of a job: the ffmpeg run whose input is that attempt's downloaded source. */
+const transcodeOf = (commands: RecordedCommand[], jobId: string) =>
+  commands.find((c) => c.args.some((a) => a.includes(`/${jobId}-`) && a.endsWith("/source")));
+
+export interface BenchStack {
+  stack: LocalStack;
+  api: ApiClient;
+  dir: string;
+  commands(): Promise<RecordedCommand[]>;
+  stop(): Promise<void>;
+}
+
+export async function startBenchStack(opts: {
+  name: string;
+  maxMachines: number;
+  x264Preset: string;
+  preset: string;
+  cronIntervalMs?: number;
+  /** Longest wait between an idle machine's polls (the image's default is 15 s). */
+  pollMaxMs?: number;
+}): Promise<BenchStack> {
+  const dir = await mkdtemp(join(tmpdir(), `tcoder-bench-${opts.name}-`));
+  const { binDir, logDir } = await installFfmpegShim(dir);
+  const stack = await startLocalStack({
+    dir: join(dir, "state"),
+    maxMachines: opts.maxMachines,
+    cronIntervalMs: opts.cronIntervalMs ?? 1_000,
+    vars: { DEFAULT_PRESET: opts.preset, MACHINE_IDLE_STOP_SECONDS: "120" },
+    machineEnv: {
+      X264_PRESET: opts.x264Preset,
+      PATH: `${binDir}:${process.env.PATH ?? "/usr/bin:/bin"}`,
+      TCODER_BENCH_FFMPEG_LOG: logDir,
+      ...(opts.pollMaxMs ? { POLL_MAX_MS: String(opts.pollMaxMs) } : {}),
+    },
+  });
+  return {
+    stack,
+    api: createApiClient({ baseUrl: stack.cloud.apiUrl, token: stack.cloud.apiToken }),
+    dir,
+    commands: () => recordedCommands(logDir),
+    async stop() {
+      await stack.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface Submitted {
+  job: Job;
+  /** ms from asking for an upload URL to seeing the job completed. */
+  endToEndMs: number;
+  /** ms from the end of the PUT to seeing the job completed. */
+  afterUploadMs: number;
+}
+
+export async function runJob(bench: BenchStack, path: string, preset?: string, pollMs = 100): Promise<Submitted> {
+  const started = performance.now();
+  const { size } = await stat(path);
+  const ticket = await bench.api.createUpload({
+    filename: "source.mp4",
+    contentType: "video/mp4",
+    size,
+    ...(preset ? { preset } : {}),
+  });
+  await putFile(ticket.upload, path, () => {});
+  const uploaded = performance.now();
+  for (;;) {
+    const job = await bench.api.getJob(ticket.jobId);
+    if (isTerminal(job.state)) {
+      if (job.state !== "completed") throw new Error(`bench job ${job.id} ended ${job.state}: ${job.error?.message}`);
+      const now = performance.now();
+      return { job, endToEndMs: now - started, afterUploadMs: now - uploaded };
+    }
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+  }
+}
+
+/** Runs the job's recorded transcode again, alone, on the same source, into a scratch directory. */
+export async function replayAlone(bench: BenchStack, jobId: string, source: string): Promise<Measured> {
+  const recorded = transcodeOf(await bench.commands(), jobId);
+  if (!recorded) throw new Error(`no recorded ffmpeg run for ${jobId}`);
+  const input = recorded.args[recorded.args.indexOf("-i") + 1] ?? "";
+  const attemptDir = dirname(input);
+  const replayDir = join(bench.dir, `replay-${jobId}`);
+  await mkdir(replayDir, { recursive: true });
+  await copyFile(source, join(replayDir, "source"));
+  const args = recorded.args.map((a) => a.split(attemptDir).join(replayDir));
+  for (const arg of args) if (arg.startsWith(replayDir)) await mkdir(dirname(arg), { recursive: true });
+  try {
+    return await measure("/usr/bin/ffmpeg", args);
+  } finally {
+    await rm(replayDir, { recursive: true, force: true });
+  }
+}
+
+export async function transcodeSeconds(bench: BenchStack, jobId: string): Promise<number> {
+  const recorded = transcodeOf(await bench.commands(), jobId);
+  if (!recorded) throw new Error(`no recorded ffmpeg run for ${jobId}`);
+  return recorded.wallSeconds;
+}
+
+export const presetNames = Object.keys(presets);
