@@ -2,44 +2,28 @@
  * What the API answers, as the SDK hands it out. `Job` and its parts are the contract's own types
  * (the same zod schemas the worker validates and documents in /openapi.json).
  */
+import type { AppType } from "@tcoder/worker/app";
 import type { Job, JobState } from "@tcoder/worker/contract";
+import type { hc, InferResponseType } from "hono/client";
 
 export type { Job, JobError, JobOutputs, JobState, ProbeSummary } from "@tcoder/worker/contract";
 
+/**
+ * Response bodies, inferred from the worker's route definitions (the same zod schemas it validates
+ * with and documents), so a route change that breaks the SDK fails its typecheck. Type-only: no
+ * worker or hono code reaches an SDK bundle.
+ */
+type Api = ReturnType<typeof hc<AppType>>;
+type Multipart = Api["v1"]["uploads"][":id"]["multipart"];
+
 /** `POST /v1/uploads` */
-export interface UploadCreated {
-  jobId: string;
-  upload: {
-    url: string;
-    method: "PUT";
-    headers: { "content-type": string; "content-length": string };
-    expiresAt: string;
-  };
-  job: Job;
-}
-
+export type UploadCreated = InferResponseType<Api["v1"]["uploads"]["$post"], 201>;
 /** `POST|GET /v1/uploads/{id}/multipart` */
-export interface MultipartPlan {
-  jobId: string;
-  uploadId: string;
-  sizeBytes: number;
-  partSizeBytes: number;
-  partCount: number;
-  expiresAt: string;
-  parts: { partNumber: number; etag: string; sizeBytes: number }[];
-}
-
+export type MultipartPlan = InferResponseType<Multipart["$get"], 200>;
 /** `POST /v1/uploads/{id}/multipart/parts` */
-export interface PartUrls {
-  parts: { partNumber: number; url: string; method: "PUT"; headers: { "content-length": string } }[];
-  expiresAt: string;
-}
-
+export type PartUrls = InferResponseType<Multipart["parts"]["$post"], 200>;
 /** `GET /v1/jobs` */
-export interface JobPage {
-  jobs: Job[];
-  nextCursor: string | null;
-}
+export type JobPage = InferResponseType<Api["v1"]["jobs"]["$get"], 200>;
 
 export interface ListJobsOptions {
   state?: JobState;
