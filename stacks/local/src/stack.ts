@@ -70,7 +70,11 @@ export async function startLocalStack(opts: StartLocalStackOptions): Promise<Loc
   const runner = processRunner({
     command: [process.execPath, "--import", "tsx", machineMain],
     cwd: repoRoot,
-    env: { ...opts.machineEnv, WORK_DIR: join(dir, "machines") },
+    env: {
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+      ...opts.machineEnv,
+      WORK_DIR: join(dir, "machines"),
+    },
     log: (machineId, _stream, line) => log(`machine ${machineId}`, line),
   });
   const cloud = await startLocalCloud({

@@ -144,23 +144,36 @@ async function transcodeAll(api: ApiClient, files: string[], flags: Flags, signa
   return jobs.every((job) => job.state === "completed") ? 0 : 1;
 }
 
-/** Resolves on Ctrl-C / SIGTERM; the abort signal tells running work to stop. */
+const stopSignals = ["SIGINT", "SIGTERM"] as const;
+
+/**
+ * Resolves on Ctrl-C / SIGTERM; the abort signal tells running work to stop. A second Ctrl-C exits
+ * at once. `takeOver()` removes other signal listeners once the stack is up: Miniflare's exit hook
+ * calls `process.exit(130)` on SIGINT, which would cut short the stop of machines and redis-server
+ * (its `exit` listener, which kills workerd on any exit, stays).
+ */
 function interruption() {
   const controller = new AbortController();
+  let onSignal: (signal: NodeJS.Signals) => void = () => {};
   const interrupted = new Promise<void>((resolve) => {
-    for (const signal of ["SIGINT", "SIGTERM"] as const) {
-      process.once(signal, () => {
-        controller.abort(new Error(`${signal}`));
-        resolve();
-      });
-    }
+    onSignal = (signal) => {
+      if (controller.signal.aborted) process.exit(130);
+      controller.abort(new Error(signal));
+      resolve();
+    };
   });
-  return { signal: controller.signal, interrupted };
+  for (const signal of stopSignals) process.on(signal, onSignal);
+  const takeOver = () => {
+    for (const signal of stopSignals)
+      for (const listener of process.listeners(signal)) if (listener !== onSignal) process.off(signal, listener);
+  };
+  return { signal: controller.signal, interrupted, takeOver };
 }
 
 async function up(flags: Flags): Promise<number> {
-  const { signal, interrupted } = interruption();
+  const { signal, interrupted, takeOver } = interruption();
   const stack = await startStack(flags);
+  takeOver();
   try {
     const { apiUrl, apiToken } = stack.cloud;
     process.stderr.write(
@@ -211,8 +224,9 @@ async function run(argv: string[]): Promise<number> {
       return down(flags);
     case "transcode": {
       if (args.length === 0) throw new UsageError("transcode needs at least one file");
-      const { signal } = interruption();
+      const { signal, takeOver } = interruption();
       const { api, stack } = await connect(flags, { embed: true });
+      takeOver();
       try {
         return await transcodeAll(api, args, flags, signal);
       } finally {

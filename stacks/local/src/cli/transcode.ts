@@ -1,6 +1,7 @@
 /** Upload files through the public API, follow their jobs to the end, optionally copy the outputs. */
 import { mkdir, stat, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { isTerminal, type Job } from "@tcoder/worker/contract";
 import { type ApiClient, putFile } from "./api-client.ts";
 import { contentTypeForFile } from "./media-types.ts";
@@ -12,15 +13,6 @@ export interface TranscodeOptions {
   pollMs?: number;
   signal?: AbortSignal;
 }
-
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    });
-  });
 
 export async function transcodeFile(api: ApiClient, path: string, opts: TranscodeOptions): Promise<Job> {
   const label = basename(path);
@@ -53,7 +45,7 @@ export async function followJob(api: ApiClient, id: string, label: string, opts:
     }
     const where = [job.state === "running" ? job.stage : job.state, job.machineId].filter(Boolean).join(" on ");
     opts.progress.update(id, { label, phase: "transcode", fraction: job.progress, detail: where });
-    await sleep(opts.pollMs ?? 500, opts.signal);
+    await sleep(opts.pollMs ?? 500, undefined, opts.signal ? { signal: opts.signal } : {});
   }
 }
 

@@ -1,0 +1,83 @@
+/**
+ * `tcoder up` stops everything it started on Ctrl-C: redis-server, workerd and machine processes
+ * all exit with it, and the stack's announcement file is removed.
+ */
+import { spawn } from "node:child_process";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, expect, it } from "vitest";
+import { repoRoot } from "../../src/stack.ts";
+import { makeClip } from "./clips.ts";
+
+const tcoder = join(repoRoot, "stacks", "local", "bin", "tcoder.mjs");
+
+/** Every live descendant of `pid`, read from /proc. */
+function descendants(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
+    } catch {
+      // Gone while we looked.
+    }
+  }
+  const found: number[] = [];
+  const walk = (parent: number) => {
+    for (const child of children.get(parent) ?? []) {
+      found.push(child);
+      walk(child);
+    }
+  };
+  walk(pid);
+  return found;
+}
+
+const alive = (pid: number) =>
+  existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z ");
+
+let dir: string;
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+it("stops redis, workerd and a machine mid-job on Ctrl-C and leaves no process behind", async () => {
+  dir = await mkdtemp(join(tmpdir(), "tcoder-ctrlc-"));
+  const state = join(dir, "state");
+  const clip = await makeClip(join(dir, "clip.mp4"), { seconds: 6, size: "640x360" });
+  const child = spawn(process.execPath, [tcoder, "up", "--demo", "--sample", clip, "--dir", state, "--fresh"], {
+    cwd: repoRoot,
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let stderr = "";
+  child.stderr.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  const deadline = Date.now() + 120_000;
+  // Interrupt while a machine works on the job.
+  while (!/\[machine \w+\] claimed/.test(stderr) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  expect(stderr).toMatch(/\[machine \w+\] claimed/);
+  expect(existsSync(join(state, "stack.json"))).toBe(true);
+
+  const started = descendants(child.pid ?? -1);
+  const commands = started.map((pid) => readFileSync(`/proc/${pid}/cmdline`, "utf8"));
+  expect(commands.some((cmd) => cmd.startsWith("redis-server"))).toBe(true);
+  expect(commands.some((cmd) => cmd.includes("workerd"))).toBe(true);
+  expect(commands.some((cmd) => cmd.includes("machine-image"))).toBe(true);
+
+  child.kill("SIGINT");
+  // 130: interrupted before the demo job finished.
+  expect(await exited).toBe(130);
+  expect(stderr).toContain("stopping the local stack");
+  expect(existsSync(join(state, "stack.json"))).toBe(false);
+  // Orphans would have been re-parented, so check the processes themselves, not the tree.
+  const leftBehind = started.filter(alive);
+  expect(leftBehind).toEqual([]);
+}, 180_000);
