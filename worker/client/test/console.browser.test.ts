@@ -7,7 +7,7 @@
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { type LocalStack, repoRoot, startLocalStack } from "@tcoder/local/stack";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -64,6 +64,18 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/** Picks `file` in the console's file input and waits for its card to settle; returns the card. */
+async function uploadThroughConsole(file: string, preset: string) {
+  await page.getByLabel("Preset").selectOption(preset);
+  await page.locator("#files").setInputFiles(file);
+  const card = page.locator(`li.upload[data-file="${basename(file)}"]`);
+  await card.waitFor();
+  await card.and(page.locator(':is([data-state="completed"], [data-state="failed"], [data-state="error"])')).waitFor({
+    timeout: 150_000,
+  });
+  return card;
+}
+
 describe("web console", () => {
   it("refuses a wrong token and signs in with the right one", async () => {
     await page.goto(stack.cloud.apiUrl);
@@ -82,28 +94,10 @@ describe("web console", () => {
   });
 
   it("uploads a clip and shows upload and transcode progress until done", async () => {
-    await page.getByLabel("Preset").selectOption("hls-small");
-    await page.locator("#files").setInputFiles(clip);
-    const card = page.locator('li.upload[data-file="beach.mp4"]');
-    await card.waitFor();
-    await page
-      .locator(
-        'li.upload[data-file="beach.mp4"]:is([data-state="completed"], [data-state="failed"], [data-state="error"])',
-      )
-      .waitFor({ timeout: 150_000 });
+    const card = await uploadThroughConsole(clip, "hls-small");
     expect(await card.getAttribute("data-state")).toBe("completed");
-    expect(
-      await card
-        .locator("progress")
-        .nth(0)
-        .evaluate((p) => (p as HTMLProgressElement).value),
-    ).toBe(1);
-    expect(
-      await card
-        .locator("progress")
-        .nth(1)
-        .evaluate((p) => (p as HTMLProgressElement).value),
-    ).toBe(1);
+    const bars = card.locator("progress");
+    expect(await bars.evaluateAll((all) => all.map((bar) => (bar as HTMLProgressElement).value))).toEqual([1, 1]);
     await page.locator('tr[data-state="completed"]').first().waitFor();
     await page.screenshot({ path: join(docs, "console-jobs.png"), fullPage: true });
   });
@@ -148,14 +142,7 @@ describe("web console", () => {
       const part = new URL(request.url()).searchParams.get("partNumber");
       if (request.method() === "PUT" && part) partPuts.add(part);
     });
-    await page.getByLabel("Preset").selectOption("mp4-720p");
-    await page.locator("#files").setInputFiles(big);
-    const card = page.locator('li.upload[data-file="big.mkv"]');
-    await page
-      .locator(
-        'li.upload[data-file="big.mkv"]:is([data-state="completed"], [data-state="failed"], [data-state="error"])',
-      )
-      .waitFor({ timeout: 150_000 });
+    const card = await uploadThroughConsole(big, "mp4-720p");
     expect(await card.getAttribute("data-state")).toBe("completed");
     expect([...partPuts].sort()).toEqual(["1", "2", "3", "4", "5"]);
     expect(consoleErrors).toEqual([]);
