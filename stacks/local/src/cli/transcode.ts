@@ -61,8 +61,10 @@ export function describeJob(job: Job): string {
   if (job.outputs) {
     const o = job.outputs;
     if (o.hlsMaster) lines.push(`  hls      ${o.hlsMaster.url}`);
-    for (const r of o.renditions)
-      lines.push(`           ${r.name} ${r.width}x${r.height} ${Math.round(r.bandwidth / 1000)} kb/s`);
+    if (o.renditions.length > 0) {
+      const ladder = o.renditions.map((r) => `${r.name} ${r.width}x${r.height} ${Math.round(r.bandwidth / 1000)} kb/s`);
+      lines.push(`           ${ladder.join(" · ")}`);
+    }
     if (o.mp4) lines.push(`  mp4      ${o.mp4.url}`);
     if (o.poster) lines.push(`  poster   ${o.poster.url}`);
     if (o.thumbnailsVtt) lines.push(`  thumbs   ${o.thumbnailsVtt.url}`);
