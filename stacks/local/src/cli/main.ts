@@ -177,7 +177,7 @@ async function up(flags: Flags): Promise<number> {
   try {
     const { apiUrl, apiToken } = stack.cloud;
     process.stderr.write(
-      `\ntcoder is running locally\n  api    ${apiUrl}\n  token  ${apiToken}\n  state  ${stack.dir}\n\n`,
+      `\ntcoder is running locally\n  api      ${apiUrl}\n  console  ${apiUrl}/  (sign in with the token)\n  token    ${apiToken}\n  state    ${stack.dir}\n\n`,
     );
     let code = 0;
     if (flags.demo) {
