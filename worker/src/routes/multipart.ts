@@ -19,8 +19,14 @@ import { validationHook } from "../http/errors.ts";
 import { JOB_ID_PATTERN } from "../http/job-id.ts";
 import { presentJob } from "../http/present-job.ts";
 import { ProblemError, problemContent } from "../http/problem.ts";
-import { getJob } from "../state/index.ts";
-import { attachMultipartUpload, detachMultipartUpload, getJobUpload, type JobUpload } from "../state/uploads.ts";
+import { getJob, type StateRedis } from "../state/index.ts";
+import {
+  attachMultipartUpload,
+  detachMultipartUpload,
+  getJobUpload,
+  type JobUpload,
+  type MultipartUpload,
+} from "../state/uploads.ts";
 import {
   abortMultipartUpload,
   completeMultipartUpload,
@@ -30,6 +36,7 @@ import {
   MAX_PART_BYTES,
   MIN_PART_BYTES,
   presignParts,
+  type UploadedPart,
 } from "../storage/multipart.ts";
 import { StorageError } from "../storage/s3.ts";
 import { JobIdParams, PublicJob } from "./schemas.ts";
@@ -66,13 +73,13 @@ const MultipartStart = z
   })
   .openapi("MultipartStart");
 
-const UploadedPart = z.object({
+const UploadedPartSchema = z.object({
   partNumber: z.number().int(),
   etag: z.string(),
   sizeBytes: z.number().int(),
 });
 
-const MultipartUpload = z
+const MultipartUploadSchema = z
   .object({
     jobId: z.string(),
     uploadId: z.string(),
@@ -80,7 +87,9 @@ const MultipartUpload = z
     partSizeBytes: z.number().int().openapi({ description: "Size of every part but the last" }),
     partCount: z.number().int(),
     expiresAt: z.iso.datetime().openapi({ description: "The job expires unless completed by then" }),
-    parts: z.array(UploadedPart).openapi({ description: "Parts the store already holds (GET only; empty on start)" }),
+    parts: z
+      .array(UploadedPartSchema)
+      .openapi({ description: "Parts the store already holds (GET only; empty on start)" }),
   })
   .openapi("MultipartUpload");
 
@@ -127,9 +136,9 @@ const jobNotFound = () => new ProblemError("job_not_found", { detail: "no such j
 type Awaiting = Extract<JobUpload, { found: true }> & { sizeBytes: number; uploadExpiresAt: number };
 
 /** The job, if it still waits for an upload of a declared size; the reason otherwise. */
-async function awaitingJob(c: { get(key: "redis"): AppEnv["Variables"]["redis"] }, id: string): Promise<Awaiting> {
+async function awaitingJob(redis: StateRedis, id: string): Promise<Awaiting> {
   if (!JOB_ID_PATTERN.test(id)) throw jobNotFound();
-  const upload = await getJobUpload(c.get("redis"), id);
+  const upload = await getJobUpload(redis, id);
   if (!upload.found) throw jobNotFound();
   if (upload.state !== "awaiting_upload")
     throw new ProblemError("invalid_state", { detail: `the job is ${upload.state}; its upload is over` });
@@ -159,13 +168,7 @@ async function storage<T>(work: () => Promise<T>): Promise<T> {
 
 const where = (settings: Settings, upload: Awaiting) => ({ bucket: settings.INPUT_BUCKET, key: upload.inputKey });
 
-function describe(
-  id: string,
-  upload: Awaiting,
-  uploadId: string,
-  partBytes: number,
-  parts: z.infer<typeof UploadedPart>[],
-) {
+function describe(id: string, upload: Awaiting, { uploadId, partBytes }: MultipartUpload, parts: UploadedPart[]) {
   return {
     jobId: id,
     uploadId,
@@ -189,8 +192,8 @@ export const multipart = new OpenAPIHono<AppEnv>({ defaultHook: validationHook }
         body: { required: false, content: { "application/json": { schema: MultipartStart } } },
       },
       responses: {
-        201: { description: "Started", content: { "application/json": { schema: MultipartUpload } } },
-        200: { description: "Already started", content: { "application/json": { schema: MultipartUpload } } },
+        201: { description: "Started", content: { "application/json": { schema: MultipartUploadSchema } } },
+        200: { description: "Already started", content: { "application/json": { schema: MultipartUploadSchema } } },
         400: problemContent("invalid_request"),
         ...errors,
       },
@@ -199,9 +202,8 @@ export const multipart = new OpenAPIHono<AppEnv>({ defaultHook: validationHook }
       const id = c.req.valid("param").id;
       const body = c.req.valid("json") ?? {};
       const settings = c.get("settings");
-      const upload = await awaitingJob(c, id);
-      if (upload.multipart)
-        return c.json(describe(id, upload, upload.multipart.uploadId, upload.multipart.partBytes, []), 200);
+      const upload = await awaitingJob(c.get("redis"), id);
+      if (upload.multipart) return c.json(describe(id, upload, upload.multipart, []), 200);
 
       const partBytes = planPartBytes(upload.sizeBytes, body.partSizeBytes);
       const uploadId = await storage(() =>
@@ -211,11 +213,11 @@ export const multipart = new OpenAPIHono<AppEnv>({ defaultHook: validationHook }
       if (bound.result !== "ok") {
         // Lost a race (another start, or the job moved on): leave no orphan upload behind.
         await storage(() => abortMultipartUpload(settings, { ...where(settings, upload), uploadId }));
-        const now = await awaitingJob(c, id);
-        if (now.multipart) return c.json(describe(id, now, now.multipart.uploadId, now.multipart.partBytes, []), 200);
+        const now = await awaitingJob(c.get("redis"), id);
+        if (now.multipart) return c.json(describe(id, now, now.multipart, []), 200);
         throw new ProblemError("invalid_state", { detail: "the job no longer awaits its upload" });
       }
-      return c.json(describe(id, upload, uploadId, partBytes, []), 201);
+      return c.json(describe(id, upload, { uploadId, partBytes }, []), 201);
     },
   )
   .openapi(
@@ -226,18 +228,18 @@ export const multipart = new OpenAPIHono<AppEnv>({ defaultHook: validationHook }
       security: [{ bearer: [] }],
       request: { params: JobIdParams },
       responses: {
-        200: { description: "The upload", content: { "application/json": { schema: MultipartUpload } } },
+        200: { description: "The upload", content: { "application/json": { schema: MultipartUploadSchema } } },
         ...errors,
       },
     }),
     async (c) => {
       const id = c.req.valid("param").id;
       const settings = c.get("settings");
-      const upload = await awaitingJob(c, id);
+      const upload = await awaitingJob(c.get("redis"), id);
       const { uploadId, partBytes } = startedUpload(upload);
       const parts = await storage(() => listUploadedParts(settings, { ...where(settings, upload), uploadId }));
       if (parts === null) throw new ProblemError("invalid_state", { detail: "the store no longer knows this upload" });
-      return c.json(describe(id, upload, uploadId, partBytes, parts), 200);
+      return c.json(describe(id, upload, { uploadId, partBytes }, parts), 200);
     },
   )
   .openapi(
@@ -260,7 +262,7 @@ export const multipart = new OpenAPIHono<AppEnv>({ defaultHook: validationHook }
       const id = c.req.valid("param").id;
       const { partNumbers } = c.req.valid("json");
       const settings = c.get("settings");
-      const upload = await awaitingJob(c, id);
+      const upload = await awaitingJob(c.get("redis"), id);
       const { uploadId, partBytes } = startedUpload(upload);
       const partCount = partCountOf(upload.sizeBytes, partBytes);
       const beyond = partNumbers.filter((n) => n > partCount);
@@ -302,7 +304,7 @@ export const multipart = new OpenAPIHono<AppEnv>({ defaultHook: validationHook }
       const id = c.req.valid("param").id;
       const { parts } = c.req.valid("json");
       const settings = c.get("settings");
-      const upload = await awaitingJob(c, id);
+      const upload = await awaitingJob(c.get("redis"), id);
       const { uploadId, partBytes } = startedUpload(upload);
       const partCount = partCountOf(upload.sizeBytes, partBytes);
       const inOrder = parts.length === partCount && parts.every((p, i) => p.partNumber === i + 1);
@@ -328,7 +330,7 @@ export const multipart = new OpenAPIHono<AppEnv>({ defaultHook: validationHook }
     async (c) => {
       const id = c.req.valid("param").id;
       const settings = c.get("settings");
-      const upload = await awaitingJob(c, id);
+      const upload = await awaitingJob(c.get("redis"), id);
       const { uploadId } = startedUpload(upload);
       await storage(() => abortMultipartUpload(settings, { ...where(settings, upload), uploadId }));
       await detachMultipartUpload(c.get("redis"), id, uploadId, Date.now());
