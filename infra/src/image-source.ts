@@ -22,6 +22,7 @@ export const imageSourcePaths = [
   "stacks/local/package.json",
   "stacks/cloud/package.json",
   "infra/package.json",
+  "worker/client/package.json",
 ] as const;
 
 // The same directories Dockerfile.dockerignore leaves out.
