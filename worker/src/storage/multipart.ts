@@ -3,9 +3,9 @@
  * URLs, list, complete, abort. The store answers in XML; the few fields read here are plain text
  * elements, so a small extractor does instead of an XML parser (workerd has no DOMParser).
  */
-import { AwsClient, AwsV4Signer } from "aws4fetch";
+import { AwsClient } from "aws4fetch";
 import type { Settings } from "../bindings.ts";
-import { MAX_PRESIGN_SECONDS, objectUrl, StorageError } from "./s3.ts";
+import { objectUrl, presignUrl, StorageError } from "./s3.ts";
 
 type S3Settings = Pick<Settings, "S3_ENDPOINT" | "S3_REGION" | "S3_ACCESS_KEY_ID" | "S3_SECRET_ACCESS_KEY">;
 
@@ -107,28 +107,15 @@ export async function presignParts(
     nowMs: number;
   },
 ): Promise<PresignedPart[]> {
-  const expires = Math.max(1, Math.min(Math.floor(args.expiresInSeconds), MAX_PRESIGN_SECONDS));
-  const datetime = new Date(args.nowMs).toISOString().replace(/[:-]|\.\d{3}/g, "");
   return Promise.all(
     args.parts.map(async ({ partNumber, sizeBytes }) => {
       const url = new URL(objectUrl(settings, args.bucket, args.key));
       url.searchParams.set("partNumber", String(partNumber));
       url.searchParams.set("uploadId", args.uploadId);
-      url.searchParams.set("X-Amz-Expires", String(expires));
       const headers = { "content-length": String(sizeBytes) };
-      const signed = await new AwsV4Signer({
-        url: url.toString(),
-        method: "PUT",
-        headers,
-        accessKeyId: settings.S3_ACCESS_KEY_ID,
-        secretAccessKey: settings.S3_SECRET_ACCESS_KEY,
-        service: "s3",
-        region: settings.S3_REGION,
-        signQuery: true,
-        allHeaders: true,
-        datetime,
-      }).sign();
-      return { partNumber, url: signed.url.toString(), method: "PUT" as const, headers };
+      const { expiresInSeconds, nowMs } = args;
+      const signed = await presignUrl(settings, { url, method: "PUT", headers, expiresInSeconds, nowMs });
+      return { partNumber, url: signed.url, method: "PUT" as const, headers };
     }),
   );
 }

@@ -22,6 +22,33 @@ export interface PresignedPut {
 }
 
 /**
+ * A SigV4 query-signed URL for `method` on `url`, valid `expiresInSeconds` from `nowMs`. Every
+ * header in `headers` is signed (aws4fetch skips content-type/length by default; signing them is
+ * what binds an upload to its declared type and size), so the request must carry exactly those.
+ */
+export async function presignUrl(
+  settings: S3Settings,
+  args: { url: URL; method: string; headers: Record<string, string>; expiresInSeconds: number; nowMs: number },
+): Promise<{ url: string; expiresAt: string }> {
+  const expires = Math.max(1, Math.min(Math.floor(args.expiresInSeconds), MAX_PRESIGN_SECONDS));
+  const url = new URL(args.url);
+  url.searchParams.set("X-Amz-Expires", String(expires));
+  const signed = await new AwsV4Signer({
+    url: url.toString(),
+    method: args.method,
+    headers: args.headers,
+    accessKeyId: settings.S3_ACCESS_KEY_ID,
+    secretAccessKey: settings.S3_SECRET_ACCESS_KEY,
+    service: "s3",
+    region: settings.S3_REGION,
+    signQuery: true,
+    allHeaders: true,
+    datetime: new Date(args.nowMs).toISOString().replace(/[:-]|\.\d{3}/g, ""),
+  }).sign();
+  return { url: signed.url.toString(), expiresAt: new Date(args.nowMs + expires * 1000).toISOString() };
+}
+
+/**
  * A presigned PUT bound to the declared type and size: `content-type` and `content-length` are
  * signed headers, so the store refuses a body of another size or a different type.
  */
@@ -36,30 +63,15 @@ export async function presignPut(
     nowMs: number;
   },
 ): Promise<PresignedPut> {
-  const expires = Math.max(1, Math.min(args.expiresInSeconds, MAX_PRESIGN_SECONDS));
-  const url = new URL(objectUrl(settings, args.bucket, args.key));
-  url.searchParams.set("X-Amz-Expires", String(expires));
   const headers = { "content-type": args.contentType, "content-length": String(args.sizeBytes) };
-  const signer = new AwsV4Signer({
-    url: url.toString(),
+  const signed = await presignUrl(settings, {
+    url: new URL(objectUrl(settings, args.bucket, args.key)),
     method: "PUT",
     headers,
-    accessKeyId: settings.S3_ACCESS_KEY_ID,
-    secretAccessKey: settings.S3_SECRET_ACCESS_KEY,
-    service: "s3",
-    region: settings.S3_REGION,
-    signQuery: true,
-    // aws4fetch skips content-type/length by default; signing them is the point here.
-    allHeaders: true,
-    datetime: new Date(args.nowMs).toISOString().replace(/[:-]|\.\d{3}/g, ""),
+    expiresInSeconds: args.expiresInSeconds,
+    nowMs: args.nowMs,
   });
-  const signed = await signer.sign();
-  return {
-    url: signed.url.toString(),
-    method: "PUT",
-    headers,
-    expiresAt: new Date(args.nowMs + expires * 1000).toISOString(),
-  };
+  return { url: signed.url, method: "PUT", headers, expiresAt: signed.expiresAt };
 }
 
 export interface ObjectHead {
