@@ -186,7 +186,6 @@ export async function startLocalCloud(opts: StartLocalCloudOptions): Promise<Loc
       token: secrets.FLY_API_TOKEN,
       port: opts.ports?.fly,
       runner: opts.runner ?? (opts.machineCommand ? loggingProcessRunner(opts.dir, opts.machineCommand) : noopRunner()),
-      faults: opts.flyFaults,
     });
     stoppers.push(() => fly.stop());
     const createdApp = await fetch(`${fly.url}/v1/apps`, {
@@ -197,8 +196,10 @@ export async function startLocalCloud(opts: StartLocalCloudOptions): Promise<Loc
     if (createdApp.status !== 201) {
       throw new Error(`local cloud: creating Fly app ${flyAppName} answered ${createdApp.status}`);
     }
-    // Benchmarks count the control plane's Fly calls, not the stack's own setup.
+    // Benchmarks count the control plane's Fly calls, not the stack's own setup; faults are for
+    // the control plane too, so they start once the app exists.
     fly.resetCalls();
+    if (opts.flyFaults) fly.setFaults(opts.flyFaults);
 
     const workerPort = opts.ports?.worker ?? (await freePort());
     const workerUrl = `http://127.0.0.1:${workerPort}`;

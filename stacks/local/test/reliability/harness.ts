@@ -17,7 +17,8 @@ import type { S3Faults } from "../../src/services/s3-store.ts";
 import { type LocalStack, startLocalStack } from "../../src/stack.ts";
 import { makeClip } from "../e2e/clips.ts";
 
-export const liveMachineStates = new Set(["created", "starting", "started"]);
+/** A machine in any of these may still have its program running: all of them count against the cap. */
+export const liveMachineStates = new Set(["created", "starting", "started", "stopping"]);
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
