@@ -133,18 +133,34 @@ describe("web console", () => {
     expect(consoleErrors).toEqual([]);
   });
 
-  it("uploads a file above the multipart threshold in parts from the browser, and it transcodes", async () => {
+  it("uploads a large file in parts from the browser, resumes it after a lost part, and it transcodes", async () => {
     const big = await makeRawClip(join(dir, "big.mkv"), 12); // 37 MB: 5 parts of 8 MiB
     await page.setViewportSize({ width: 1280, height: 900 });
     await page.goto(`${stack.cloud.apiUrl}/#/`);
-    const partPuts = new Set<string>();
-    page.on("request", (request) => {
+    const stored = new Set<string>();
+    page.on("requestfinished", async (request) => {
       const part = new URL(request.url()).searchParams.get("partNumber");
-      if (request.method() === "PUT" && part) partPuts.add(part);
+      if (request.method() === "PUT" && part && (await request.response())?.ok()) stored.add(part);
     });
+    // Part 3 never arrives until the person presses Resume.
+    let dropPart3 = true;
+    await page.route(
+      (url) => url.searchParams.get("partNumber") === "3",
+      (route) => (dropPart3 && route.request().method() === "PUT" ? route.abort("connectionreset") : route.continue()),
+    );
+
     const card = await uploadThroughConsole(big, "mp4-720p");
-    expect(await card.getAttribute("data-state")).toBe("completed");
-    expect([...partPuts].sort()).toEqual(["1", "2", "3", "4", "5"]);
-    expect(consoleErrors).toEqual([]);
+    expect(await card.getAttribute("data-state")).toBe("error");
+    expect(await card.getByRole("alert").textContent()).toContain("upload_failed");
+    expect(stored.has("3")).toBe(false);
+    expect(stored.size).toBeGreaterThan(0);
+    // The failed part's request was the only error the page logged.
+    expect(consoleErrors.every((line) => /ERR_CONNECTION_RESET/.test(line))).toBe(true);
+
+    dropPart3 = false;
+    await card.getByRole("button", { name: "Resume" }).click();
+    await card.and(page.locator('[data-state="completed"]')).waitFor({ timeout: 150_000 });
+    expect([...stored].sort()).toEqual(["1", "2", "3", "4", "5"]);
+    await page.unroute(() => true);
   });
 });

@@ -1,5 +1,13 @@
 /** The console's three screens: sign in, home (upload + job list), and one job. */
-import { isTerminal, type Job, presetNames, type TcoderClient, type UploadProgress } from "./deps.ts";
+import {
+  DEFAULT_MULTIPART_THRESHOLD,
+  isTerminal,
+  type Job,
+  presetNames,
+  type TcoderClient,
+  TcoderError,
+  type UploadProgress,
+} from "./deps.ts";
 import { clear, describeError, errorLine, formatBytes, h, percent } from "./dom.ts";
 import { hlsPlayer } from "./player.ts";
 
@@ -55,45 +63,63 @@ function uploadCard(client: TcoderClient, file: File, preset: string): void {
   const transcodeBar = h("progress", { max: 1, value: 0, "aria-label": `Transcoding of ${file.name}` });
   const status = h("span", { class: "status" }, "starting upload");
   const title = h("span", { class: "name" }, file.name);
-  const controller = new AbortController();
-  const stop = h("button", { type: "button", class: "secondary" }, "Stop");
-  stop.addEventListener("click", () => controller.abort());
+  const button = h("button", { type: "button", class: "secondary" }, "Stop");
+  const problem = h("div");
   const card = h(
     "li",
     { class: "card upload", "data-file": file.name },
     h("div", { class: "row" }, title, h("span", { class: "muted" }, formatBytes(file.size))),
     h("div", { class: "bars" }, h("span", {}, "Upload"), uploadBar, h("span", {}, "Transcode"), transcodeBar),
-    h("div", { class: "row" }, status, stop),
+    h("div", { class: "row" }, status, button),
+    problem,
   );
   uploadList.prepend(card);
-  const onUpload = (p: UploadProgress) => {
+  const onProgress = (p: UploadProgress) => {
     uploadBar.value = p.fraction;
     status.textContent = `uploading ${percent(p.fraction)}${p.partCount ? ` (${p.partsDone}/${p.partCount} parts)` : ""}`;
   };
-  (async () => {
-    const uploaded = await client.upload(file, { preset, onProgress: onUpload, signal: controller.signal });
-    uploadBar.value = 1;
-    clear(title, jobLink(uploaded));
-    stop.remove();
-    announce(`${file.name} uploaded`);
-    const done = await client.waitForJob(uploaded.id, {
-      onProgress: (job) => {
-        transcodeBar.value = job.state === "completed" ? 1 : job.progress;
-        status.textContent = `${job.state.replace("_", " ")}${job.stage ? ` · ${job.stage}` : ""} ${percent(job.progress)}`;
-        card.dataset.state = job.state;
-      },
-    });
-    status.textContent = done.state === "completed" ? "done" : done.state;
-    card.dataset.state = done.state;
-    if (done.error) card.append(errorLine({ code: done.error.code, message: done.error.message }));
-    announce(`${file.name}: ${done.state}`);
-  })().catch((err: unknown) => {
-    stop.remove();
-    status.textContent = "failed";
-    card.dataset.state = "error";
-    card.append(errorLine(err));
-    announce(`${file.name}: ${describeError(err).message}`);
-  });
+  let controller = new AbortController();
+  let action: () => void = () => controller.abort();
+  button.addEventListener("click", () => action());
+
+  /** Uploads (or resumes), then follows the job to its end; a failed multipart upload offers Resume. */
+  const run = async (send: (signal: AbortSignal) => Promise<Job>) => {
+    controller = new AbortController();
+    action = () => controller.abort();
+    button.textContent = "Stop";
+    button.hidden = false;
+    clear(problem);
+    card.dataset.state = "uploading";
+    try {
+      const uploaded = await send(controller.signal);
+      uploadBar.value = 1;
+      clear(title, jobLink(uploaded));
+      button.hidden = true;
+      announce(`${file.name} uploaded`);
+      const done = await client.waitForJob(uploaded.id, {
+        onProgress: (job) => {
+          transcodeBar.value = job.state === "completed" ? 1 : job.progress;
+          status.textContent = `${job.state.replace("_", " ")}${job.stage ? ` · ${job.stage}` : ""} ${percent(job.progress)}`;
+          card.dataset.state = job.state;
+        },
+      });
+      status.textContent = done.state === "completed" ? "done" : done.state.replace("_", " ");
+      card.dataset.state = done.state;
+      if (done.error) clear(problem, errorLine({ code: done.error.code, message: done.error.message }));
+      announce(`${file.name}: ${done.state}`);
+    } catch (err) {
+      status.textContent = "upload stopped";
+      card.dataset.state = "error";
+      clear(problem, errorLine(err));
+      announce(`${file.name}: ${describeError(err).message}`);
+      const jobId = err instanceof TcoderError ? err.jobId : undefined;
+      if (jobId && file.size > DEFAULT_MULTIPART_THRESHOLD && uploadBar.value < 1) {
+        button.textContent = "Resume";
+        action = () => void run((signal) => client.resumeUpload(jobId, file, { onProgress, signal }));
+      } else button.hidden = true;
+    }
+  };
+  void run((signal) => client.upload(file, { preset, onProgress, signal }));
 }
 
 export function homeView(client: TcoderClient): View {
