@@ -163,4 +163,23 @@ describe("web console", () => {
     expect([...stored].sort()).toEqual(["1", "2", "3", "4", "5"]);
     await page.unroute(() => true);
   });
+
+  it("cancels and retries from the job page and shows a failure with its code", async () => {
+    // A job whose source never arrives: cancel it, retry it, and the machine reports it missing.
+    const created = (await fetch(`${stack.cloud.apiUrl}/v1/uploads`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${stack.cloud.apiToken}`, "content-type": "application/json" },
+      body: JSON.stringify({ filename: "ghost.mp4", contentType: "video/mp4", size: 1000, preset: "mp4-720p" }),
+    }).then((res) => res.json())) as { jobId: string };
+    await page.goto(`${stack.cloud.apiUrl}/#/jobs/${created.jobId}`);
+    const job = page.locator("article.job");
+    await job.and(page.locator('[data-state="awaiting_upload"]')).waitFor();
+
+    await page.getByRole("button", { name: "Cancel" }).click();
+    await job.and(page.locator('[data-state="canceled"]')).waitFor();
+    await page.getByRole("button", { name: "Retry" }).click();
+    await job.and(page.locator('[data-state="failed"]')).waitFor({ timeout: 60_000 });
+    expect(await job.getByRole("alert").textContent()).toMatch(/^input_missing /);
+    expect(await page.getByRole("button", { name: "Retry" }).isVisible()).toBe(true);
+  });
 });
