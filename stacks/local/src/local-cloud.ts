@@ -98,7 +98,7 @@ export interface LocalCloud {
    * Stops redis-server (SIGKILL with `crash`, else a clean shutdown) and starts it again on the same
    * dir and port: what survives is what its AOF persistence kept. The bridge reconnects by itself.
    */
-  restartRedis(opts?: { crash?: boolean }): Promise<void>;
+  restartRedis(opts?: { crash?: boolean; downForMs?: number }): Promise<void>;
   /**
    * Disposes workerd and starts the same bundle again on the same port, as a redeploy would. Queue
    * messages the local queues held in memory go with it; Redis state and objects stay.
@@ -252,8 +252,9 @@ export async function startLocalCloud(opts: StartLocalCloudOptions): Promise<Loc
       redisServer,
       upstash,
       store,
-      async restartRedis({ crash = false } = {}) {
+      async restartRedis({ crash = false, downForMs = 0 } = {}) {
         await (crash ? redisServer.kill() : redisServer.stop());
+        await new Promise((resolve) => setTimeout(resolve, downForMs));
         redisServer = await startRedisServer({ dir: join(opts.dir, "redis"), port: redisServer.port });
         cloud.redisServer = redisServer;
       },

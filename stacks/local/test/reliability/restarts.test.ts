@@ -34,14 +34,16 @@ describe("restarting redis-server and workerd under running jobs", () => {
   }
 
   it("a clean redis-server restart mid-run: every job completes exactly once", async () => {
-    const { ids, jobs } = await underDisruption(4, () => fault.stack.cloud.restartRedis());
+    const { ids, jobs } = await underDisruption(4, () => fault.stack.cloud.restartRedis({ downForMs: 3_000 }));
     expect(jobs.map((j) => j.state)).toEqual(ids.map(() => "completed"));
     for (const id of ids) expect(fault.completionsOf(id)).toHaveLength(1);
     expect(await fault.api.stats()).toMatchObject({ queued: 0, running: 0 });
   }, 200_000);
 
   it("redis-server SIGKILLed mid-run: no job is lost or stuck", async () => {
-    const { ids, jobs } = await underDisruption(4, () => fault.stack.cloud.restartRedis({ crash: true }));
+    const { ids, jobs } = await underDisruption(4, () =>
+      fault.stack.cloud.restartRedis({ crash: true, downForMs: 3_000 }),
+    );
     // With everysec a crash may forget the last second of writes, so a transition can be redone;
     // what must hold is that every job still reaches `completed` and the queue drains.
     expect(jobs.map((j) => j.state)).toEqual(ids.map(() => "completed"));
