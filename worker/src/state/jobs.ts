@@ -6,7 +6,8 @@
  * `leaseMs`; times in epoch ms: `createdAt`, `updatedAt`, `uploadExpiresAt`, `uploadedAt`,
  * `queuedAt`, `startedAt`, `finishedAt`, `leaseExpiresAt`; JSON: `probe`, `outputs`, `error`,
  * `callback`, and `client` (filename, content type, callback URL, metadata: the values a client
- * chose, kept in JSON so no client string is ever mistaken for a number by a Redis client).
+ * chose, kept in JSON so no client string is ever mistaken for a number by a Redis client);
+ * while a multipart upload is open, `multipartUploadId` and `multipartPartBytes` (uploads.ts).
  * Each state change is one Lua script (scripts.ts) whose allowed `from` states come from the
  * contract's `transitions`, so no event order can move a job backwards.
  */

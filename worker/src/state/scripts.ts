@@ -457,6 +457,32 @@ return reply({machines = out})
  * Runs a script with its config and returns the decoded JSON answer. The Upstash client may or
  * may not have JSON-parsed the reply already (automaticDeserialization), so both are accepted.
  */
+/** KEYS: none. The job's upload fields, for the multipart endpoints (see uploads.ts). */
+export const readUploadScript = script(`
+local v = redis.call('HMGET', cfg.jobKey, 'state', 'inputKey', 'inputSizeBytes', 'client', 'uploadExpiresAt',
+  'multipartUploadId', 'multipartPartBytes')
+return reply({v[1] or false, v[2] or false, v[3] or false, v[4] or false, v[5] or false, v[6] or false,
+  v[7] or false})
+`);
+
+/** KEYS: none. Sets (`cfg.uploadId`) or clears (`cfg.expected`) the job's multipart upload, only while awaiting it. */
+export const writeUploadScript = script(`
+local state = redis.call('HGET', cfg.jobKey, 'state')
+if not state then return reply({result = 'not_found'}) end
+if state ~= cfg.awaiting then return reply({result = 'invalid_state', state = state}) end
+local current = redis.call('HGET', cfg.jobKey, 'multipartUploadId')
+if cfg.uploadId then
+  if current then return reply({result = 'exists', uploadId = current}) end
+  redis.call('HSET', cfg.jobKey, 'multipartUploadId', cfg.uploadId, 'multipartPartBytes', cfg.partBytes,
+    'updatedAt', cfg.now)
+else
+  if current ~= cfg.expected then return reply({result = 'exists', uploadId = current or false}) end
+  redis.call('HDEL', cfg.jobKey, 'multipartUploadId', 'multipartPartBytes')
+  redis.call('HSET', cfg.jobKey, 'updatedAt', cfg.now)
+end
+return reply({result = 'ok'})
+`);
+
 export async function runScript<T>(redis: StateRedis, lua: string, keys: string[], cfg: object): Promise<T> {
   const raw = await redis.eval<[string], unknown>(lua, keys, [JSON.stringify(cfg)]);
   return (typeof raw === "string" ? JSON.parse(raw) : raw) as T;

@@ -5,7 +5,7 @@
  */
 import { JobState } from "../contract/index.ts";
 import { keys } from "./keys.ts";
-import { runScript, type StateRedis } from "./scripts.ts";
+import { readUploadScript, runScript, type StateRedis, writeUploadScript } from "./scripts.ts";
 
 export interface MultipartUpload {
   uploadId: string;
@@ -23,33 +23,6 @@ export type JobUpload =
       uploadExpiresAt: number | null;
       multipart: MultipartUpload | null;
     };
-
-const readUploadScript = `
-local cfg = cjson.decode(ARGV[1])
-local v = redis.call('HMGET', cfg.jobKey, 'state', 'inputKey', 'inputSizeBytes', 'client', 'uploadExpiresAt',
-  'multipartUploadId', 'multipartPartBytes')
-return cjson.encode({v[1] or false, v[2] or false, v[3] or false, v[4] or false, v[5] or false, v[6] or false,
-  v[7] or false})
-`;
-
-/** Sets or clears the multipart upload, only while the job is `awaiting_upload`. */
-const writeUploadScript = `
-local cfg = cjson.decode(ARGV[1])
-local state = redis.call('HGET', cfg.jobKey, 'state')
-if not state then return cjson.encode({result = 'not_found'}) end
-if state ~= cfg.awaiting then return cjson.encode({result = 'invalid_state', state = state}) end
-local current = redis.call('HGET', cfg.jobKey, 'multipartUploadId')
-if cfg.uploadId then
-  if current then return cjson.encode({result = 'exists', uploadId = current}) end
-  redis.call('HSET', cfg.jobKey, 'multipartUploadId', cfg.uploadId, 'multipartPartBytes', cfg.partBytes,
-    'updatedAt', cfg.now)
-else
-  if current ~= cfg.expected then return cjson.encode({result = 'exists', uploadId = current or false}) end
-  redis.call('HDEL', cfg.jobKey, 'multipartUploadId', 'multipartPartBytes')
-  redis.call('HSET', cfg.jobKey, 'updatedAt', cfg.now)
-end
-return cjson.encode({result = 'ok'})
-`;
 
 const str = (v: unknown): string | null => (typeof v === "string" ? v : null);
 const int = (v: unknown): number | null => (typeof v === "string" && /^\d+$/.test(v) ? Number(v) : null);
