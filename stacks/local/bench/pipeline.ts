@@ -56,6 +56,9 @@ export async function makeSource(path: string, seconds: number, size = "1920x108
 interface RecordedCommand {
   args: string[];
   wallSeconds: number;
+  /** Epoch ms. */
+  startedAt: number;
+  endedAt: number;
 }
 
 /** The shim: records argv (NUL-separated) and wall time of every ffmpeg a machine runs. */
@@ -88,7 +91,7 @@ async function recordedCommands(logDir: string): Promise<RecordedCommand[]> {
     const args = (await readFile(join(logDir, name), "utf8")).split("\0").slice(0, -1);
     const time = await readFile(join(logDir, name.replace(/\.args$/, ".time")), "utf8").catch(() => "");
     const [start = 0, end = 0] = time.trim().split(" ").map(Number);
-    commands.push({ args, wallSeconds: (end - start) / 1e9 });
+    commands.push({ args, wallSeconds: (end - start) / 1e9, startedAt: start / 1e6, endedAt: end / 1e6 });
   }
   return commands;
 }
@@ -146,6 +149,8 @@ export interface Submitted {
   endToEndMs: number;
   /** ms from the end of the PUT to seeing the job completed. */
   afterUploadMs: number;
+  /** Epoch ms when the PUT ended. */
+  uploadedAt: number;
 }
 
 export async function runJob(bench: BenchStack, path: string, preset?: string, pollMs = 100): Promise<Submitted> {
@@ -159,12 +164,13 @@ export async function runJob(bench: BenchStack, path: string, preset?: string, p
   });
   await putFile(ticket.upload, path, () => {});
   const uploaded = performance.now();
+  const uploadedAt = Date.now();
   for (;;) {
     const job = await bench.api.getJob(ticket.jobId);
     if (isTerminal(job.state)) {
       if (job.state !== "completed") throw new Error(`bench job ${job.id} ended ${job.state}: ${job.error?.message}`);
       const now = performance.now();
-      return { job, endToEndMs: now - started, afterUploadMs: now - uploaded };
+      return { job, endToEndMs: now - started, afterUploadMs: now - uploaded, uploadedAt };
     }
     await new Promise((resolve) => setTimeout(resolve, pollMs));
   }
@@ -189,9 +195,28 @@ export async function replayAlone(bench: BenchStack, jobId: string, source: stri
 }
 
 export async function transcodeSeconds(bench: BenchStack, jobId: string): Promise<number> {
+  return (await transcodeRun(bench, jobId)).wallSeconds;
+}
+
+export async function transcodeRun(bench: BenchStack, jobId: string): Promise<RecordedCommand> {
   const recorded = transcodeOf(await bench.commands(), jobId);
   if (!recorded) throw new Error(`no recorded ffmpeg run for ${jobId}`);
-  return recorded.wallSeconds;
+  return recorded;
+}
+
+/** Where a job's time went, from its record and its recorded transcode (seconds). */
+export async function phasesOf(bench: BenchStack, submitted: Submitted) {
+  const { job } = submitted;
+  const run = await transcodeRun(bench, job.id);
+  const at = (iso: string | undefined) => Date.parse(iso ?? "");
+  return {
+    upload: (submitted.endToEndMs - submitted.afterUploadMs) / 1000,
+    uploadedToQueued: (at(job.queuedAt) - submitted.uploadedAt) / 1000,
+    queuedToClaimed: (at(job.startedAt) - at(job.queuedAt)) / 1000,
+    downloadAndProbe: (run.startedAt - at(job.startedAt)) / 1000,
+    ffmpeg: run.wallSeconds,
+    publish: (at(job.finishedAt) - run.endedAt) / 1000,
+  };
 }
 
 export const presetNames = Object.keys(presets);
