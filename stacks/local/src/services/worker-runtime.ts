@@ -159,13 +159,14 @@ export async function startWorkerRuntime(opts: StartWorkerRuntimeOptions): Promi
   };
 
   let cronTimer: NodeJS.Timeout | undefined;
+  let cronRun: Promise<void> | undefined;
   if (opts.cronIntervalMs) {
     let running = false;
     cronTimer = setInterval(() => {
       // A slow run is not overlapped: the next tick comes after it, as one cron trigger at a time.
       if (running) return;
       running = true;
-      runScheduled()
+      cronRun = runScheduled()
         .then((result) => {
           if (result.outcome !== "ok") throw new Error(`scheduled handler outcome: ${result.outcome}`);
         })
@@ -209,6 +210,8 @@ export async function startWorkerRuntime(opts: StartWorkerRuntimeOptions): Promi
     },
     async stop() {
       clearInterval(cronTimer);
+      // A run in flight finishes first (for a while), so disposing does not cut it off mid-request.
+      await Promise.race([cronRun, new Promise((resolve) => setTimeout(resolve, 10_000).unref())]);
       await mf.dispose();
     },
   };
