@@ -20,7 +20,7 @@ import {
 import { encodedDurationSeconds } from "./media/inspect.ts";
 import { planLadder } from "./media/ladder.ts";
 import { type MediaLimits, probeFile } from "./media/probe.ts";
-import { FfmpegAbortedError, FfmpegError, runFfmpeg } from "./media/run-ffmpeg.ts";
+import { FfmpegAbortedError, FfmpegError, ffmpegQuiet, runFfmpeg } from "./media/run-ffmpeg.ts";
 import {
   AAC_LC_CODEC,
   avcCodecFromInit,
@@ -326,20 +326,7 @@ async function buildPackage(
       );
       const remuxed = join(dir, packagePaths.mp4);
       await runFfmpeg(
-        [
-          "-hide_banner",
-          "-nostdin",
-          "-y",
-          "-loglevel",
-          "error",
-          "-i",
-          fragmented,
-          "-c",
-          "copy",
-          "-movflags",
-          "+faststart",
-          remuxed,
-        ],
+        [...ffmpegQuiet, "-i", fragmented, "-c", "copy", "-movflags", "+faststart", remuxed],
         signal ? { signal } : {},
       );
       mp4Source = { path: remuxed, width: top.width, height: top.height };

@@ -6,6 +6,7 @@
 import { join } from "node:path";
 import type { Preset } from "@tcoder/worker/contract";
 import type { LadderPlan, PlannedRendition } from "./ladder.ts";
+import { ffmpegQuiet } from "./run-ffmpeg.ts";
 
 export type X264Preset = "ultrafast" | "superfast" | "veryfast" | "faster" | "fast" | "medium" | "slow";
 
@@ -110,7 +111,7 @@ export function outputDirs(spec: TranscodeSpec): string[] {
 
 export function buildTranscodeArgs(spec: TranscodeSpec): string[] {
   const { plan, preset, workDir } = spec;
-  const args = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-progress", "pipe:1", "-nostats"];
+  const args = [...ffmpegQuiet, "-progress", "pipe:1", "-nostats"];
   args.push("-i", spec.inputPath);
   const outputs: string[][] = [];
   const hasAudio = plan.audio !== null;
@@ -219,11 +220,7 @@ export function buildSingleRenditionArgs(spec: TranscodeSpec, index: number): st
   const r = spec.plan.renditions[index];
   if (!r || !spec.plan.frameRate) throw new Error(`no rendition ${index}`);
   return [
-    "-hide_banner",
-    "-nostdin",
-    "-y",
-    "-loglevel",
-    "error",
+    ...ffmpegQuiet,
     "-i",
     spec.inputPath,
     "-vf",

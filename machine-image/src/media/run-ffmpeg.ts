@@ -4,6 +4,9 @@
  */
 import { spawn } from "node:child_process";
 
+/** Every ffmpeg run: no banner, never reads stdin, overwrites its outputs, prints only errors (kept for FfmpegError). */
+export const ffmpegQuiet = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"] as const;
+
 export interface FfmpegProgress {
   /** Seconds of output written so far. */
   outTimeSeconds: number;

@@ -3,7 +3,7 @@
  * cues point into the sheet with `#xywh=` media fragments.
  */
 import type { Preset, ProbeSummary } from "@tcoder/worker/contract";
-import { runFfmpeg } from "../media/run-ffmpeg.ts";
+import { ffmpegQuiet, runFfmpeg } from "../media/run-ffmpeg.ts";
 
 /** Past this many thumbnails the interval grows, so a long source keeps a sprite of sane size. */
 export const MAX_THUMBNAILS = 600;
@@ -67,11 +67,7 @@ export async function buildSprite(
   const { columns, rows } = spriteGrid(count, plan.columns);
   await runFfmpeg(
     [
-      "-hide_banner",
-      "-nostdin",
-      "-y",
-      "-loglevel",
-      "error",
+      ...ffmpegQuiet,
       "-framerate",
       "1",
       "-start_number",
