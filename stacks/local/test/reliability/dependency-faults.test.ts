@@ -6,6 +6,7 @@
  */
 import type { Job } from "@tcoder/worker/contract";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeClip } from "../e2e/clips.ts";
 import { type FaultStack, makeTinyClip, startFaultStack, submitClip, waitFor, waitForTerminal } from "./harness.ts";
 
 describe("a Fly API failing 40% of calls", () => {
@@ -14,7 +15,9 @@ describe("a Fly API failing 40% of calls", () => {
   beforeAll(async () => {
     fault = await startFaultStack("fly-faults", {
       maxMachines: 2,
-      vars: { MACHINE_IDLE_STOP_SECONDS: "3" },
+      vars: { MACHINE_IDLE_STOP_SECONDS: "3", DEFAULT_PRESET: "hls-small" },
+      // Jobs of a few seconds each, so demand for two machines lasts while admission fights the faults.
+      machineEnv: { X264_PRESET: "medium" },
       flyFaults: { rate: 0.4, statuses: [429, 500, 504], delayMs: 300 },
     });
   });
@@ -25,9 +28,8 @@ describe("a Fly API failing 40% of calls", () => {
   it("still brings the pool to the cap (never past it), completes every job once, then stops the machines", async () => {
     const { cloud } = fault.stack;
     const app = cloud.settings.FLY_APP_NAME;
-    const clip = await makeTinyClip(fault.dir, "tiny.mp4", 4);
-    const ids: string[] = [];
-    for (let i = 0; i < 6; i++) ids.push(await submitClip(fault, clip));
+    const clip = await makeClip(`${fault.dir}/small.mp4`, { seconds: 4, size: "320x240", rate: 25 });
+    const ids = await Promise.all(Array.from({ length: 6 }, () => submitClip(fault, clip)));
 
     const jobs = await waitForTerminal(fault.api, ids, 180_000);
     expect(jobs.map((j) => j.state)).toEqual(ids.map(() => "completed"));
@@ -78,10 +80,9 @@ describe("an object store failing a fraction of reads and writes", () => {
   it("fails a job whose source can never be read with a clear code after its attempts, instead of hanging", async () => {
     const { cloud } = fault.stack;
     const clip = await makeTinyClip(fault.dir, "unreadable.mp4");
-    cloud.store.setFaults(undefined);
-    const id = await submitClip(fault, clip);
-    await waitFor("the upload to be queued", async () => (await fault.api.getJob(id)).state !== "awaiting_upload");
+    // Reads fail from before the upload (a PUT), so no machine ever gets the source.
     cloud.store.setFaults({ failRate: 1, ops: ["get"] });
+    const id = await submitClip(fault, clip);
     try {
       const [job] = (await waitForTerminal(fault.api, [id], 150_000)) as [Job];
       expect(job.state).toBe("failed");
