@@ -4,6 +4,7 @@
  * how long it ran, so the overhead ratio compares the pipeline with the very command it ran.
  */
 import { spawn } from "node:child_process";
+import { rmSync } from "node:fs";
 import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -19,17 +20,19 @@ export interface Measured {
 /** Runs a command under bash so `times` reports the CPU its children used (all threads). */
 export function measure(command: string, args: readonly string[]): Promise<Measured> {
   const script = '"$@" >/dev/null 2>"$TCODER_BENCH_ERR" || { cat "$TCODER_BENCH_ERR" >&2; exit 1; }; times';
+  const errPath = join(tmpdir(), `tcoder-bench-${process.pid}.err`);
   return new Promise((resolve, reject) => {
     const started = performance.now();
     const child = spawn("bash", ["-c", script, "bash", command, ...args], {
       stdio: ["ignore", "pipe", "inherit"],
-      env: { ...process.env, TCODER_BENCH_ERR: join(tmpdir(), `tcoder-bench-${process.pid}.err`) },
+      env: { ...process.env, TCODER_BENCH_ERR: errPath },
     });
     let out = "";
     child.stdout.on("data", (chunk: Buffer) => {
       out += chunk.toString();
     });
     child.on("close", (code) => {
+      rmSync(errPath, { force: true });
       if (code !== 0) return reject(new Error(`${command} failed`));
       const childLine = out.trim().split("\n").at(-1) ?? "";
       const toSeconds = (t: string) => {
