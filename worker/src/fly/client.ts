@@ -87,6 +87,8 @@ export interface FlyClientOptions {
   fetch?: typeof fetch;
   sleep?: (ms: number) => Promise<void>;
   random?: () => number;
+  /** A call that has not answered by then counts as a network error and is retried (default 15 s). */
+  requestTimeoutMs?: number;
 }
 
 /** Fly machine states (fly-go `MachineState*`) as the pool reads them. */
@@ -146,13 +148,16 @@ export function createFlyClientWith(opts: FlyClientOptions): FlyClient {
   const doFetch = opts.fetch ?? ((input, init) => fetch(input, init));
   const sleep = opts.sleep ?? defaultSleep;
   const random = opts.random ?? Math.random;
+  const requestTimeoutMs = opts.requestTimeoutMs ?? 15_000;
   const root = `${opts.baseUrl.replace(/\/+$/, "")}/v1/apps/${encodeURIComponent(opts.appName)}/machines`;
 
-  async function once(method: string, path: string, body: unknown, attempt: number) {
+  async function once(method: string, path: string, body: unknown, attempt: number, timeoutMs: number) {
     let res: Response;
     try {
+      // A Fly API that never answers must not hang admission or the cron.
       res = await doFetch(`${root}${path}`, {
         method,
+        signal: AbortSignal.timeout(timeoutMs),
         headers: {
           authorization: `Bearer ${opts.token}`,
           accept: "application/json",
@@ -187,9 +192,10 @@ export function createFlyClientWith(opts: FlyClientOptions): FlyClient {
     path: string,
     body?: unknown,
     beforeRetry?: () => Promise<T | null>,
+    timeoutMs = requestTimeoutMs,
   ): Promise<T> {
     for (let attempt = 1; ; attempt++) {
-      const result = await once(method, path, body, attempt);
+      const result = await once(method, path, body, attempt, timeoutMs);
       if ("value" in result) return result.value as T;
       const { error, waitMs } = result;
       if (!retryable(error.kind) || attempt >= maxAttempts) throw error;
@@ -219,9 +225,17 @@ export function createFlyClientWith(opts: FlyClientOptions): FlyClient {
       await request("POST", `${id(machineId)}/stop`, stop ?? {});
     },
     waitMachine: async (machineId, wait) => {
-      const query = new URLSearchParams({ state: wait.state, timeout: String(wait.timeoutSeconds ?? 60) });
+      const timeoutSeconds = wait.timeoutSeconds ?? 60;
+      const query = new URLSearchParams({ state: wait.state, timeout: String(timeoutSeconds) });
       if (wait.instanceId) query.set("instance_id", wait.instanceId);
-      await request("GET", `${id(machineId)}/wait?${query}`);
+      // The server holds a wait open for up to its timeout; allow that plus the usual answer time.
+      await request(
+        "GET",
+        `${id(machineId)}/wait?${query}`,
+        undefined,
+        undefined,
+        timeoutSeconds * 1000 + requestTimeoutMs,
+      );
     },
     deleteMachine: async (machineId, del) => {
       await request("DELETE", `${id(machineId)}${del?.force ? "?force=true" : ""}`);

@@ -103,3 +103,22 @@ test("a create whose answer was lost is found by name instead of creating a seco
   const named = (await fly.listMachines()).filter((m) => m.name === "tcoder-lossy");
   expect(named.map((m) => m.id)).toEqual([machine.id]);
 });
+
+test("a call the Fly API never answers times out and is retried instead of hanging", async () => {
+  let calls = 0;
+  const stalled = createFlyClientWith({
+    baseUrl: api.url,
+    appName: APP,
+    token: "fly-token",
+    baseDelayMs: 1,
+    maxDelayMs: 5,
+    requestTimeoutMs: 100,
+    // The first call is accepted and then never answered.
+    fetch: (input, init) => {
+      if (calls++ > 0) return fetch(input, init);
+      return new Promise((_, reject) => init?.signal?.addEventListener("abort", () => reject(init.signal?.reason)));
+    },
+  });
+  await expect(stalled.listMachines()).resolves.toBeInstanceOf(Array);
+  expect(calls).toBe(2);
+});

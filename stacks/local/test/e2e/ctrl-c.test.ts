@@ -81,3 +81,25 @@ it("stops redis, workerd and a machine mid-job on Ctrl-C and leaves no process b
   const leftBehind = started.filter(alive);
   expect(leftBehind).toEqual([]);
 }, 180_000);
+
+it("tcoder down stops the stack running from a directory", async () => {
+  const state = join(dir, "down-state");
+  const child = spawn(process.execPath, [tcoder, "up", "--dir", state, "--fresh"], {
+    cwd: repoRoot,
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let stderr = "";
+  child.stderr.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  const deadline = Date.now() + 120_000;
+  while (!stderr.includes("serving until Ctrl-C") && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  const down = spawn(process.execPath, [tcoder, "down", "--dir", state], { cwd: repoRoot, stdio: "ignore" });
+  const downCode = await new Promise<number | null>((resolve) => down.once("exit", (code) => resolve(code)));
+  expect(downCode).toBe(0);
+  expect(await exited).toBe(0);
+  expect(existsSync(join(state, "stack.json"))).toBe(false);
+}, 180_000);
