@@ -45,11 +45,9 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-it("stops redis, workerd and a machine mid-job on Ctrl-C and leaves no process behind", async () => {
-  dir = await mkdtemp(join(tmpdir(), "tcoder-ctrlc-"));
-  const state = join(dir, "state");
-  const clip = await makeClip(join(dir, "clip.mp4"), { seconds: 6, size: "640x360" });
-  const child = spawn(process.execPath, [tcoder, "up", "--demo", "--sample", clip, "--dir", state, "--fresh"], {
+/** Runs `tcoder up …` until its stderr matches `ready`; the caller stops it. */
+async function startUp(args: string[], ready: RegExp) {
+  const child = spawn(process.execPath, [tcoder, "up", ...args], {
     cwd: repoRoot,
     stdio: ["ignore", "ignore", "pipe"],
   });
@@ -59,23 +57,29 @@ it("stops redis, workerd and a machine mid-job on Ctrl-C and leaves no process b
   });
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   const deadline = Date.now() + 120_000;
+  while (!ready.test(stderr) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+  expect(stderr).toMatch(ready);
+  return { child, exited, stderr: () => stderr };
+}
+
+it("stops redis, workerd and a machine mid-job on Ctrl-C and leaves no process behind", async () => {
+  dir = await mkdtemp(join(tmpdir(), "tcoder-ctrlc-"));
+  const state = join(dir, "state");
+  const clip = await makeClip(join(dir, "clip.mp4"), { seconds: 6, size: "640x360" });
   // Interrupt while a machine works on the job.
-  while (!/\[machine \w+\] claimed/.test(stderr) && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  expect(stderr).toMatch(/\[machine \w+\] claimed/);
+  const up = await startUp(["--demo", "--sample", clip, "--dir", state, "--fresh"], /\[machine \w+\] claimed/);
   expect(existsSync(join(state, "stack.json"))).toBe(true);
 
-  const started = descendants(child.pid ?? -1);
+  const started = descendants(up.child.pid ?? -1);
   const commands = started.map((pid) => readFileSync(`/proc/${pid}/cmdline`, "utf8"));
   expect(commands.some((cmd) => cmd.startsWith("redis-server"))).toBe(true);
   expect(commands.some((cmd) => cmd.includes("workerd"))).toBe(true);
   expect(commands.some((cmd) => cmd.includes("machine-image"))).toBe(true);
 
-  child.kill("SIGINT");
+  up.child.kill("SIGINT");
   // 130: interrupted before the demo job finished.
-  expect(await exited).toBe(130);
-  expect(stderr).toContain("stopping the local stack");
+  expect(await up.exited).toBe(130);
+  expect(up.stderr()).toContain("stopping the local stack");
   expect(existsSync(join(state, "stack.json"))).toBe(false);
   // Orphans would have been re-parented, so check the processes themselves, not the tree.
   const leftBehind = started.filter(alive);
@@ -84,22 +88,10 @@ it("stops redis, workerd and a machine mid-job on Ctrl-C and leaves no process b
 
 it("tcoder down stops the stack running from a directory", async () => {
   const state = join(dir, "down-state");
-  const child = spawn(process.execPath, [tcoder, "up", "--dir", state, "--fresh"], {
-    cwd: repoRoot,
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  let stderr = "";
-  child.stderr.on("data", (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  const deadline = Date.now() + 120_000;
-  while (!stderr.includes("serving until Ctrl-C") && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  const up = await startUp(["--dir", state, "--fresh"], /serving until Ctrl-C/);
   const down = spawn(process.execPath, [tcoder, "down", "--dir", state], { cwd: repoRoot, stdio: "ignore" });
   const downCode = await new Promise<number | null>((resolve) => down.once("exit", (code) => resolve(code)));
   expect(downCode).toBe(0);
-  expect(await exited).toBe(0);
+  expect(await up.exited).toBe(0);
   expect(existsSync(join(state, "stack.json"))).toBe(false);
 }, 180_000);
