@@ -8,7 +8,7 @@
  * BENCH_SOURCE=hevc-1440p measures on an HEVC 2560×1440 source instead (decoding costs more, so
  * decoding once matters more); BENCH_JSON=<path> also writes the rows as JSON for a report.
  */
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -23,6 +23,7 @@ import {
 import { planLadder } from "../src/media/ladder.ts";
 import { probeFile } from "../src/media/probe.ts";
 import { clips } from "../test/support/clips.ts";
+import { type Measured, measure } from "./measure.ts";
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 5);
 const x264Presets = (process.env.BENCH_X264_PRESETS ?? "veryfast").split(",") as X264Preset[];
@@ -41,34 +42,6 @@ function hevc1440(dir: string, durationSeconds: number): Promise<string> {
     ...["-tag:v", "hvc1", "-c:a", "aac", "-shortest", path],
   ];
   return new Promise((resolve, reject) => execFile("ffmpeg", args, (error) => (error ? reject(error) : resolve(path))));
-}
-
-interface Measured {
-  wallSeconds: number;
-  cpuSeconds: number;
-}
-
-/** Runs a command under bash so `times` can report the CPU its children used (all threads). */
-function measure(command: string, args: readonly string[]): Promise<Measured> {
-  const script = '"$@" >/dev/null 2>/tmp/tcoder-bench.err || { cat /tmp/tcoder-bench.err >&2; exit 1; }; times';
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const child = spawn("bash", ["-c", script, "bash", command, ...args], { stdio: ["ignore", "pipe", "inherit"] });
-    let out = "";
-    child.stdout.on("data", (chunk: Buffer) => {
-      out += chunk.toString();
-    });
-    child.on("close", (code) => {
-      if (code !== 0) return reject(new Error(`${command} failed`));
-      const childLine = out.trim().split("\n").at(-1) ?? "";
-      const toSeconds = (t: string) => {
-        const m = /(\d+)m([\d.]+)s/.exec(t);
-        return m ? Number(m[1]) * 60 + Number(m[2]) : 0;
-      };
-      const [user = "", system = ""] = childLine.split(/\s+/);
-      resolve({ wallSeconds: (performance.now() - started) / 1000, cpuSeconds: toSeconds(user) + toSeconds(system) });
-    });
-  });
 }
 
 const fastest = (runs: Measured[]): Measured =>

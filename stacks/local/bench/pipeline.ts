@@ -3,47 +3,13 @@
  * processes. Machines run a `ffmpeg` shim first in their PATH that records each command line and
  * how long it ran, so the overhead ratio compares the pipeline with the very command it ran.
  */
-import { spawn } from "node:child_process";
-import { rmSync } from "node:fs";
 import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { type Measured, measure } from "@tcoder/machine-image/bench/measure";
 import { isTerminal, type Job, presets } from "@tcoder/worker/contract";
 import { type ApiClient, createApiClient, putFile } from "../src/cli/api-client.ts";
 import { type LocalStack, startLocalStack } from "../src/stack.ts";
-
-export interface Measured {
-  wallSeconds: number;
-  cpuSeconds: number;
-}
-
-/** Runs a command under bash so `times` reports the CPU its children used (all threads). */
-export function measure(command: string, args: readonly string[]): Promise<Measured> {
-  const script = '"$@" >/dev/null 2>"$TCODER_BENCH_ERR" || { cat "$TCODER_BENCH_ERR" >&2; exit 1; }; times';
-  const errPath = join(tmpdir(), `tcoder-bench-${process.pid}.err`);
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const child = spawn("bash", ["-c", script, "bash", command, ...args], {
-      stdio: ["ignore", "pipe", "inherit"],
-      env: { ...process.env, TCODER_BENCH_ERR: errPath },
-    });
-    let out = "";
-    child.stdout.on("data", (chunk: Buffer) => {
-      out += chunk.toString();
-    });
-    child.on("close", (code) => {
-      rmSync(errPath, { force: true });
-      if (code !== 0) return reject(new Error(`${command} failed`));
-      const childLine = out.trim().split("\n").at(-1) ?? "";
-      const toSeconds = (t: string) => {
-        const m = /(\d+)m([\d.]+)s/.exec(t);
-        return m ? Number(m[1]) * 60 + Number(m[2]) : 0;
-      };
-      const [user = "", system = ""] = childLine.split(/\s+/);
-      resolve({ wallSeconds: (performance.now() - started) / 1000, cpuSeconds: toSeconds(user) + toSeconds(system) });
-    });
-  });
-}
 
 /** A lavfi test pattern with audio, encoded fast (the source's own encode is not what is measured). */
 export async function makeSource(path: string, seconds: number, size = "1920x1080"): Promise<string> {
