@@ -141,6 +141,21 @@ export const settingsSchema = z.object({
 });
 export type Settings = z.infer<typeof settingsSchema>;
 
+/** A misconfigured environment; the message names the settings, never their values. */
+export class SettingsError extends Error {
+  constructor(readonly names: string[]) {
+    super(`missing or invalid setting(s): ${names.join(", ")}`);
+    this.name = "SettingsError";
+  }
+}
+
+/** Parses the worker's env into typed settings, or throws a SettingsError naming what is wrong. */
+export function parseSettings(env: Record<string, unknown>): Settings {
+  const result = settingsSchema.safeParse(env);
+  if (result.success) return result.data;
+  throw new SettingsError([...new Set(result.error.issues.map((issue) => String(issue.path[0] ?? "?")))].sort());
+}
+
 /**
  * Defaults every stack starts from; a stack overrides what differs (endpoints, cap, secrets).
  * Pulumi stack config and `stacks/local` both start here so their differences are explicit.

@@ -5,7 +5,7 @@
  */
 import type { Redis } from "@upstash/redis/cloudflare";
 import type { Env, Settings } from "../bindings.ts";
-import { queues, settingsSchema } from "../bindings.ts";
+import { parseSettings, queues } from "../bindings.ts";
 import { type Job, type JobState, SIGNATURE_HEADER, signPayload } from "../contract/index.ts";
 import { redisFromSettings } from "../http/context.ts";
 import { log } from "../http/logging.ts";
@@ -91,7 +91,7 @@ export async function handleCallbackBatch(
   batch: { readonly messages: readonly CallbackQueueMessage[] },
   env: Env,
 ): Promise<void> {
-  const settings = settingsSchema.parse(env);
+  const settings = parseSettings(env);
   const redis = redisFromSettings(settings);
   for (const message of batch.messages) {
     try {

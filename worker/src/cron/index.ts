@@ -5,7 +5,7 @@
  */
 
 import { admitMachines } from "../admission/index.ts";
-import { type Env, type Settings, settingsSchema } from "../bindings.ts";
+import { type Env, parseSettings } from "../bindings.ts";
 import { enqueueCallback } from "../callbacks/index.ts";
 import { createFlyClient, FlyApiError, type FlyClient, machinePhase } from "../fly/client.ts";
 import { redisFromSettings } from "../http/context.ts";
@@ -43,16 +43,6 @@ export interface ScheduledReport {
   errors: string[];
 }
 
-/** Parses env with the shared schema; the error names settings, never their values. */
-export function settingsFromEnv(env: Env): Settings {
-  const parsed = settingsSchema.safeParse(env);
-  if (!parsed.success) {
-    const names = [...new Set(parsed.error.issues.map((i) => String(i.path[0] ?? "?")))].sort();
-    throw new Error(`missing or invalid setting(s): ${names.join(", ")}`);
-  }
-  return parsed.data;
-}
-
 const message = (err: unknown) =>
   err instanceof FlyApiError
     ? `${err.kind} ${err.status}: ${err.message}`
@@ -61,7 +51,7 @@ const message = (err: unknown) =>
       : String(err);
 
 export async function runScheduled(env: Env, nowMs: number, deps: ScheduledDeps = {}): Promise<ScheduledReport> {
-  const settings = settingsFromEnv(env);
+  const settings = parseSettings(env);
   const redis = deps.redis ?? redisFromSettings(settings);
   const fly = deps.fly ?? createFlyClient(settings);
   const say = (level: "info" | "warn" | "error", fields: Record<string, unknown>) =>

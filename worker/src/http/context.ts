@@ -4,7 +4,7 @@
  */
 import { Redis } from "@upstash/redis/cloudflare";
 import type { Env, Settings } from "../bindings.ts";
-import { settingsSchema } from "../bindings.ts";
+import { parseSettings, SettingsError } from "../bindings.ts";
 import { ProblemError } from "./problem.ts";
 
 export interface AppEnv {
@@ -22,13 +22,15 @@ const parsed = new WeakMap<object, Settings>();
 export function readSettings(env: Env): Settings {
   const cached = parsed.get(env);
   if (cached) return cached;
-  const result = settingsSchema.safeParse(env);
-  if (!result.success) {
-    const names = [...new Set(result.error.issues.map((issue) => String(issue.path[0] ?? "?")))].sort();
-    throw new ProblemError("misconfigured", { detail: `missing or invalid setting(s): ${names.join(", ")}` });
+  let settings: Settings;
+  try {
+    settings = parseSettings(env);
+  } catch (error) {
+    if (error instanceof SettingsError) throw new ProblemError("misconfigured", { detail: error.message });
+    throw error;
   }
-  parsed.set(env, result.data);
-  return result.data;
+  parsed.set(env, settings);
+  return settings;
 }
 
 export const redisFromSettings = (settings: Settings): Redis =>

@@ -7,9 +7,8 @@
  */
 
 import { admitMachines } from "../admission/index.ts";
-import type { Env } from "../bindings.ts";
+import { type Env, parseSettings } from "../bindings.ts";
 import { R2EventNotification, r2ObjectCreateActions } from "../contract/index.ts";
-import { settingsFromEnv } from "../cron/index.ts";
 import { createFlyClient, type FlyClient } from "../fly/client.ts";
 import { redisFromSettings } from "../http/context.ts";
 import { log } from "../http/logging.ts";
@@ -41,7 +40,7 @@ export const transientRetryDelaySeconds = (attempts: number): number => Math.min
 const isCreate = (action: string) => (r2ObjectCreateActions as readonly string[]).includes(action);
 
 export async function handleUploadEvents(batch: UploadBatch, env: Env, deps: UploadConsumerDeps = {}): Promise<void> {
-  const settings = settingsFromEnv(env);
+  const settings = parseSettings(env);
   const redis = deps.redis ?? redisFromSettings(settings);
   const now = deps.nowMs ?? Date.now;
   const say = (level: "info" | "warn" | "error", fields: Record<string, unknown>) =>
