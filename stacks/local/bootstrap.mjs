@@ -2,7 +2,7 @@
 // Installs what a fresh Debian machine lacks before anything that needs it runs.
 // Plain Node, no dependencies: it runs before `npm ci` has.
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -18,7 +18,8 @@ const systemPackages = {
 };
 
 const onPath = (cmd) => spawnSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" }).status === 0;
-const run = (cmd, args) => execFileSync(cmd, args, { stdio: "inherit", cwd: root });
+const run = (cmd, args) =>
+  execFileSync(cmd, args, { stdio: "inherit", cwd: root, env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
 
 const missing = [
   ...new Set(
@@ -38,7 +39,10 @@ if (missing.length > 0) {
   run("apt-get", ["update", "-qq"]);
   run("apt-get", ["install", "-y", "-qq", "--no-install-recommends", ...missing]);
 }
-if (!existsSync(join(root, "node_modules", ".package-lock.json"))) {
+// npm keeps its own copy of the lockfile in node_modules; an older one means a pull changed the deps.
+const installed = join(root, "node_modules", ".package-lock.json");
+const lockfile = join(root, "package-lock.json");
+if (!existsSync(installed) || statSync(lockfile).mtimeMs > statSync(installed).mtimeMs) {
   console.error("[bootstrap] installing npm dependencies (npm ci)");
   run("npm", ["ci", "--no-audit", "--no-fund"]);
 }
