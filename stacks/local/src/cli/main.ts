@@ -231,6 +231,11 @@ async function run(argv: string[]): Promise<number> {
         return await transcodeAll(api, args, flags, signal);
       } finally {
         await stack?.stop();
+        if (stack && !flags.out) {
+          process.stderr.write(
+            "\nnote: no stack was running, so a temporary one served these URLs and has stopped; the files stay in its state directory. Keep a stack up with `npm start`, or copy outputs with --out DIR.\n",
+          );
+        }
       }
     }
     case "status": {
