@@ -37,8 +37,16 @@ function descendants(pid: number): number[] {
   return found;
 }
 
-const alive = (pid: number) =>
-  existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z ");
+/** The kernel's start time of a process (stat field 22): tells a process from a later one given the same pid. */
+function startTime(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return fields[0] === "Z" ? null : (fields[19] ?? null);
+  } catch {
+    return null;
+  }
+}
 
 let dir: string;
 afterAll(async () => {
@@ -71,6 +79,7 @@ it("stops redis, workerd and a machine mid-job on Ctrl-C and leaves no process b
   expect(existsSync(join(state, "stack.json"))).toBe(true);
 
   const started = descendants(up.child.pid ?? -1);
+  const startedAt = new Map(started.map((pid) => [pid, startTime(pid)]));
   const commands = started.map((pid) => readFileSync(`/proc/${pid}/cmdline`, "utf8"));
   expect(commands.some((cmd) => cmd.startsWith("redis-server"))).toBe(true);
   expect(commands.some((cmd) => cmd.includes("workerd"))).toBe(true);
@@ -84,6 +93,7 @@ it("stops redis, workerd and a machine mid-job on Ctrl-C and leaves no process b
   // Orphans would have been re-parented, so check the processes themselves, not the tree. A child
   // killed as its parent exits may take a moment to be reaped; an orphan would still be there.
   const commandOf = new Map(started.map((pid, i) => [pid, commands[i]?.replaceAll("\0", " ").trim()]));
+  const alive = (pid: number) => startTime(pid) !== null && startTime(pid) === startedAt.get(pid);
   let leftBehind = started.filter(alive);
   for (let waited = 0; leftBehind.length > 0 && waited < 5_000; waited += 100) {
     await new Promise((resolve) => setTimeout(resolve, 100));
