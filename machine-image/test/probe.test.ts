@@ -49,6 +49,24 @@ describe("summarizeProbe", () => {
     expect(result).toMatchObject({ ok: false, code: "unsupported" });
   });
 
+  it("rejects what ffprobe only guesses at (random bytes read as lyrics or raw H.263) as invalid media", () => {
+    for (const guess of [
+      { streams: [{ codec_type: "subtitle", codec_name: "text" }], format: { format_name: "lrc", probe_score: 5 } },
+      {
+        streams: [{ ...videoStream, codec_name: "h263" }],
+        format: { ...format, format_name: "h263", probe_score: 25 },
+      },
+    ]) {
+      const result = summarizeProbe(guess, 65536, limits);
+      expect(result).toMatchObject({ ok: false, code: "invalid_media" });
+      expect(result.ok ? "" : result.message).toMatch(/not a readable media file: only a weak guess/);
+    }
+    // A real container probes with full confidence.
+    expect(summarizeProbe({ streams: [videoStream], format: { ...format, probe_score: 100 } }, 1, limits).ok).toBe(
+      true,
+    );
+  });
+
   it("ignores cover art when looking for video", () => {
     const cover = { ...videoStream, codec_name: "mjpeg", disposition: { attached_pic: 1 } };
     const result = summarizeProbe({ streams: [cover, audioStream], format }, 1, limits);

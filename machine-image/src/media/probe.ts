@@ -34,6 +34,7 @@ export const FfprobeOutput = z.object({
       duration: z.string().optional(),
       size: z.string().optional(),
       bit_rate: z.string().optional(),
+      probe_score: z.number().optional(),
     })
     .optional(),
 });
@@ -72,10 +73,24 @@ const rotationOf = (stream: z.infer<typeof ffprobeStream>): number => {
   return (((Math.round(raw / 90) * 90) % 360) + 360) % 360;
 };
 
+/**
+ * At or below this probe score ffmpeg itself warns "detected only with low score, misdetection
+ * possible" (AVPROBE_SCORE_RETRY): random bytes now and then read as lyrics text or a raw H.263
+ * stream that way. Real files score far higher.
+ */
+const MISDETECTION_SCORE = 25;
+
 /** Turns ffprobe's JSON into the contract's ProbeSummary, or says why the source is unusable. */
 export function summarizeProbe(output: FfprobeOutput, sizeBytes: number, limits: MediaLimits): ProbeResult {
   const formatName = output.format?.format_name;
   if (!formatName) return { ok: false, code: "invalid_media", message: "ffprobe found no container format" };
+  const score = output.format?.probe_score;
+  if (score !== undefined && score <= MISDETECTION_SCORE)
+    return {
+      ok: false,
+      code: "invalid_media",
+      message: `not a readable media file: only a weak guess of ${formatName} (probe score ${score})`,
+    };
   // Cover art is a video stream in ffprobe's eyes but not something to transcode.
   const videoStream = output.streams.find((s) => s.codec_type === "video" && s.disposition?.attached_pic !== 1);
   const audioStream = output.streams.find((s) => s.codec_type === "audio");
