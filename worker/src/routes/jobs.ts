@@ -13,12 +13,28 @@ import { newJobId } from "../http/job-id.ts";
 import { resolveJobOptions } from "../http/job-options.ts";
 import { presentJob } from "../http/present-job.ts";
 import { ProblemError, problemContent } from "../http/problem.ts";
-import { cancelJob, createJob, getJob, listJobs, retryJob, StateError } from "../state/index.ts";
+import {
+  cancelJob,
+  createJob,
+  getJob,
+  type JobChange,
+  listJobs,
+  retryJob,
+  StateError,
+  type StoredJob,
+} from "../state/index.ts";
 import { inputKeyProblem } from "../storage/names.ts";
 import { headObject, StorageError } from "../storage/s3.ts";
 import { JobCreationFields, JobIdParams, PublicJob } from "./schemas.ts";
 
 const jobNotFound = () => new ProblemError("job_not_found", { detail: "no job with this id" });
+
+/** The job a cancel or retry produced, or the problem explaining why it did not happen. */
+function changedJob(change: JobChange, refusal: (state: string | undefined) => string): StoredJob {
+  if (change.ok) return change.job;
+  if (change.reason === "not_found") throw jobNotFound();
+  throw new ProblemError("invalid_state", { detail: refusal(change.job?.state) });
+}
 
 /** Longer than any id this API issues: answered like any other unknown id, without a lookup. */
 const MAX_JOB_ID_LENGTH = 128;
@@ -162,16 +178,12 @@ export const jobs = new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
     async (c) => {
       const id = lookupId(c.req.valid("param").id);
       if (!id) throw jobNotFound();
-      const result = await cancelJob(c.get("redis"), id, Date.now());
-      if (!result.ok) {
-        if (result.reason === "not_found") throw jobNotFound();
-        throw new ProblemError("invalid_state", {
-          detail: `a ${result.job?.state ?? "finished"} job cannot be canceled`,
-        });
-      }
-      const canceled = result.job;
+      const canceled = changedJob(
+        await cancelJob(c.get("redis"), id, Date.now()),
+        (state) => `a ${state ?? "finished"} job cannot be canceled`,
+      );
       await inBackground(c, "callback_enqueue", () => enqueueCallback(c.env, canceled));
-      return c.json(presentJob(c.get("settings").OUTPUTS_BASE_URL, result.job), 200);
+      return c.json(presentJob(c.get("settings").OUTPUTS_BASE_URL, canceled), 200);
     },
   )
   .openapi(
@@ -186,14 +198,11 @@ export const jobs = new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
     async (c) => {
       const id = lookupId(c.req.valid("param").id);
       if (!id) throw jobNotFound();
-      const result = await retryJob(c.get("redis"), id, Date.now());
-      if (!result.ok) {
-        if (result.reason === "not_found") throw jobNotFound();
-        throw new ProblemError("invalid_state", {
-          detail: `only failed or canceled jobs can be retried; this one is ${result.job?.state ?? "not"}`,
-        });
-      }
+      const retried = changedJob(
+        await retryJob(c.get("redis"), id, Date.now()),
+        (state) => `only failed or canceled jobs can be retried; this one is ${state ?? "not"}`,
+      );
       await admitInBackground(c);
-      return c.json(presentJob(c.get("settings").OUTPUTS_BASE_URL, result.job), 200);
+      return c.json(presentJob(c.get("settings").OUTPUTS_BASE_URL, retried), 200);
     },
   );
