@@ -264,7 +264,7 @@ async function main() {
       "",
     ].join("\n");
     await writeFile(outPath, document);
-    console.log(`\nwrote $outPath`);
+    console.log(`\nwrote ${outPath}`);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
