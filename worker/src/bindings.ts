@@ -42,7 +42,8 @@ export const vars = {
 
 /** Secret settings: bound as `secret_text`, never plain text, never logged. */
 export const secrets = {
-  API_TOKEN: { description: "Bearer token clients send to the API" },
+  /** Several tokens, comma-separated, while a new one is rolled out and before the old one is removed. */
+  API_TOKEN: { description: "Bearer token(s) clients send to the API, comma-separated during a rotation" },
   UPSTASH_REDIS_REST_TOKEN: { description: "Upstash REST token" },
   S3_ACCESS_KEY_ID: { description: "S3 access key for the buckets (R2 token id)" },
   S3_SECRET_ACCESS_KEY: { description: "S3 secret key (SHA-256 of the R2 token value)" },
@@ -122,6 +123,19 @@ export const settingsSchema = z.object({
   MACHINE_CPUS: z.coerce.number().int().min(1).max(16),
   MACHINE_MEMORY_MB: z.coerce.number().int().min(256),
   MAX_MACHINES: z.coerce.number().int().min(1).max(100),
+
+/** Shortest bearer token the API accepts in `API_TOKEN`. */
+export const MIN_API_TOKEN_LENGTH = 16;
+
+/**
+ * The tokens an `API_TOKEN` value holds: one, or several separated by commas (a rotation in
+ * progress). Spaces around each are ignored; tokens never contain commas or spaces.
+ */
+export const apiTokens = (raw: string): string[] =>
+  raw
+    .split(",")
+    .map((token) => token.trim())
+    .filter((token) => token.length > 0);
   MACHINE_IDLE_STOP_SECONDS: seconds,
   JOB_LEASE_SECONDS: seconds,
   JOB_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(20),
@@ -131,7 +145,12 @@ export const settingsSchema = z.object({
   CONTROL_PLANE_URL: z.url(),
   ALLOW_INSECURE_CALLBACKS: bool.default(false),
   LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
-  API_TOKEN: z.string().min(16),
+  API_TOKEN: z
+    .string()
+    .refine(
+      (raw) => apiTokens(raw).length > 0 && apiTokens(raw).every((token) => token.length >= MIN_API_TOKEN_LENGTH),
+      `one or more comma-separated tokens of at least ${MIN_API_TOKEN_LENGTH} characters`,
+    ),
   UPSTASH_REDIS_REST_TOKEN: z.string().min(1),
   S3_ACCESS_KEY_ID: z.string().min(1),
   S3_SECRET_ACCESS_KEY: z.string().min(1),

@@ -8,6 +8,7 @@ import { appendFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { S3Client } from "@aws-sdk/client-s3";
 import {
+  apiTokens,
   defaultVars,
   type SecretName,
   type Settings,
@@ -84,6 +85,7 @@ export interface LocalCloud {
   env: Record<VarName | SecretName, string>;
   /** The control-plane API (the worker over HTTP). */
   apiUrl: string;
+  /** The first of the tokens `API_TOKEN` holds (several during a key rotation). */
   apiToken: string;
   /** @upstash/redis client on the bridge — the same view of state the worker has. */
   redis: Redis;
@@ -244,7 +246,7 @@ export async function startLocalCloud(opts: StartLocalCloudOptions): Promise<Loc
       settings,
       env: { ...vars, ...secrets },
       apiUrl: worker.url,
-      apiToken: secrets.API_TOKEN,
+      apiToken: apiTokens(secrets.API_TOKEN)[0] ?? "",
       redis,
       s3,
       fly,

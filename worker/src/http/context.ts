@@ -9,7 +9,12 @@ import { ProblemError } from "./problem.ts";
 
 export interface AppEnv {
   Bindings: Env;
-  Variables: { settings: Settings; redis: Redis };
+  Variables: {
+    settings: Settings;
+    redis: Redis;
+    /** Fingerprint of the API key the request authenticated with (auth.ts), for the request log. */
+    apiKey?: string;
+  };
 }
 
 // The env object is the same for every request an isolate serves; parse it once.

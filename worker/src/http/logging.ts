@@ -1,6 +1,7 @@
 /**
  * One structured JSON line per request. Only method, path (never the query or headers, where
- * tokens and signatures travel), status and duration are logged.
+ * tokens and signatures travel), status, duration and the fingerprint of the API key used
+ * (`key`, see auth.ts) are logged.
  */
 import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "./context.ts";
@@ -27,10 +28,12 @@ export const requestLog: MiddlewareHandler<AppEnv> = async (c, next) => {
   const started = Date.now();
   await next();
   const status = c.res.status;
+  const key = c.get("apiKey");
   log(c.env?.LOG_LEVEL, status >= 500 ? "error" : "info", "api", {
     method: c.req.method,
     path: c.req.path,
     status,
     ms: Date.now() - started,
+    ...(key ? { key } : {}),
   });
 };

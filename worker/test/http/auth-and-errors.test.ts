@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { app } from "../../src/app.ts";
 import { SIGNATURE_HEADER, signPayload } from "../../src/contract/index.ts";
+import { keyFingerprint } from "../../src/http/auth.ts";
 import { API_TOKEN, type ControlPlaneServices, MACHINE_EVENTS_SECRET, startControlPlaneServices } from "./harness.ts";
 
 let cp: ControlPlaneServices;
@@ -61,6 +62,54 @@ describe("bearer authentication on /v1", () => {
   it("does not ask for a bearer token on /healthz and /openapi.json", async () => {
     expect((await cp.request("/healthz", { token: null })).status).toBe(200);
     expect((await cp.request("/openapi.json", { token: null })).status).toBe(200);
+  });
+});
+
+describe("API key rotation (several comma-separated tokens in API_TOKEN)", () => {
+  const OLD = "old-api-token-0123456789abcdef";
+  const NEW = "new-api-token-fedcba9876543210";
+  const stats = (token: string, apiToken: string, extra: Record<string, string> = {}) =>
+    app.request(
+      "/v1/stats",
+      { headers: { authorization: `Bearer ${token}` } },
+      { ...cp.env, API_TOKEN: apiToken, ...extra },
+    );
+
+  it("accepts every listed token while both are configured", async () => {
+    expect((await stats(OLD, `${OLD},${NEW}`)).status).toBe(200);
+    expect((await stats(NEW, ` ${OLD} , ${NEW} `)).status).toBe(200);
+  });
+
+  it("refuses the old token once it is removed, and never accepts the list itself or a part of it", async () => {
+    expect((await stats(OLD, NEW)).status).toBe(401);
+    expect((await stats(NEW, NEW)).status).toBe(200);
+    expect((await stats(`${OLD},${NEW}`, `${OLD},${NEW}`)).status).toBe(401);
+    expect((await stats(OLD.slice(0, 10), `${OLD},${NEW}`)).status).toBe(401);
+  });
+
+  it("refuses to run with a listed token shorter than 16 characters (misconfigured, value not echoed)", async () => {
+    const res = await stats(NEW, `${NEW},short-one`);
+    expect(res.status).toBe(500);
+    const body = await problemOf(res);
+    expect(body.code).toBe("misconfigured");
+    expect(body.detail).toContain("API_TOKEN");
+    expect(body.detail).not.toContain("short-one");
+  });
+
+  it("names the key each request used by its fingerprint in the request log, never the token", async () => {
+    const lines: string[] = [];
+    const spy = vi.spyOn(console, "log").mockImplementation((...args: unknown[]) => void lines.push(args.join(" ")));
+    try {
+      for (const token of [OLD, NEW]) await stats(token, `${OLD},${NEW}`, { LOG_LEVEL: "info" });
+    } finally {
+      spy.mockRestore();
+    }
+    const keys = lines.map((line) => (JSON.parse(line) as { key?: string }).key);
+    expect(keys).toEqual([await keyFingerprint(OLD), await keyFingerprint(NEW)]);
+    expect(keys[0]).toMatch(/^[0-9a-f]{8}$/);
+    expect(keys[0]).not.toBe(keys[1]);
+    expect(lines.join("\n")).not.toContain(OLD);
+    expect(lines.join("\n")).not.toContain(NEW);
   });
 });
 
