@@ -7,13 +7,20 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-// `--for test` adds what only the test suite needs: Chromium for the web console's browser test.
+// `--for image` adds what `npm run image:build` needs to build the machine image and run it as
+// containers (podman with runc, and debootstrap for the local base image); `--for test` adds that
+// too (the container-runner tests) and Chromium for the web console's browser test.
 const args = process.argv.slice(2);
-const forTest = args.includes("--for=test") || (args.includes("--for") && args[args.indexOf("--for") + 1] === "test");
+const purpose =
+  args.find((arg) => arg.startsWith("--for="))?.slice("--for=".length) ??
+  (args.includes("--for") ? args[args.indexOf("--for") + 1] : undefined);
+const forTest = purpose === "test";
+const forImage = forTest || purpose === "image";
 const systemPackages = {
   ffmpeg: "ffmpeg",
   ffprobe: "ffmpeg",
   "redis-server": "redis-server",
+  ...(forImage ? { podman: "podman", runc: "runc", catatonit: "catatonit", debootstrap: "debootstrap" } : {}),
   ...(forTest ? { chromium: "chromium" } : {}),
 };
 
