@@ -1,7 +1,7 @@
 /**
  * The local stack as the CLI runs it: the local cloud with real machines (the machine-image
- * program as processes), a fast local cron, state under one directory and stable secrets, so a
- * restart keeps jobs, objects and the API token.
+ * program as processes, or the built image as containers), a fast local cron, state under one
+ * directory and stable secrets, so a restart keeps jobs, objects and the API token.
  */
 
 import { randomBytes } from "node:crypto";
@@ -11,8 +11,10 @@ import { fileURLToPath } from "node:url";
 import type { SecretName, VarName } from "@tcoder/worker/bindings";
 import { secrets as secretDeclarations } from "@tcoder/worker/bindings";
 import { type LocalCloud, startLocalCloud } from "./local-cloud.ts";
+import { containerRunner } from "./services/fly/container-runner.ts";
 import { processRunner } from "./services/fly/runners.ts";
 import type { FlyApiFaults } from "./services/fly-api.ts";
+import { ensureMachineImage, machineImageRef } from "./services/machine-image.ts";
 import type { S3Faults } from "./services/s3-store.ts";
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
@@ -27,6 +29,14 @@ export interface StackFile {
 }
 
 export type LogSource = "api" | "queue" | "cron" | "stack" | `machine ${string}`;
+
+/**
+ * What runs a machine: `process` runs the machine program from source as a Node process (fast, the
+ * default); `container` runs the image built from machine-image/Dockerfile (`npm run image:build`,
+ * built on first use) as a podman container with the guest's cores and memory.
+ */
+export const runnerKinds = ["process", "container"] as const;
+export type RunnerKind = (typeof runnerKinds)[number];
 export type StackLogger = (source: LogSource, line: string, level?: "info" | "debug") => void;
 
 export interface StartLocalStackOptions {
@@ -35,6 +45,8 @@ export interface StartLocalStackOptions {
   maxMachines?: number;
   /** Port of the API (the worker); others are chosen free. */
   port?: number;
+  /** Default `process`. */
+  runner?: RunnerKind;
   log?: StackLogger;
   /** Local cron cadence; the deployed cron runs every minute. */
   cronIntervalMs?: number;
@@ -51,7 +63,7 @@ export interface LocalStack {
   cloud: LocalCloud;
   dir: string;
   /** SIGKILLs a machine's program (default signal), as a VM crash would; false if it was not running. */
-  killMachine(machineId: string, signal?: NodeJS.Signals): boolean;
+  killMachine(machineId: string, signal?: NodeJS.Signals): Promise<boolean>;
   stop(): Promise<void>;
 }
 
@@ -67,21 +79,32 @@ export async function startLocalStack(opts: StartLocalStackOptions): Promise<Loc
   await mkdir(dir, { recursive: true });
   const log = opts.log ?? (() => {});
   const secrets = await loadOrCreateSecrets(join(dir, "secrets.json"));
-  const runner = processRunner({
-    command: [process.execPath, "--import", "tsx", machineMain],
-    cwd: repoRoot,
-    env: {
-      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
-      ...opts.machineEnv,
-      WORK_DIR: join(dir, "machines"),
-    },
-    log: (machineId, _stream, line) => log(`machine ${machineId}`, line),
-  });
+  const machineLog = (machineId: string, _stream: "stdout" | "stderr", line: string) =>
+    log(`machine ${machineId}`, line);
+  let runner: ReturnType<typeof processRunner> | ReturnType<typeof containerRunner>;
+  let imageVars: Partial<Record<VarName, string>> = {};
+  if (opts.runner === "container") {
+    const image = await ensureMachineImage({ log: (line) => log("stack", line, "debug") });
+    log("stack", `machines run as containers of ${image.ref} (${image.built ? "built now" : "up to date"})`);
+    runner = containerRunner({ ...(opts.machineEnv ? { env: opts.machineEnv } : {}), log: machineLog });
+    imageVars = { MACHINE_IMAGE: machineImageRef };
+  } else {
+    runner = processRunner({
+      command: [process.execPath, "--import", "tsx", machineMain],
+      cwd: repoRoot,
+      env: {
+        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+        ...opts.machineEnv,
+        WORK_DIR: join(dir, "machines"),
+      },
+      log: machineLog,
+    });
+  }
   const cloud = await startLocalCloud({
     dir,
     runner,
     secrets,
-    vars: { ...localStackVars, ...opts.vars },
+    vars: { ...localStackVars, ...imageVars, ...opts.vars },
     ...(opts.maxMachines === undefined ? {} : { maxMachines: opts.maxMachines }),
     ports: opts.port === undefined ? {} : { worker: opts.port },
     cronIntervalMs: opts.cronIntervalMs ?? 5_000,
@@ -103,7 +126,7 @@ export async function startLocalStack(opts: StartLocalStackOptions): Promise<Loc
   return {
     cloud,
     dir,
-    killMachine: (machineId, signal) => runner.kill(machineId, signal),
+    killMachine: async (machineId, signal) => runner.kill(machineId, signal),
     stop() {
       stopping ??= (async () => {
         await rm(stackFile, { force: true });

@@ -308,7 +308,7 @@ describe("local Fly Machines API: machines", () => {
 });
 
 describe("processRunner", () => {
-  it("runs each machine as a process with config.env and Fly's variables, and stops it with the signal", async () => {
+  it("runs each machine as a process with config.env and Fly's variables, and stops it with SIGINT as Fly does", async () => {
     const dir = await mkdtemp(join(tmpdir(), "fly-runner-"));
     try {
       const report = join(dir, "report.txt");
@@ -333,8 +333,11 @@ describe("processRunner", () => {
 
       await call("POST", `${base}/stop`, {});
       expect((await call("GET", `${base}/wait?state=stopped&instance_id=${m.instance_id}`)).status).toBe(200);
-      expect(await readFile(report, "utf8")).toContain("SIGTERM");
+      expect(await readFile(report, "utf8")).toContain("SIGINT");
       expect(() => process.kill(reported.pid, 0)).toThrow();
+      const { body: stopped } = await call("GET", base);
+      const exit = stopped.events.find((e: { type: string }) => e.type === "exit");
+      expect(exit.request.exit_event).toMatchObject({ exit_code: 0, oom_killed: false, requested_stop: true });
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

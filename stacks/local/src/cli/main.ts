@@ -10,7 +10,7 @@
  */
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { type LocalStack, readRunningStack, type StackLogger, startLocalStack } from "../stack.ts";
+import { type LocalStack, readRunningStack, runnerKinds, type StackLogger, startLocalStack } from "../stack.ts";
 import { type ApiClient, ApiError, createApiClient } from "./api-client.ts";
 import { createProgress } from "./progress.ts";
 import { ensureSampleVideo } from "./sample.ts";
@@ -30,6 +30,8 @@ options:
   --dir DIR           local stack state (default .tcoder)
   --port N            local API port (default: a free port; env TCODER_PORT)
   --max-machines N    machine cap of the local stack
+  --runner KIND       what runs the local machines: process (default) or container (the image
+                      machine-image/Dockerfile builds, as podman containers; npm run image:build)
   --api URL --token T a deployed stack (env TCODER_API_URL, TCODER_API_TOKEN)
   --verbose           more logs`;
 
@@ -46,6 +48,7 @@ const options = {
   dir: { type: "string", default: ".tcoder" },
   port: { type: "string" },
   "max-machines": { type: "string" },
+  runner: { type: "string" },
   api: { type: "string" },
   token: { type: "string" },
   verbose: { type: "boolean" },
@@ -93,9 +96,12 @@ function stackLogger(verbose: boolean): StackLogger {
 async function startStack(flags: Flags): Promise<LocalStack> {
   const port = intFlag("port", flags.port ?? process.env.TCODER_PORT);
   const maxMachines = intFlag("max-machines", flags["max-machines"]);
+  const runner = runnerKinds.find((kind) => kind === (flags.runner ?? "process"));
+  if (!runner) throw new UsageError(`--runner must be ${runnerKinds.join(" or ")}, got "${flags.runner}"`);
   return startLocalStack({
     dir: flags.dir,
     fresh: flags.fresh ?? false,
+    runner,
     log: stackLogger(flags.verbose ?? false),
     ...(port === undefined ? {} : { port }),
     ...(maxMachines === undefined ? {} : { maxMachines }),

@@ -7,6 +7,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { constants as osConstants } from "node:os";
 import { z } from "zod";
 import {
   type FlyMachineConfig,
@@ -17,6 +18,7 @@ import {
   type RunningMachine,
 } from "./fly/runners.ts";
 
+export * from "./fly/container-runner.ts";
 export * from "./fly/runners.ts";
 
 export const machineStates = [
@@ -34,6 +36,8 @@ export type MachineState = (typeof machineStates)[number];
 const waitableStates = ["started", "stopped", "destroyed"] as const;
 /** Fly's proxy ends a wait after 60 s; the API caps `timeout` there. */
 const maxWaitSeconds = 60;
+/** Fly's defaults when neither the stop call nor `config.stop_config` says: SIGINT, 5 s to exit. */
+const defaultStopSignal = "SIGINT";
 const defaultStopGraceMs = 5_000;
 
 export interface FlyMachineEvent {
@@ -212,6 +216,24 @@ function parseImageRef(image: string): FlyMachine["image_ref"] {
   return { registry, repository, tag, digest, labels: {} };
 }
 
+/**
+ * How Fly reports a program's end (fly-go `MachineExitEvent`): `exit_code` as a shell shows it
+ * (128 + n after signal n), the guest's own code or signal, and whether the OOM killer struck.
+ */
+function exitEvent(exit: MachineExit, how: { requestedStop: boolean; restarting: boolean }) {
+  const signalNumber = exit.signal ? (osConstants.signals[exit.signal as NodeJS.Signals] ?? 0) : 0;
+  return {
+    exit_code: exit.code ?? 128 + signalNumber,
+    guest_exit_code: exit.code ?? 0,
+    guest_signal: exit.signal ? signalNumber : -1,
+    oom_killed: exit.oomKilled ?? false,
+    requested_stop: how.requestedStop,
+    restarting: how.restarting,
+    signal: -1,
+    exited_at: new Date().toISOString(),
+  };
+}
+
 /** Fly machine ids are 14 hex digits; instance ids are ULID-like. */
 const newMachineId = () => randomBytes(7).toString("hex");
 const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -325,17 +347,19 @@ export async function startFlyApi(opts: StartFlyApiOptions): Promise<LocalFlyApi
   function onExit(m: MachineRecord, run: RunningMachine, exit: MachineExit) {
     if (m.run !== run) return;
     m.run = undefined;
+    const policy = m.config.restart?.policy ?? "on-failure";
+    const failed = exit.code !== 0;
+    const retriesLeft = m.restarts < (m.config.restart?.max_retries ?? 3);
+    const restarting =
+      m.state === "started" && (policy === "always" || (policy === "on-failure" && failed && retriesLeft));
     record(m, {
       type: "exit",
       status: "stopped",
       source: "flyd",
-      request: { exit_event: { exit_code: exit.code ?? -1, signal: exit.signal, requested_stop: false } },
+      request: { exit_event: exitEvent(exit, { requestedStop: false, restarting }) },
     });
     if (m.state !== "started") return;
-    const policy = m.config.restart?.policy ?? "on-failure";
-    const failed = exit.code !== 0;
-    const retriesLeft = m.restarts < (m.config.restart?.max_retries ?? 3);
-    if (policy === "always" || (policy === "on-failure" && failed && retriesLeft)) {
+    if (restarting) {
       m.restarts++;
       launch(m, "flyd");
       return;
@@ -358,7 +382,16 @@ export async function startFlyApi(opts: StartFlyApiOptions): Promise<LocalFlyApi
     enqueue(m, async () => {
       const run = m.run;
       m.run = undefined;
-      if (run) await run.stop(signal, graceMs);
+      if (run) {
+        await run.stop(signal, graceMs);
+        const exit = await run.exited;
+        record(m, {
+          type: "exit",
+          status: "stopped",
+          source: "flyd",
+          request: { exit_event: exitEvent(exit, { requestedStop: true, restarting: false }) },
+        });
+      }
       if (m.state === "stopping") {
         record(m, { type: "stop", status: "stopped", source: "flyd" });
         settleStopped(m);
@@ -533,7 +566,7 @@ export async function startFlyApi(opts: StartFlyApiOptions): Promise<LocalFlyApi
         if (input.name) m.name = input.name;
         m.instanceId = newInstanceId();
         record(m, { type: "update", status: "completed", source: "user" });
-        if (wasRunning) stopMachine(m, "SIGTERM", stopGraceMs(m));
+        if (wasRunning) stopMachine(m, m.config.stop_config?.signal ?? defaultStopSignal, stopGraceMs(m));
         if (wasRunning || !input.skip_launch) {
           m.restarts = 0;
           launch(m, "user");
@@ -576,7 +609,7 @@ export async function startFlyApi(opts: StartFlyApiOptions): Promise<LocalFlyApi
         throw new FlyError(412, `unable to stop machine from current state: '${m.state}'`);
       }
       if (m.state === "started" || m.state === "starting") {
-        const signal = input.signal ?? m.config.stop_config?.signal ?? "SIGTERM";
+        const signal = input.signal ?? m.config.stop_config?.signal ?? defaultStopSignal;
         stopMachine(m, signal, parseDurationMs(input.timeout, stopGraceMs(m)));
       }
       return { status: 200, body: { ok: true } };

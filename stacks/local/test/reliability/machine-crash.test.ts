@@ -49,7 +49,7 @@ describe("a machine killed mid-transcode", () => {
       },
       { everyMs: 50 },
     );
-    expect(fault.stack.killMachine(running.machineId as string)).toBe(true);
+    expect(await fault.stack.killMachine(running.machineId as string)).toBe(true);
 
     // Until a new attempt publishes, nothing of the job is published: no manifest, no outputs.
     const requeued = await waitFor(

@@ -28,8 +28,12 @@ export interface MachineLaunch {
 }
 
 export interface MachineExit {
+  /** The program's exit code; null when a signal ended it. */
   code: number | null;
+  /** The signal that ended the program (e.g. "SIGKILL"), else null. */
   signal: string | null;
+  /** The kernel's OOM killer struck inside the machine during this run (runners that can tell). */
+  oomKilled?: boolean;
 }
 
 export interface RunningMachine {
