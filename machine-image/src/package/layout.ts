@@ -12,10 +12,11 @@
  * manifest points to; `outputs/<jobId>/manifest.json` exists only once a whole package does.
  */
 import { extname } from "node:path";
+import { outputPrefixFor } from "@tcoder/worker/state";
 
-export const outputPrefix = (jobId: string) => `outputs/${jobId}/`;
-export const attemptPrefix = (jobId: string, attempt: number) => `outputs/${jobId}/${attempt}/`;
-export const manifestKey = (jobId: string) => `outputs/${jobId}/manifest.json`;
+export const outputPrefix = outputPrefixFor;
+export const attemptPrefix = (jobId: string, attempt: number) => `${outputPrefixFor(jobId)}${attempt}/`;
+export const manifestKey = (jobId: string) => `${outputPrefixFor(jobId)}manifest.json`;
 
 export const packagePaths = {
   hlsMaster: "hls/master.m3u8",

@@ -37,7 +37,13 @@ export type UploadSource = Blob | string;
  * Terminal states, checked against the contract's list at compile time. Importing the contract's
  * `isTerminal` would pull zod into every browser bundle for one array.
  */
-const terminalStates = ["completed", "failed", "canceled", "expired"] as const satisfies readonly TerminalState[];
+const terminalStates = [
+  "completed",
+  "failed",
+  "canceled",
+  "expired",
+  "deleted",
+] as const satisfies readonly TerminalState[];
 type MissingTerminal = Exclude<TerminalState, (typeof terminalStates)[number]>;
 const _everyTerminalState: MissingTerminal extends never ? true : MissingTerminal = true;
 export const isTerminal = (state: JobState): boolean => (terminalStates as readonly JobState[]).includes(state);
@@ -363,7 +369,15 @@ export function createClient(options: ClientOptions & { resolveSource?: SourceRe
       api<Job>("POST", `${jobPath(id)}/retry`, undefined, opts.signal),
 
     /**
-     * Polls the job (with backoff) until it is completed, failed, canceled or expired and resolves
+     * Deletes a job (canceling it first if it runs): its source and every output are removed and
+     * its record becomes a `deleted` tombstone (`purgedAt` once the objects are gone). Deleting a
+     * deleted job succeeds again.
+     */
+    deleteJob: (id: string, opts: { signal?: AbortSignal } = {}) =>
+      api<void>("DELETE", jobPath(id), undefined, opts.signal),
+
+    /**
+     * Polls the job (with backoff) until it is completed, failed, canceled, expired or deleted and resolves
      * with it in that state; rejects with `timeout` or `aborted`.
      */
     async waitForJob(id: string, opts: WaitOptions = {}): Promise<Job> {

@@ -12,11 +12,18 @@ export const jobStates = [
   "failed",
   "canceled",
   "expired",
+  "deleted",
 ] as const;
 export const JobState = z.enum(jobStates);
 export type JobState = z.infer<typeof JobState>;
 
-export const terminalStates = ["completed", "failed", "canceled", "expired"] as const satisfies readonly JobState[];
+export const terminalStates = [
+  "completed",
+  "failed",
+  "canceled",
+  "expired",
+  "deleted",
+] as const satisfies readonly JobState[];
 export type TerminalState = (typeof terminalStates)[number];
 export const isTerminal = (state: JobState): state is TerminalState =>
   (terminalStates as readonly JobState[]).includes(state);
@@ -24,15 +31,18 @@ export const isTerminal = (state: JobState): state is TerminalState =>
 /**
  * Allowed moves. Anything not listed is refused, so no event order can move a job backwards
  * (a late `progress` after `completed`, a replayed upload event after `running`, ...).
+ * Every job can be deleted; `deleted` is a tombstone nothing moves out of (a running job's machine
+ * is told to abort on its next event, exactly as on cancel).
  */
 export const transitions = {
-  awaiting_upload: ["pending", "canceled", "expired"],
-  pending: ["running", "canceled"],
-  running: ["completed", "failed", "pending", "canceled"],
-  completed: [],
-  failed: ["pending"],
-  canceled: ["pending"],
-  expired: [],
+  awaiting_upload: ["pending", "canceled", "expired", "deleted"],
+  pending: ["running", "canceled", "deleted"],
+  running: ["completed", "failed", "pending", "canceled", "deleted"],
+  completed: ["deleted"],
+  failed: ["pending", "deleted"],
+  canceled: ["pending", "deleted"],
+  expired: ["deleted"],
+  deleted: [],
 } as const satisfies Record<JobState, readonly JobState[]>;
 
 export const canTransition = (from: JobState, to: JobState): boolean =>
@@ -50,6 +60,8 @@ export const jobErrorCodes = [
   "too_large",
   "input_missing",
   "transcode_failed",
+  /** ffmpeg was killed for lack of memory: the machine size (MACHINE_MEMORY_MB) is too small for the job. */
+  "out_of_memory",
   "upload_failed",
   "lease_expired",
   "internal",
@@ -172,5 +184,9 @@ export const Job = z.object({
   startedAt: z.iso.datetime().optional(),
   finishedAt: z.iso.datetime().optional(),
   leaseExpiresAt: z.iso.datetime().optional(),
+  /** When the job was deleted: its record is then a tombstone without outputs. */
+  deletedAt: z.iso.datetime().optional(),
+  /** When every object of a deleted job (source, every attempt's outputs) was confirmed gone. */
+  purgedAt: z.iso.datetime().optional(),
 });
 export type Job = z.infer<typeof Job>;

@@ -1,12 +1,14 @@
 /**
  * The minute cron: reconcile the pool with Fly, stop machines idle since their last finished
- * job, recover expired leases, expire uploads that never arrived, then admit machines for
- * whatever is queued. Each step runs even if an earlier one failed; failures are logged.
+ * job, recover expired leases, expire uploads that never arrived, remove the objects of deleted
+ * jobs still due a purge, then admit machines for whatever is queued. Each step runs even if an
+ * earlier one failed; failures are logged.
  */
 
 import { admitMachines } from "../admission/index.ts";
 import { type Env, parseSettings } from "../bindings.ts";
 import { enqueueCallback } from "../callbacks/index.ts";
+import { purgeDueJobs } from "../deletion/purge.ts";
 import { createFlyClient, FlyApiError, type FlyClient, machinePhase } from "../fly/client.ts";
 import { redisFromSettings } from "../http/context.ts";
 import { log } from "../http/logging.ts";
@@ -38,6 +40,8 @@ export interface ScheduledReport {
   requeued: string[];
   failed: string[];
   expired: string[];
+  /** Deleted jobs whose objects this run confirmed gone. */
+  purged: string[];
   started: string[];
   created: string[];
   errors: string[];
@@ -64,6 +68,7 @@ export async function runScheduled(env: Env, nowMs: number, deps: ScheduledDeps 
     requeued: [],
     failed: [],
     expired: [],
+    purged: [],
     started: [],
     created: [],
     errors: [],
@@ -142,6 +147,14 @@ export async function runScheduled(env: Env, nowMs: number, deps: ScheduledDeps 
     report.expired = expired.map((j) => j.id);
     if (expired.length > 0) say("info", { event: "uploads_expired", jobs: report.expired });
     await notify(expired);
+  });
+
+  await step("purge", async () => {
+    const result = await purgeDueJobs(settings, redis, nowMs);
+    report.purged = result.purged;
+    report.errors.push(...result.errors);
+    if (result.purged.length + result.errors.length > 0)
+      say(result.errors.length > 0 ? "warn" : "info", { event: "deleted_jobs_purged", ...result });
   });
 
   await step("admission", async () => {

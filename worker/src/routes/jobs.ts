@@ -1,10 +1,11 @@
 /**
- * Jobs: read one, list, create from an object already in the input bucket, cancel, retry.
+ * Jobs: read one, list, create from an object already in the input bucket, cancel, retry, delete.
  * A job that does not exist and an id that could never exist answer the same 404.
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { enqueueCallback } from "../callbacks/index.ts";
 import { JobState } from "../contract/index.ts";
+import { purgeJob } from "../deletion/purge.ts";
 import { admitInBackground } from "../http/admission.ts";
 import { inBackground } from "../http/background.ts";
 import type { AppEnv } from "../http/context.ts";
@@ -16,6 +17,7 @@ import { ProblemError, problemContent } from "../http/problem.ts";
 import {
   cancelJob,
   createJob,
+  deleteJob,
   getJob,
   type JobChange,
   listJobs,
@@ -204,5 +206,37 @@ export const jobs = new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
       );
       await admitInBackground(c);
       return c.json(presentJob(c.get("settings").OUTPUTS_BASE_URL, retried), 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: "delete",
+      path: "/{id}",
+      summary: "Delete a job: its source and every output, leaving a tombstone",
+      description:
+        "The job becomes `deleted` (a running job's machine is told to abort), its objects are removed, " +
+        "and a `job.deleted` callback is sent. Deleting a deleted job answers 204 again.",
+      security: [{ bearer: [] }],
+      request: { params: JobIdParams },
+      responses: {
+        204: { description: "Deleted; the objects are being removed (`purgedAt` once they are gone)" },
+        401: problemContent("unauthorized"),
+        404: problemContent("job_not_found"),
+      },
+    }),
+    async (c) => {
+      const id = lookupId(c.req.valid("param").id);
+      if (!id) throw jobNotFound();
+      const redis = c.get("redis");
+      const nowMs = Date.now();
+      const deletion = await deleteJob(redis, id, nowMs);
+      if (deletion.result === "not_found") throw jobNotFound();
+      if (deletion.result === "invalid_state")
+        throw new ProblemError("invalid_state", { detail: `a ${deletion.job.state} job cannot be deleted` });
+      const { job } = deletion;
+      if (deletion.result === "deleted") await inBackground(c, "callback_enqueue", () => enqueueCallback(c.env, job));
+      // The tombstone is written: removing the objects may fail or take long, and the cron resumes it.
+      if (!job.purgedAt) await inBackground(c, "purge", () => purgeJob(c.get("settings"), redis, id, nowMs));
+      return c.body(null, 204);
     },
   );

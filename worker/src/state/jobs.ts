@@ -4,7 +4,8 @@
  * A job is a hash (`keys.job(id)`): `id`, `state`, `preset`, `progress`, `stage`, `attempts`
  * (claims that counted), `maxAttempts`, `inputKey`, `inputSizeBytes`, `inputETag`, `machineId`,
  * `leaseMs`; times in epoch ms: `createdAt`, `updatedAt`, `uploadExpiresAt`, `uploadedAt`,
- * `queuedAt`, `startedAt`, `finishedAt`, `leaseExpiresAt`; JSON: `probe`, `outputs`, `error`,
+ * `queuedAt`, `startedAt`, `finishedAt`, `leaseExpiresAt`, and once deleted `deletedAt`,
+ * `purgeNotBefore` (the earliest a purge may settle the job) and `purgedAt`; JSON: `probe`, `outputs`, `error`,
  * `callback`, and `client` (filename, content type, callback URL, metadata: the values a client
  * chose, kept in JSON so no client string is ever mistaken for a number by a Redis client);
  * while a multipart upload is open, `multipartUploadId` and `multipartPartBytes` (uploads.ts).
@@ -30,7 +31,10 @@ import {
   cancelScript,
   claimScript,
   createJobScript,
+  deleteJobScript,
+  duePurgesScript,
   expireUploadsScript,
+  finishPurgeScript,
   flatToRecord,
   listJobsScript,
   machineEventScript,
@@ -86,6 +90,7 @@ requireTransitions([
   [S.running, S.pending],
   [S.failed, S.pending],
   [S.canceled, S.pending],
+  ...jobStates.filter((from) => from !== S.deleted).map((from): [JobState, JobState] => [from, S.deleted]),
 ]);
 
 const common = (nowMs: number) => ({
@@ -147,6 +152,8 @@ export function jobFromHash(flat: unknown): StoredJob | null {
     startedAt: iso(h.startedAt),
     finishedAt: iso(h.finishedAt),
     leaseExpiresAt: iso(h.leaseExpiresAt),
+    deletedAt: iso(h.deletedAt),
+    purgedAt: iso(h.purgedAt),
   });
 }
 
@@ -252,13 +259,14 @@ export async function markUploaded(
   const res = await runScript<{ result: "queued" | "duplicate" | "unknown" }>(
     redis,
     markUploadedScript,
-    [keys.queue, keys.uploadDeadlines],
+    [keys.queue, keys.uploadDeadlines, keys.purges],
     {
       ...common(nowMs),
       id: jobId,
       jobKey: keys.job(jobId),
       from: [S.awaiting_upload],
       to: S.pending,
+      deleted: S.deleted,
       sizeBytes: upload.sizeBytes === undefined ? undefined : String(upload.sizeBytes),
       eTag: upload.eTag,
     },
@@ -291,6 +299,48 @@ export function cancelJob(redis: StateRedis, id: string, nowMs: number): Promise
     from: allowedFrom(S.canceled),
     to: S.canceled,
   });
+}
+
+export type JobDeletion =
+  | { result: "deleted" | "already"; job: StoredJob }
+  | { result: "not_found" }
+  | { result: "invalid_state"; job: StoredJob };
+
+/**
+ * Delete: the tombstone (deleteJobScript) and a place in the purge queue; the caller then removes
+ * the objects (deletion/purge.ts) or leaves that to the cron.
+ */
+export async function deleteJob(redis: StateRedis, id: string, nowMs: number): Promise<JobDeletion> {
+  const res = await runScript<{ result: "ok" | "already" | "not_found" | "invalid_state"; job?: unknown }>(
+    redis,
+    deleteJobScript,
+    [keys.queue, keys.leases, keys.uploadDeadlines, keys.allJobs, keys.purges],
+    { ...common(nowMs), id, jobKey: keys.job(id), from: allowedFrom(S.deleted), to: S.deleted, running: S.running },
+  );
+  if (res.result === "not_found") return { result: "not_found" };
+  const job = requireJob(res.job);
+  return { result: res.result === "ok" ? "deleted" : res.result, job };
+}
+
+/** Deleted jobs whose objects are due to be removed (first deletion, or a recheck). */
+export async function duePurges(redis: StateRedis, nowMs: number, limit = 50): Promise<string[]> {
+  const res = await runScript<{ ids: unknown }>(redis, duePurgesScript, [keys.purges], { now: String(nowMs), limit });
+  return asList<unknown>(res.ids).map(String);
+}
+
+/**
+ * Records that a purge pass begun at `startedAtMs` found and removed every object of the job; true
+ * when that settles it (`purgedAt`), false when it must run again later.
+ */
+export async function finishPurge(redis: StateRedis, id: string, startedAtMs: number): Promise<boolean> {
+  const res = await runScript<{ purged: boolean }>(redis, finishPurgeScript, [keys.purges], {
+    now: String(startedAtMs),
+    id,
+    jobKey: keys.job(id),
+    deleted: S.deleted,
+    startedAt: String(startedAtMs),
+  });
+  return res.purged === true;
 }
 
 /** Retry: failed | canceled → pending, re-enqueued with attempts reset and the error cleared. */

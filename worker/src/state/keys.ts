@@ -8,6 +8,8 @@
  * - `tcoder:queue`                  zset id → enqueue time ms; popped with ZPOPMIN by the claim script
  * - `tcoder:leases`                 zset id → leaseExpiresAt ms of running jobs (lease recovery)
  * - `tcoder:upload-deadlines`       zset id → uploadExpiresAt ms of awaiting_upload jobs (expiry)
+ * - `tcoder:purges`                 zset id → ms after which a deleted job's objects are (again) to
+ *                                   be removed from the buckets; left once they are confirmed gone
  * - `tcoder:machine:<id>`           hash, one per machine (fields listed in pool.ts)
  * - `tcoder:machines`               set of machine ids in the pool
  * - `tcoder:machine-reservations`   zset reservation token → expiry ms: slots held by admission
@@ -29,6 +31,7 @@ export const keys = {
   queue: `${prefix}queue`,
   leases: `${prefix}leases`,
   uploadDeadlines: `${prefix}upload-deadlines`,
+  purges: `${prefix}purges`,
   machinePrefix: `${prefix}machine:`,
   machine: (id: string) => `${prefix}machine:${id}`,
   machines: `${prefix}machines`,
@@ -41,6 +44,16 @@ export const INPUT_KEY_PREFIX = "inputs/";
 
 /** Object key of a job's uploaded source; `safeName` must already be sanitized (no `/`). */
 export const inputKeyFor = (jobId: string, safeName: string): string => `${INPUT_KEY_PREFIX}${jobId}/${safeName}`;
+
+/** Every object of a job's source lives under this prefix of the input bucket. */
+export const inputPrefixFor = (jobId: string): string => `${INPUT_KEY_PREFIX}${jobId}/`;
+
+/**
+ * Machines publish packages under `outputs/<jobId>/<attempt>/` and `outputs/<jobId>/manifest.json`
+ * (machine-image/src/package/layout.ts); deleting a job removes everything under this prefix.
+ */
+export const OUTPUT_KEY_PREFIX = "outputs/";
+export const outputPrefixFor = (jobId: string): string => `${OUTPUT_KEY_PREFIX}${jobId}/`;
 
 /** The job an uploaded object belongs to, or null for keys outside `inputs/<jobId>/<name>`. */
 export function jobIdFromInputKey(key: string): string | null {

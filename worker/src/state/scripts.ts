@@ -58,10 +58,20 @@ export const readJobScript = script(`
 return reply({job = job_flat(cfg.jobKey)})
 `);
 
-/** KEYS: queue, uploadDeadlines. Only `cfg.from` (awaiting_upload) moves; anything else is a replay. */
+/**
+ * KEYS: queue, uploadDeadlines, purges. Only `cfg.from` (awaiting_upload) moves; anything else is
+ * a replay, except that an object arriving for a deleted job (a presigned PUT used after the
+ * delete) sends the job back to the purge queue so that object goes too.
+ */
 export const markUploadedScript = script(`
 local state = redis.call('HGET', cfg.jobKey, 'state')
 if not state then return reply({result = 'unknown'}) end
+if state == cfg.deleted then
+  redis.call('HSET', cfg.jobKey, 'purgeNotBefore', cfg.now)
+  redis.call('HDEL', cfg.jobKey, 'purgedAt')
+  redis.call('ZADD', KEYS[3], cfg.now, cfg.id)
+  return reply({result = 'duplicate', job = job_flat(cfg.jobKey)})
+end
 if not includes(cfg.from, state) then return reply({result = 'duplicate', job = job_flat(cfg.jobKey)}) end
 set_state(cfg.jobKey, cfg.id, state, cfg.to)
 redis.call('HSET', cfg.jobKey, 'queuedAt', cfg.now, 'uploadedAt', cfg.now)
@@ -163,6 +173,62 @@ redis.call('ZREM', KEYS[3], cfg.id)
 redis.call('HDEL', cfg.jobKey, 'leaseExpiresAt', 'leaseMs')
 redis.call('HSET', cfg.jobKey, 'finishedAt', cfg.now)
 return reply({result = 'ok', job = job_flat(cfg.jobKey)})
+`);
+
+/**
+ * KEYS: queue, leases, uploadDeadlines, allJobs, purges. Delete: the tombstone is written first
+ * (state `deleted`, `deletedAt`, outputs gone from the record, out of every index but its state's)
+ * and the job joins the purge queue; its objects are removed afterwards (deletion/purge.ts), so a
+ * store failure halfway leaves a tombstone the cron finishes. A running job's machine gets `abort`
+ * on its next event; its objects are purged again once its lease has run out (`purgeNotBefore`),
+ * after which it cannot have written anything more. Deleting a deleted job is `already`.
+ */
+export const deleteJobScript = script(`
+local state = redis.call('HGET', cfg.jobKey, 'state')
+if not state then return reply({result = 'not_found'}) end
+if state == cfg.to then return reply({result = 'already', job = job_flat(cfg.jobKey)}) end
+if not includes(cfg.from, state) then return reply({result = 'invalid_state', job = job_flat(cfg.jobKey)}) end
+local not_before = cfg.now
+if state == cfg.running then
+  local lease = tonumber(redis.call('HGET', cfg.jobKey, 'leaseExpiresAt') or cfg.now)
+  if lease > tonumber(cfg.now) then not_before = string.format('%d', lease) end
+end
+set_state(cfg.jobKey, cfg.id, state, cfg.to)
+redis.call('ZREM', KEYS[1], cfg.id)
+redis.call('ZREM', KEYS[2], cfg.id)
+redis.call('ZREM', KEYS[3], cfg.id)
+redis.call('ZREM', KEYS[4], cfg.id)
+redis.call('HDEL', cfg.jobKey, 'outputs', 'stage', 'leaseExpiresAt', 'leaseMs')
+redis.call('HSET', cfg.jobKey, 'deletedAt', cfg.now, 'purgeNotBefore', not_before)
+redis.call('ZADD', KEYS[5], cfg.now, cfg.id)
+return reply({result = 'ok', job = job_flat(cfg.jobKey)})
+`);
+
+/** KEYS: purges. Deleted jobs whose objects are due to be removed, oldest first. */
+export const duePurgesScript = script(`
+return reply({ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cfg.now, 'LIMIT', 0, cfg.limit)})
+`);
+
+/**
+ * KEYS: purges. A purge pass that began at `cfg.startedAt` removed every object it found. It
+ * settles the job only if nothing could have written after it began (`purgeNotBefore`), else the
+ * job stays queued for a pass at that time.
+ */
+export const finishPurgeScript = script(`
+local state = redis.call('HGET', cfg.jobKey, 'state')
+if state ~= cfg.deleted then
+  redis.call('ZREM', KEYS[1], cfg.id)
+  return reply({purged = false})
+end
+local not_before = tonumber(redis.call('HGET', cfg.jobKey, 'purgeNotBefore') or '0')
+if not_before > tonumber(cfg.startedAt) then
+  redis.call('ZADD', KEYS[1], string.format('%d', not_before), cfg.id)
+  return reply({purged = false})
+end
+redis.call('ZREM', KEYS[1], cfg.id)
+redis.call('HDEL', cfg.jobKey, 'multipartUploadId', 'multipartPartBytes')
+redis.call('HSET', cfg.jobKey, 'purgedAt', cfg.now)
+return reply({purged = true})
 `);
 
 /**

@@ -1,13 +1,9 @@
 /**
  * S3 multipart uploads (R2 in the cloud, the on-disk store locally): create, presigned UploadPart
- * URLs, list, complete, abort. The store answers in XML; the few fields read here are plain text
- * elements, so a small extractor does instead of an XML parser (workerd has no DOMParser).
+ * URLs, list, complete, abort. The store answers in XML (read with xml.ts).
  */
-import { AwsClient } from "aws4fetch";
-import type { Settings } from "../bindings.ts";
-import { objectUrl, presignUrl, StorageError } from "./s3.ts";
-
-type S3Settings = Pick<Settings, "S3_ENDPOINT" | "S3_REGION" | "S3_ACCESS_KEY_ID" | "S3_SECRET_ACCESS_KEY">;
+import { objectUrl, presignUrl, type S3Settings, StorageError, s3Fetch } from "./s3.ts";
+import { element, elements, escapeXml } from "./xml.ts";
 
 /** S3's limits: every part but the last at least 5 MiB, at most 5 GiB, at most 10,000 parts. */
 export const MIN_PART_BYTES = 5 * 1024 * 1024;
@@ -33,43 +29,7 @@ export interface PresignedPart {
   headers: { "content-length": string };
 }
 
-const client = (settings: S3Settings) =>
-  new AwsClient({
-    accessKeyId: settings.S3_ACCESS_KEY_ID,
-    secretAccessKey: settings.S3_SECRET_ACCESS_KEY,
-    service: "s3",
-    region: settings.S3_REGION,
-    retries: 2,
-  });
-
-const unescapeXml = (s: string) =>
-  s
-    .replace(/&#x([0-9a-f]+);/gi, (_, hex: string) => String.fromCodePoint(Number.parseInt(hex, 16)))
-    .replace(/&#(\d+);/g, (_, dec: string) => String.fromCodePoint(Number(dec)))
-    .replaceAll("&quot;", '"')
-    .replaceAll("&apos;", "'")
-    .replaceAll("&lt;", "<")
-    .replaceAll("&gt;", ">")
-    .replaceAll("&amp;", "&");
-const escapeXml = (s: string) =>
-  s.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;").replaceAll('"', "&quot;");
-
-const element = (xml: string, name: string): string | null => {
-  const match = new RegExp(`<${name}>([\\s\\S]*?)</${name}>`).exec(xml);
-  return match?.[1] === undefined ? null : unescapeXml(match[1]);
-};
-const elements = (xml: string, name: string): string[] =>
-  [...xml.matchAll(new RegExp(`<${name}>([\\s\\S]*?)</${name}>`, "g"))].map((m) => m[1] ?? "");
-
 const unquote = (etag: string) => etag.replaceAll('"', "");
-
-async function call(settings: S3Settings, url: string, init: RequestInit, what: string): Promise<Response> {
-  try {
-    return await client(settings).fetch(url, init);
-  } catch (err) {
-    throw new StorageError(`${what} failed: ${err instanceof Error ? err.message : String(err)}`);
-  }
-}
 
 async function failure(res: Response, what: string): Promise<never> {
   const body = await res.text().catch(() => "");
@@ -83,7 +43,7 @@ export async function createMultipartUpload(
   settings: S3Settings,
   args: { bucket: string; key: string; contentType: string | null },
 ): Promise<string> {
-  const res = await call(
+  const res = await s3Fetch(
     settings,
     `${objectUrl(settings, args.bucket, args.key)}?uploads`,
     { method: "POST", headers: args.contentType ? { "content-type": args.contentType } : {} },
@@ -131,7 +91,7 @@ export async function listUploadedParts(
     const url = new URL(objectUrl(settings, args.bucket, args.key));
     url.searchParams.set("uploadId", args.uploadId);
     url.searchParams.set("part-number-marker", String(marker));
-    const res = await call(settings, url.toString(), { method: "GET" }, "ListParts");
+    const res = await s3Fetch(settings, url.toString(), { method: "GET" }, "ListParts");
     if (res.status === 404) return null;
     if (!res.ok) return failure(res, "ListParts");
     const xml = await res.text();
@@ -157,7 +117,7 @@ export async function completeMultipartUpload(
     .map((p) => `<Part><PartNumber>${p.partNumber}</PartNumber><ETag>"${escapeXml(unquote(p.etag))}"</ETag></Part>`)
     .join("")}</CompleteMultipartUpload>`;
   const url = `${objectUrl(settings, args.bucket, args.key)}?uploadId=${encodeURIComponent(args.uploadId)}`;
-  const res = await call(
+  const res = await s3Fetch(
     settings,
     url,
     { method: "POST", headers: { "content-type": "application/xml" }, body },
@@ -175,6 +135,6 @@ export async function abortMultipartUpload(
   args: { bucket: string; key: string; uploadId: string },
 ): Promise<void> {
   const url = `${objectUrl(settings, args.bucket, args.key)}?uploadId=${encodeURIComponent(args.uploadId)}`;
-  const res = await call(settings, url, { method: "DELETE" }, "AbortMultipartUpload");
+  const res = await s3Fetch(settings, url, { method: "DELETE" }, "AbortMultipartUpload");
   if (!res.ok && res.status !== 404) return failure(res, "AbortMultipartUpload");
 }

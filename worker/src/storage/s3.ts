@@ -5,7 +5,7 @@
 import { AwsClient, AwsV4Signer } from "aws4fetch";
 import type { Settings } from "../bindings.ts";
 
-type S3Settings = Pick<Settings, "S3_ENDPOINT" | "S3_REGION" | "S3_ACCESS_KEY_ID" | "S3_SECRET_ACCESS_KEY">;
+export type S3Settings = Pick<Settings, "S3_ENDPOINT" | "S3_REGION" | "S3_ACCESS_KEY_ID" | "S3_SECRET_ACCESS_KEY">;
 
 /** SigV4 presigned URLs cannot outlive a week. */
 export const MAX_PRESIGN_SECONDS = 7 * 24 * 3600;
@@ -84,21 +84,27 @@ export class StorageError extends Error {
   override readonly name = "StorageError";
 }
 
-/** HEAD an object: its metadata, or null when it does not exist. */
-export async function headObject(settings: S3Settings, bucket: string, key: string): Promise<ObjectHead | null> {
-  const client = new AwsClient({
+const s3Client = (settings: S3Settings) =>
+  new AwsClient({
     accessKeyId: settings.S3_ACCESS_KEY_ID,
     secretAccessKey: settings.S3_SECRET_ACCESS_KEY,
     service: "s3",
     region: settings.S3_REGION,
     retries: 2,
   });
-  let res: Response;
+
+/** A signed call to the store; a network failure (after aws4fetch's retries) is a StorageError naming `what`. */
+export async function s3Fetch(settings: S3Settings, url: string, init: RequestInit, what: string): Promise<Response> {
   try {
-    res = await client.fetch(objectUrl(settings, bucket, key), { method: "HEAD" });
+    return await s3Client(settings).fetch(url, init);
   } catch (err) {
-    throw new StorageError(`HEAD failed: ${err instanceof Error ? err.message : String(err)}`);
+    throw new StorageError(`${what} failed: ${err instanceof Error ? err.message : String(err)}`);
   }
+}
+
+/** HEAD an object: its metadata, or null when it does not exist. */
+export async function headObject(settings: S3Settings, bucket: string, key: string): Promise<ObjectHead | null> {
+  const res = await s3Fetch(settings, objectUrl(settings, bucket, key), { method: "HEAD" }, "HEAD");
   if (res.status === 404) return null;
   if (!res.ok) throw new StorageError(`HEAD answered ${res.status}`);
   const length = res.headers.get("content-length");

@@ -31,8 +31,8 @@ export interface ControlPlaneServices {
   redis: Redis;
   callbacks: SentMessage[];
   flyMachines(): unknown[];
-  /** `app.request` with the bearer token (unless `token: null`) and JSON encoding of `json`. */
-  request(path: string, init?: RequestInit & { json?: unknown; token?: string | null }): Promise<Response>;
+  /** `app.request` with the bearer token (unless `token: null`), JSON encoding of `json`, and `env` (default the services'). */
+  request(path: string, init?: RequestInit & { json?: unknown; token?: string | null; env?: Env }): Promise<Response>;
   stop(): Promise<void>;
 }
 
@@ -87,14 +87,14 @@ export async function startControlPlaneServices(overrides: Partial<Env> = {}): P
     callbacks,
     flyMachines: () => fly.machines("tcoder-machines"),
     async request(path, init = {}) {
-      const { json, token, ...rest } = init;
+      const { json, token, env: requestEnv = env, ...rest } = init;
       const headers = new Headers(rest.headers);
       if (token !== null) headers.set("authorization", `Bearer ${token ?? API_TOKEN}`);
       if (json !== undefined) headers.set("content-type", "application/json");
       return app.request(
         path,
         { ...rest, headers, ...(json !== undefined ? { body: JSON.stringify(json) } : {}) },
-        env,
+        requestEnv,
       );
     },
     async stop() {

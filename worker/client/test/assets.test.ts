@@ -1,0 +1,100 @@
+/**
+ * Managing assets through the SDK against the real local stack (workerd, redis-server, the S3
+ * store, machine processes running ffmpeg): deleting a completed and a running job leaves no
+ * object under their prefixes.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ListObjectsV2Command } from "@aws-sdk/client-s3";
+import { type LocalStack, startLocalStack } from "@tcoder/local/stack";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createClient, type Job } from "../src/node.ts";
+import { makeClip } from "./media.ts";
+
+let dir: string;
+let stack: LocalStack;
+let client: ReturnType<typeof createClient>;
+let shortClip: string;
+let longClip: string;
+const machineLines: string[] = [];
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "tcoder-assets-"));
+  [shortClip, longClip] = await Promise.all([
+    makeClip(join(dir, "short.mp4")),
+    makeClip(join(dir, "long.mp4"), { seconds: 60, size: "640x360" }),
+  ]);
+  stack = await startLocalStack({
+    dir: join(dir, "stack"),
+    maxMachines: 1,
+    cronIntervalMs: 500,
+    vars: { DEFAULT_PRESET: "hls-small", JOB_LEASE_SECONDS: "6" },
+    machineEnv: { X264_PRESET: "ultrafast", POLL_MIN_MS: "200", POLL_MAX_MS: "1000" },
+    log: (source, line) => source.startsWith("machine ") && machineLines.push(line),
+  });
+  client = createClient({ baseUrl: stack.cloud.apiUrl, token: stack.cloud.apiToken });
+});
+
+afterAll(async () => {
+  await stack?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Every object of a job in either bucket (sources under inputs/, packages under outputs/). */
+async function objectsOf(jobId: string): Promise<string[]> {
+  const { s3, settings } = stack.cloud;
+  const listed = await Promise.all(
+    [
+      [settings.INPUT_BUCKET, `inputs/${jobId}/`],
+      [settings.OUTPUT_BUCKET, `outputs/${jobId}/`],
+    ].map(([Bucket, Prefix]) => s3.send(new ListObjectsV2Command({ Bucket, Prefix }))),
+  );
+  return listed.flatMap((page) => (page.Contents ?? []).map((object) => object.Key ?? ""));
+}
+
+const purged = async (jobId: string): Promise<Job> => {
+  await expect.poll(async () => (await client.getJob(jobId)).purgedAt, { timeout: 60_000, interval: 250 }).toBeTruthy();
+  return client.getJob(jobId);
+};
+
+describe("delete", () => {
+  it("removes a completed job's source and package and leaves a tombstone", async () => {
+    const uploaded = await client.upload(shortClip);
+    const done = await client.waitForJob(uploaded.id, { timeout: 150_000 });
+    expect(done.state).toBe("completed");
+    const master = done.outputs?.hlsMaster?.url as string;
+    expect((await fetch(master)).status).toBe(200);
+    expect((await objectsOf(done.id)).length).toBeGreaterThan(5);
+
+    await client.deleteJob(done.id);
+    const tombstone = await purged(done.id);
+    expect(tombstone).toMatchObject({ state: "deleted", preset: done.preset, attempts: 1 });
+    expect(tombstone.outputs).toBeUndefined();
+    expect(await objectsOf(done.id)).toEqual([]);
+    expect((await fetch(master)).status).toBe(404);
+    await client.deleteJob(done.id);
+    expect((await client.getJob(done.id)).state).toBe("deleted");
+  });
+
+  it("stops a running job's machine and removes everything it wrote, even after the delete", async () => {
+    const uploaded = await client.upload(longClip);
+    await expect
+      .poll(async () => (await client.getJob(uploaded.id)).stage, { timeout: 120_000, interval: 100 })
+      .toBe("transcoding");
+
+    await client.deleteJob(uploaded.id);
+    expect((await client.getJob(uploaded.id)).state).toBe("deleted");
+    await expect
+      .poll(() => machineLines.some((line) => line.includes(uploaded.id) && line.includes("abort")), {
+        timeout: 30_000,
+      })
+      .toBe(true);
+    const tombstone = await purged(uploaded.id);
+    expect(tombstone.state).toBe("deleted");
+    expect(await objectsOf(uploaded.id)).toEqual([]);
+    // The machine is free again: a new job runs to completion.
+    const next = await client.upload(shortClip);
+    expect((await client.waitForJob(next.id, { timeout: 150_000 })).state).toBe("completed");
+  });
+});
