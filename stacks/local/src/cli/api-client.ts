@@ -6,6 +6,7 @@ import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { Readable } from "node:stream";
 import type { Job } from "@tcoder/worker/contract";
+import { fetchOrExplain } from "./unreachable.ts";
 
 export interface Problem {
   status: number;
@@ -14,9 +15,14 @@ export interface Problem {
   detail?: string;
 }
 
+/** The API (or the store) answered with an error; the message is what a person should read. */
 export class ApiError extends Error {
-  constructor(readonly problem: Problem) {
-    super(`${problem.code}: ${problem.detail ?? problem.title ?? `HTTP ${problem.status}`}`);
+  override readonly name = "ApiError";
+  constructor(
+    readonly problem: Problem,
+    message = `${problem.code}: ${problem.detail ?? problem.title ?? `HTTP ${problem.status}`}`,
+  ) {
+    super(message);
   }
 }
 
@@ -35,26 +41,47 @@ export interface Stats {
 }
 
 export function createApiClient({ baseUrl, token }: { baseUrl: string; token: string }) {
+  const origin = new URL(baseUrl).origin;
   const call = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
-    const response = await fetch(new URL(path, baseUrl), {
-      method,
-      headers: {
-        authorization: `Bearer ${token}`,
-        ...(body === undefined ? {} : { "content-type": "application/json" }),
+    const response = await fetchOrExplain(
+      new URL(path, baseUrl),
+      {
+        method,
+        headers: {
+          authorization: `Bearer ${token}`,
+          ...(body === undefined ? {} : { "content-type": "application/json" }),
+        },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
+      "the API",
+    );
     const text = await response.text();
-    const parsed: unknown = text ? JSON.parse(text) : undefined;
+    let parsed: unknown;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      // A proxy, a web page or another service: say so rather than print a JSON parse error.
+      const type = response.headers.get("content-type") ?? "no content type";
+      throw new ApiError(
+        { status: response.status, code: "unexpected_response" },
+        `${origin} answered ${method} ${path} with HTTP ${response.status} and ${type}, not tcoder's JSON: is it a tcoder API?`,
+      );
+    }
     if (!response.ok) {
-      const problem = (parsed ?? {}) as Partial<Problem>;
-      throw new ApiError({ ...problem, status: response.status, code: problem.code ?? `http_${response.status}` });
+      const problem = { ...(parsed as Partial<Problem> | undefined), status: response.status };
+      const code = problem.code ?? `http_${response.status}`;
+      if (response.status === 401)
+        throw new ApiError(
+          { ...problem, code },
+          `the API at ${origin} refused the token (401 ${code}): pass its token with --token or TCODER_API_TOKEN`,
+        );
+      throw new ApiError({ ...problem, code });
     }
     return parsed as T;
   };
 
   return {
-    health: async () => (await fetch(new URL("/healthz", baseUrl))).ok,
+    health: async () => (await fetchOrExplain(new URL("/healthz", baseUrl), {}, "the API")).ok,
     createUpload: (input: { filename: string; contentType: string; size: number; preset?: string }) =>
       call<UploadTicket>("POST", "/v1/uploads", input),
     getJob: (id: string) => call<Job>("GET", `/v1/jobs/${encodeURIComponent(id)}`),
@@ -82,12 +109,16 @@ export async function putFile(
     sent += chunk.length;
     onBytes(sent, size);
   });
-  const response = await fetch(ticket.url, {
-    method: ticket.method,
-    headers: ticket.headers,
-    body: Readable.toWeb(source) as ReadableStream<Uint8Array>,
-    duplex: "half",
-  } as RequestInit);
+  const response = await fetchOrExplain(
+    ticket.url,
+    {
+      method: ticket.method,
+      headers: ticket.headers,
+      body: Readable.toWeb(source) as ReadableStream<Uint8Array>,
+      duplex: "half",
+    } as RequestInit,
+    "the upload URL",
+  );
   if (!response.ok) {
     throw new ApiError({
       status: response.status,

@@ -9,12 +9,24 @@
  * stack running from --dir; `transcode` starts an embedded stack for its duration when none runs.
  */
 import { join, resolve } from "node:path";
-import { parseArgs } from "node:util";
-import { type LocalStack, readRunningStack, runnerKinds, type StackLogger, startLocalStack } from "../stack.ts";
+import { inspect, parseArgs } from "node:util";
+import { defaultVars } from "@tcoder/worker/bindings";
+import type { LocalStack, StackLogger, StartLocalStackOptions } from "../stack.ts";
 import { type ApiClient, ApiError, createApiClient } from "./api-client.ts";
+import {
+  ArgumentError,
+  httpUrlFlag,
+  inputFiles,
+  jobStateFlag,
+  outputDirFlag,
+  positiveIntFlag,
+  presetFlag,
+  UsageError,
+} from "./arguments.ts";
 import { createProgress } from "./progress.ts";
 import { ensureSampleVideo } from "./sample.ts";
 import { copyOutputs, describeJob, transcodeFile } from "./transcode.ts";
+import { UnreachableError } from "./unreachable.ts";
 
 const usage = `usage: tcoder <command> [options]
 
@@ -33,7 +45,10 @@ options:
   --runner KIND       what runs the local machines: process (default) or container (the image
                       machine-image/Dockerfile builds, as podman containers; npm run image:build)
   --api URL --token T a deployed stack (env TCODER_API_URL, TCODER_API_TOKEN)
-  --verbose           more logs`;
+  --verbose           more logs, and the stack trace of any failure
+
+exit status: 0 done, 1 a job failed or an API refused or could not be reached, 2 a wrong argument
+(checked before anything starts), 130 interrupted`;
 
 const options = {
   demo: { type: "boolean" },
@@ -57,14 +72,18 @@ const options = {
 
 type Flags = ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true }>>["values"];
 
-class UsageError extends Error {}
+/**
+ * The stack the CLI starts runs on the worker's defaults (it overrides no limit), so a file the
+ * local API would refuse is refused here before anything starts. A deployed API's limit is its own:
+ * with --api the API says so itself, before any bytes are sent.
+ */
+const localUploadLimit = Number(defaultVars.MAX_UPLOAD_BYTES);
 
-const intFlag = (name: string, value: string | undefined) => {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`--${name} must be a positive whole number, got "${value}"`);
-  return n;
-};
+/**
+ * The local stack's module brings Miniflare and the AWS SDK, most of the CLI's start-up time. Only
+ * commands that use a local stack load it, so a refused argument or an --api command answers sooner.
+ */
+const localStack = () => import("../stack.ts");
 
 function stackLogger(verbose: boolean): StackLogger {
   return (source, line, level = "info") => {
@@ -93,12 +112,14 @@ function stackLogger(verbose: boolean): StackLogger {
   };
 }
 
-async function startStack(flags: Flags): Promise<LocalStack> {
-  const port = intFlag("port", flags.port ?? process.env.TCODER_PORT);
-  const maxMachines = intFlag("max-machines", flags["max-machines"]);
+/** How to start a local stack, every flag checked before anything starts. */
+async function localStackOptions(flags: Flags): Promise<StartLocalStackOptions> {
+  const port = positiveIntFlag("port", flags.port ?? process.env.TCODER_PORT);
+  const maxMachines = positiveIntFlag("max-machines", flags["max-machines"]);
+  const { runnerKinds } = await localStack();
   const runner = runnerKinds.find((kind) => kind === (flags.runner ?? "process"));
   if (!runner) throw new UsageError(`--runner must be ${runnerKinds.join(" or ")}, got "${flags.runner}"`);
-  return startLocalStack({
+  return {
     dir: flags.dir,
     fresh: flags.fresh ?? false,
     runner,
@@ -106,37 +127,55 @@ async function startStack(flags: Flags): Promise<LocalStack> {
     ...(port === undefined ? {} : { port }),
     ...(maxMachines === undefined ? {} : { maxMachines }),
     ...(flags.verbose ? { vars: { LOG_LEVEL: "debug" } } : {}),
-  });
+  };
 }
 
-/** An API to talk to, and the embedded stack started for it (if any) to stop afterwards. */
-async function connect(flags: Flags, { embed }: { embed: boolean }): Promise<{ api: ApiClient; stack?: LocalStack }> {
+/** The API commands talk to: one named by --api/--token (or the environment), else the local stack in --dir. */
+type Target = { kind: "api"; baseUrl: string; token: string } | { kind: "local"; dir: string };
+
+function targetOf(flags: Flags): Target {
   const apiUrl = flags.api ?? process.env.TCODER_API_URL;
-  if (apiUrl) {
-    const token = flags.token ?? process.env.TCODER_API_TOKEN;
-    if (!token) throw new UsageError("--api needs --token (or TCODER_API_TOKEN)");
-    return { api: createApiClient({ baseUrl: apiUrl, token }) };
-  }
-  const running = await readRunningStack(flags.dir);
+  if (!apiUrl) return { kind: "local", dir: flags.dir };
+  const url = httpUrlFlag(flags.api === undefined ? "TCODER_API_URL" : "--api", apiUrl);
+  const token = flags.token ?? process.env.TCODER_API_TOKEN;
+  if (!token) throw new UsageError("--api needs --token (or TCODER_API_TOKEN)");
+  return { kind: "api", baseUrl: url.href, token };
+}
+
+/**
+ * A client for the target, and the embedded stack started for it (if any) to stop afterwards.
+ * Only `embed` (options already checked) lets it start one when no stack runs from --dir.
+ */
+async function connect(
+  target: Target,
+  embed?: StartLocalStackOptions,
+): Promise<{ api: ApiClient; stack?: LocalStack }> {
+  if (target.kind === "api") return { api: createApiClient(target) };
+  const { readRunningStack, startLocalStack } = await localStack();
+  const running = await readRunningStack(target.dir);
   if (running) {
     const api = createApiClient({ baseUrl: running.apiUrl, token: running.apiToken });
     if (await api.health().catch(() => false)) return { api };
   }
   if (!embed) {
-    throw new UsageError(
-      `no stack is running from ${flags.dir}: start one with \`npm start\` or pass --api and --token`,
+    throw new ArgumentError(
+      `no stack is running from ${target.dir}: start one with \`npm start\` or pass --api and --token`,
     );
   }
-  const stack = await startStack(flags);
+  const stack = await startLocalStack(embed);
   return { api: createApiClient({ baseUrl: stack.cloud.apiUrl, token: stack.cloud.apiToken }), stack };
 }
 
-async function transcodeAll(api: ApiClient, files: string[], flags: Flags, signal: AbortSignal): Promise<number> {
+async function transcodeAll(
+  api: ApiClient,
+  files: string[],
+  flags: Flags,
+  preset: string | undefined,
+  signal: AbortSignal,
+): Promise<number> {
   const progress = createProgress();
   const jobs = await Promise.all(
-    files.map((file) =>
-      transcodeFile(api, file, { progress, signal, ...(flags.preset ? { preset: flags.preset } : {}) }),
-    ),
+    files.map((file) => transcodeFile(api, file, { progress, signal, ...(preset ? { preset } : {}) })),
   );
   if (flags.out) {
     for (const job of jobs) {
@@ -177,8 +216,13 @@ function interruption() {
 }
 
 async function up(flags: Flags): Promise<number> {
+  const options = await localStackOptions(flags);
+  const preset = flags.preset === undefined ? undefined : presetFlag(flags.preset);
+  if (flags.demo && flags.out) await outputDirFlag("--out", flags.out);
+  if (flags.demo && flags.sample) await inputFiles([flags.sample], { maxBytes: localUploadLimit });
+  const { startLocalStack } = await localStack();
   const { signal, interrupted, takeOver } = interruption();
-  const stack = await startStack(flags);
+  const stack = await startLocalStack(options);
   takeOver();
   try {
     const { apiUrl, apiToken } = stack.cloud;
@@ -190,7 +234,7 @@ async function up(flags: Flags): Promise<number> {
       const sample = flags.sample ?? (await ensureSampleVideo(join(stack.dir, "sample-1080p.mp4")));
       process.stderr.write(`transcoding ${sample}\n`);
       const api = createApiClient({ baseUrl: apiUrl, token: apiToken });
-      code = await Promise.race([transcodeAll(api, [sample], flags, signal), interrupted.then(() => 130)]);
+      code = await Promise.race([transcodeAll(api, [sample], flags, preset, signal), interrupted.then(() => 130)]);
     }
     if (flags.once || signal.aborted) return code;
     process.stderr.write(`\nserving until Ctrl-C (try: npx tcoder transcode <file>)\n`);
@@ -203,6 +247,7 @@ async function up(flags: Flags): Promise<number> {
 }
 
 async function down(flags: Flags): Promise<number> {
+  const { readRunningStack } = await localStack();
   const running = await readRunningStack(flags.dir);
   if (!running) {
     process.stderr.write(`no stack is running from ${flags.dir}\n`);
@@ -230,11 +275,17 @@ async function run(argv: string[]): Promise<number> {
       return down(flags);
     case "transcode": {
       if (args.length === 0) throw new UsageError("transcode needs at least one file");
-      const { signal, takeOver } = interruption();
-      const { api, stack } = await connect(flags, { embed: true });
+      const target = targetOf(flags);
+      const preset = flags.preset === undefined ? undefined : presetFlag(flags.preset);
+      if (flags.out) await outputDirFlag("--out", flags.out);
+      const files = await inputFiles(args, target.kind === "local" ? { maxBytes: localUploadLimit } : {});
+      const embed = target.kind === "local" ? await localStackOptions(flags) : undefined;
+      const { signal, interrupted, takeOver } = interruption();
+      const { api, stack } = await connect(target, embed);
       takeOver();
       try {
-        return await transcodeAll(api, args, flags, signal);
+        const paths = files.map((file) => file.path);
+        return await Promise.race([transcodeAll(api, paths, flags, preset, signal), interrupted.then(() => 130)]);
       } finally {
         await stack?.stop();
         if (stack && !flags.out) {
@@ -245,16 +296,17 @@ async function run(argv: string[]): Promise<number> {
       }
     }
     case "status": {
-      const { api } = await connect(flags, { embed: false });
+      const { api } = await connect(targetOf(flags));
       const [id] = args;
       const result = id ? await api.getJob(id) : await api.stats();
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
       return 0;
     }
     case "jobs": {
-      const { api } = await connect(flags, { embed: false });
-      const limit = intFlag("limit", flags.limit) ?? 20;
-      const page = await api.listJobs({ limit, ...(flags.state ? { state: flags.state } : {}) });
+      const limit = positiveIntFlag("limit", flags.limit) ?? 20;
+      const state = flags.state === undefined ? undefined : jobStateFlag(flags.state);
+      const { api } = await connect(targetOf(flags));
+      const page = await api.listJobs({ limit, ...(state ? { state } : {}) });
       if (flags.json) process.stdout.write(`${JSON.stringify(page, null, 2)}\n`);
       else
         for (const job of page.jobs)
@@ -266,7 +318,7 @@ async function run(argv: string[]): Promise<number> {
     case "cancel": {
       const [id] = args;
       if (!id) throw new UsageError("cancel needs a job id");
-      const { api } = await connect(flags, { embed: false });
+      const { api } = await connect(targetOf(flags));
       const job = await api.cancel(id);
       process.stdout.write(`${job.id}: ${job.state}\n`);
       return 0;
@@ -276,21 +328,25 @@ async function run(argv: string[]): Promise<number> {
   }
 }
 
-run(process.argv.slice(2)).then(
+/**
+ * Expected failures (a wrong argument, an API that refused or could not be reached) read as one
+ * sentence; anything else says it was unexpected. `--verbose` adds the stack and causes to either.
+ */
+function reportFailure(error: unknown, verbose: boolean): number {
+  const parseError = error instanceof TypeError && "code" in error && String(error.code).startsWith("ERR_PARSE_ARGS");
+  const showUsage = parseError || error instanceof UsageError;
+  const expected =
+    showUsage || error instanceof ArgumentError || error instanceof ApiError || error instanceof UnreachableError;
+  process.stderr.write(`tcoder: ${error instanceof Error ? error.message : String(error)}\n`);
+  if (verbose) process.stderr.write(`\n${inspect(error)}\n`);
+  else if (!expected)
+    process.stderr.write("(an unexpected error: run again with --verbose to see where it came from)\n");
+  if (showUsage) process.stderr.write(`\n${usage}\n`);
+  return showUsage || error instanceof ArgumentError ? 2 : 1;
+}
+
+const argv = process.argv.slice(2);
+run(argv).then(
   (code) => process.exit(code),
-  (error: unknown) => {
-    if (
-      error instanceof UsageError ||
-      (error instanceof TypeError && "code" in error && String(error.code).startsWith("ERR_PARSE_ARGS"))
-    ) {
-      process.stderr.write(`tcoder: ${error.message}\n\n${usage}\n`);
-      process.exit(2);
-    }
-    if (error instanceof ApiError) {
-      process.stderr.write(`tcoder: ${error.message}\n`);
-      process.exit(1);
-    }
-    process.stderr.write(`tcoder: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-    process.exit(1);
-  },
+  (error: unknown) => process.exit(reportFailure(error, argv.includes("--verbose"))),
 );

@@ -6,6 +6,7 @@ import { isTerminal, type Job } from "@tcoder/worker/contract";
 import { type ApiClient, putFile } from "./api-client.ts";
 import { contentTypeForFile } from "./media-types.ts";
 import type { Progress } from "./progress.ts";
+import { fetchOrExplain } from "./unreachable.ts";
 
 export interface TranscodeOptions {
   preset?: string;
@@ -83,14 +84,18 @@ export async function copyOutputs(job: Job, outDir: string): Promise<number> {
   if (!job.outputs) return 0;
   const manifestUrl = job.outputs.manifest.url;
   const base = manifestUrl.slice(0, manifestUrl.length - job.outputs.manifest.key.length);
-  const manifestResponse = await fetch(manifestUrl);
+  const manifestResponse = await fetchOrExplain(manifestUrl, {}, "the outputs");
   if (!manifestResponse.ok) throw new Error(`manifest ${manifestUrl}: HTTP ${manifestResponse.status}`);
   const manifestText = await manifestResponse.text();
   const manifest = JSON.parse(manifestText) as PublishedManifest;
   const prefix = `outputs/${job.id}/`;
   const target = (key: string) => join(outDir, job.id, key.startsWith(prefix) ? key.slice(prefix.length) : key);
   for (const { key } of manifest.files) {
-    const response = await fetch(`${base}${key.split("/").map(encodeURIComponent).join("/")}`);
+    const response = await fetchOrExplain(
+      `${base}${key.split("/").map(encodeURIComponent).join("/")}`,
+      {},
+      "the outputs",
+    );
     if (!response.ok) throw new Error(`${key}: HTTP ${response.status}`);
     const path = target(key);
     await mkdir(dirname(path), { recursive: true });
