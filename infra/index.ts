@@ -35,6 +35,7 @@ const buckets = { INPUT_BUCKET: storage.inputBucket.name, OUTPUT_BUCKET: storage
 
 const events = new Events("events", {
   accountId,
+  namePrefix: prefix,
   notificationBucketName: buckets[uploadNotification.bucketVar],
 });
 
@@ -48,7 +49,6 @@ const compute = new Compute("compute", {
   orgSlug: config.flyOrg,
   flyApiBaseUrl: config.flyApiBaseUrl,
   flyApiToken: config.secrets.FLY_API_TOKEN,
-  repoRoot,
   dockerfile: "machine-image/Dockerfile",
   sourceHash: imageSourceHash(repoRoot),
 });
@@ -57,6 +57,7 @@ const controlPlane = new ControlPlane("control-plane", {
   accountId,
   scriptName: `${prefix}-api`,
   bundle: workerBundle(repoRoot),
+  projectDir: repoRoot,
   vars: {
     ...config.tunables,
     ...buckets,
@@ -76,6 +77,7 @@ const controlPlane = new ControlPlane("control-plane", {
     S3_SECRET_ACCESS_KEY: storage.secretAccessKey,
   },
   queues: events.queues,
+  namePrefix: prefix,
   apiDomain: config.apiDomain,
   workersSubdomain: config.workersSubdomain,
 });

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { defaultVars, type SecretName, secrets, settingsSchema } from "@tcoder/worker/bindings";
 
@@ -48,6 +49,16 @@ export interface StackConfig {
   secrets: Record<ConfiguredSecret, pulumi.Output<string>>;
 }
 
+/**
+ * Fly app names are global across every Fly user: `tcoder-dev-machines` would be taken by the
+ * first adopter. A short hash of the Cloudflare account id makes the default this adopter's own,
+ * and stays the same on every run (no random provider, no state).
+ */
+export function defaultFlyAppName(namePrefix: string, cloudflareAccountId: string): string {
+  const suffix = createHash("sha256").update(cloudflareAccountId).digest("hex").slice(0, 8);
+  return `${namePrefix}-machines-${suffix}`;
+}
+
 /** Reads and validates the `tcoder:` namespace of the current stack. */
 export function loadStackConfig(): StackConfig {
   const config = new pulumi.Config("tcoder");
@@ -73,9 +84,10 @@ export function loadStackConfig(): StackConfig {
     throw new Error("set tcoder:workersSubdomain (your <sub>.workers.dev) or tcoder:apiDomain {hostname, zoneId}");
   }
 
+  const cloudflareAccountId = config.require("cloudflareAccountId");
   return {
     namePrefix,
-    cloudflareAccountId: config.require("cloudflareAccountId"),
+    cloudflareAccountId,
     r2Location: config.get("r2Location") ?? "enam",
     corsOrigins: config.requireObject<string[]>("corsOrigins"),
     inputExpiryDays: config.getNumber("inputExpiryDays", { min: 1 }),
@@ -85,7 +97,7 @@ export function loadStackConfig(): StackConfig {
     workersSubdomain,
     upstashPrimaryRegion: config.get("upstashPrimaryRegion") ?? "us-east-1",
     flyOrg: config.get("flyOrg") ?? "personal",
-    flyAppName: config.get("flyAppName") ?? `${namePrefix}-machines`,
+    flyAppName: config.get("flyAppName") ?? defaultFlyAppName(namePrefix, cloudflareAccountId),
     flyApiBaseUrl: config.get("flyApiBaseUrl") ?? "https://api.machines.dev",
     tunables,
     secrets: secretValues,

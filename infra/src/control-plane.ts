@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { basename, join } from "node:path";
+import { basename, isAbsolute, join, relative } from "node:path";
 import * as cloudflare from "@pulumi/cloudflare";
 import * as pulumi from "@pulumi/pulumi";
 import {
@@ -26,6 +26,15 @@ export function workerBundle(repoRoot: string): Promise<WorkerBundle> {
   return buildWorkerBundle({ outDir: join(repoRoot, "infra", "dist", "worker") });
 }
 
+/**
+ * A file inside the project as a relative path (the provider runs in the project directory), so a
+ * checkout elsewhere diffs clean; one outside it (a prebuilt bundle) stays as given.
+ */
+function projectRelative(projectDir: string, path: string): string {
+  const inside = relative(projectDir, path);
+  return inside.startsWith("..") || isAbsolute(inside) ? path : inside;
+}
+
 /** The one var the control plane fills itself: its own public URL. */
 type SelfUrlVar = Extract<VarName, "CONTROL_PLANE_URL">;
 
@@ -33,9 +42,13 @@ export interface ControlPlaneArgs {
   accountId: pulumi.Input<string>;
   scriptName: string;
   bundle: pulumi.Input<WorkerBundle>;
+  /** The program's directory (where Pulumi.yaml is): the bundle is named relative to it. */
+  projectDir: string;
   vars: Record<Exclude<VarName, SelfUrlVar>, pulumi.Input<string>>;
   secrets: Record<SecretName, pulumi.Input<string>>;
   queues: Record<QueueKey, QueuePair>;
+  /** The stack's name prefix, which its queue names carry (producer bindings name queues). */
+  namePrefix: string;
   /** Serve the API on this hostname; otherwise on `<script>.<workersSubdomain>.workers.dev`. */
   apiDomain?: DomainConfig;
   workersSubdomain?: string;
@@ -64,13 +77,17 @@ export class ControlPlane extends pulumi.ComponentResource {
       {
         accountId,
         scriptName,
-        contentFile: bundle.path,
+        contentFile: bundle.path.apply((path) => projectRelative(args.projectDir, path)),
         // The bundle's sha256 decides whether a new version is uploaded.
         contentSha256: bundle.hash,
         mainModule: bundle.path.apply((path) => basename(path)),
         compatibilityDate,
         compatibilityFlags: [...compatibilityFlags],
-        bindings: workerBindings({ vars: { ...args.vars, CONTROL_PLANE_URL: apiUrl }, secrets: args.secrets }),
+        bindings: workerBindings({
+          vars: { ...args.vars, CONTROL_PLANE_URL: apiUrl },
+          secrets: args.secrets,
+          namePrefix: args.namePrefix,
+        }),
         observability: { enabled: true },
       },
       // Producer bindings name queues by the binding module's names; Cloudflare rejects the upload

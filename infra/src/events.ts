@@ -1,11 +1,13 @@
 import * as cloudflare from "@pulumi/cloudflare";
 import * as pulumi from "@pulumi/pulumi";
-import { queues, uploadNotification } from "@tcoder/worker/bindings";
+import { queues, stackQueueName, uploadNotification } from "@tcoder/worker/bindings";
 
 export type QueueKey = keyof typeof queues;
 
 export interface EventsArgs {
   accountId: pulumi.Input<string>;
+  /** The stack's name prefix: queue names are account-wide, so each stack's carry its own. */
+  namePrefix: string;
   /** The bucket whose object-created events feed the uploads queue (`uploadNotification.bucketVar`). */
   notificationBucketName: pulumi.Input<string>;
 }
@@ -30,10 +32,14 @@ export class Events extends pulumi.ComponentResource {
     const created = {} as Record<QueueKey, QueuePair>;
     for (const [key, declared] of Object.entries(queues) as [QueueKey, (typeof queues)[QueueKey]][]) {
       created[key] = {
-        queue: new cloudflare.Queue(`${name}-${key}`, { accountId, queueName: declared.name }, { parent: this }),
+        queue: new cloudflare.Queue(
+          `${name}-${key}`,
+          { accountId, queueName: stackQueueName(args.namePrefix, declared.name) },
+          { parent: this },
+        ),
         deadLetterQueue: new cloudflare.Queue(
           `${name}-${key}-dlq`,
-          { accountId, queueName: declared.deadLetterQueue },
+          { accountId, queueName: stackQueueName(args.namePrefix, declared.deadLetterQueue) },
           { parent: this },
         ),
       };

@@ -103,7 +103,15 @@ export function flyAppProvider(): pulumi.dynamic.ResourceProvider<FlyAppProvider
         ...(inputs.network ? { network: inputs.network } : {}),
       };
       const { status, json } = await call(inputs, "POST", "/apps", body);
-      if (status !== 201 && status !== 200) throw failure(`creating app ${inputs.name}`, status, json);
+      if (status !== 201 && status !== 200) {
+        // A rerun after a partial failure (the app was created, the state write was not) finds its
+        // own app: adopt it when it is in the org this stack names; anyone else's name stays an error.
+        const existing = status === 422 || status === 409 ? await getApp(inputs, inputs.name) : undefined;
+        if (!existing || existing.organization?.slug !== inputs.orgSlug) {
+          throw failure(`creating app ${inputs.name}`, status, json);
+        }
+        return { id: inputs.name, outs: outputsOf(inputs, existing) };
+      }
       // The create answer may carry only {id, created_at}; the app as GET shows it is the truth.
       const app = await getApp(inputs, inputs.name);
       if (!app) throw new Error(`Fly API: app ${inputs.name} was created but cannot be read back`);

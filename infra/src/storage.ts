@@ -20,8 +20,15 @@ export interface StorageArgs {
 }
 
 const day = 86_400;
-/** What the dashboard's "Object Read & Write" R2 token grants, scoped to named buckets. */
-const objectPermissions = ["Workers R2 Storage Bucket Item Read", "Workers R2 Storage Bucket Item Write"];
+/**
+ * What the dashboard's "Object Read & Write" R2 token grants, scoped to named buckets. Permission
+ * group ids are global and fixed (`GET /user/tokens/permission_groups` lists them); naming them
+ * here instead of looking them up keeps `pulumi preview` free of API calls.
+ */
+export const objectPermissionGroups = {
+  "Workers R2 Storage Bucket Item Read": "6a018a9f2fc74eb6b293b0c548f38b39",
+  "Workers R2 Storage Bucket Item Write": "2efd5506f9c8494dacb1fa10a3e7d5b6",
+} as const;
 
 /** The input and output R2 buckets, their public read domain and the S3 credentials machines use. */
 export class Storage extends pulumi.ComponentResource {
@@ -143,17 +150,7 @@ export class Storage extends pulumi.ComponentResource {
 
     // One token, object read/write on exactly these two buckets; its S3 form is what machines
     // and the worker's presigner use.
-    const permissionGroups = pulumi.all(
-      objectPermissions.map((name) =>
-        cloudflare
-          .getAccountApiTokenPermissionGroupsListOutput({ accountId, name: encodeURIComponent(name) }, parent)
-          .results.apply((results) => {
-            const group = results.find((r) => r.name === name);
-            if (!group) throw new Error(`Cloudflare has no permission group named "${name}"`);
-            return { id: group.id };
-          }),
-      ),
-    );
+    const permissionGroups = Object.values(objectPermissionGroups).map((id) => ({ id }));
     const bucketResource = (bucket: cloudflare.R2Bucket) =>
       pulumi.interpolate`com.cloudflare.edge.r2.bucket.${accountId}_default_${bucket.name}`;
     const token = new cloudflare.AccountToken(
@@ -174,7 +171,7 @@ export class Storage extends pulumi.ComponentResource {
       { ...parent, additionalSecretOutputs: ["value"] },
     );
     this.accessKeyId = pulumi.secret(token.id);
-    this.secretAccessKey = pulumi.secret(token.value.apply((value) => sha256Hex(value)));
+    this.secretAccessKey = pulumi.secret(token.value.apply(s3SecretFromTokenValue));
     this.s3Endpoint = pulumi.interpolate`https://${accountId}.r2.cloudflarestorage.com`;
 
     this.registerOutputs({
@@ -186,6 +183,20 @@ export class Storage extends pulumi.ComponentResource {
       secretAccessKey: this.secretAccessKey,
     });
   }
+}
+
+/**
+ * The S3 secret key of an R2 token. An empty value (a provider or API that withheld it) would give
+ * `sha256("")`, a key that authenticates nothing, so the deploy stops here instead.
+ */
+export function s3SecretFromTokenValue(value: string | undefined): string {
+  if (!value) {
+    throw new Error(
+      "the R2 token's value came back empty, so no S3 secret key can be derived; " +
+        "re-create the token (pulumi up --replace on its URN) rather than deploy machines that cannot authenticate",
+    );
+  }
+  return sha256Hex(value);
 }
 
 export function sha256Hex(value: string | Uint8Array): string {

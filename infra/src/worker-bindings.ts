@@ -1,12 +1,14 @@
 import type * as cloudflare from "@pulumi/cloudflare";
 import * as pulumi from "@pulumi/pulumi";
-import { queueProducers, type SecretName, secrets, type VarName, vars } from "@tcoder/worker/bindings";
+import { queueProducers, type SecretName, secrets, stackQueueName, type VarName, vars } from "@tcoder/worker/bindings";
 
 export type WorkerBinding = cloudflare.types.input.WorkersScriptBinding;
 
 export interface WorkerBindingValues {
   vars: Record<VarName, pulumi.Input<string>>;
   secrets: Record<SecretName, pulumi.Input<string>>;
+  /** The stack's name prefix, which its queue names carry. */
+  namePrefix: string;
 }
 
 /**
@@ -22,7 +24,11 @@ export function workerBindings(values: WorkerBindingValues): WorkerBinding[] {
     (name): WorkerBinding => ({ type: "secret_text", name, text: pulumi.secret(values.secrets[name]) }),
   );
   const producers = Object.entries(queueProducers).map(
-    ([name, queueName]): WorkerBinding => ({ type: "queue", name, queueName }),
+    ([name, queueName]): WorkerBinding => ({
+      type: "queue",
+      name,
+      queueName: stackQueueName(values.namePrefix, queueName),
+    }),
   );
   return [...plain, ...secret, ...producers].sort((a, b) => String(a.name).localeCompare(String(b.name)));
 }

@@ -46,10 +46,19 @@ describe("Fly app dynamic provider against the local Fly API", () => {
     await expect(provider.delete?.(created.id, created.outs as FlyAppProviderOutputs)).resolves.toBeUndefined();
   });
 
-  test("creating a name that is taken fails with the status and what to change", async () => {
-    const inputs = inputsFor("tcoder-test-taken");
-    await provider.create(inputs);
-    await expect(provider.create(inputs)).rejects.toThrow(/HTTP 422.*tcoder:flyAppName/);
+  test("a rerun after a partial failure adopts the app it already created in the same org", async () => {
+    const inputs = inputsFor("tcoder-test-rerun");
+    const first = await provider.create(inputs);
+    const posts = fly.calls()["POST /v1/apps"] ?? 0;
+    // The state write of the first run was lost: the engine creates again.
+    const again = await provider.create(inputs);
+    expect(fly.calls()["POST /v1/apps"]).toBe(posts + 1);
+    expect(again).toEqual(first);
+  });
+
+  test("a name taken in another org fails with the status and what to change", async () => {
+    await provider.create(inputsFor("tcoder-test-taken", { orgSlug: "someone-else" }));
+    await expect(provider.create(inputsFor("tcoder-test-taken"))).rejects.toThrow(/HTTP 422.*tcoder:flyAppName/);
   });
 
   test("a wrong token fails with 401 and names the config key", async () => {

@@ -95,8 +95,10 @@ function fakeOutputs(type: string, name: string, inputs: Record<string, unknown>
     case "command:local:Command": {
       const environment = unwrapSecret(inputs.environment) as Record<string, unknown> | undefined;
       const image = String(environment?.IMAGE ?? "");
-      // The build command prints the pushed digest reference last on stdout.
-      return { stdout: `pushed\n${image.slice(0, image.lastIndexOf(":"))}@sha256:${"ab".repeat(32)}\n` };
+      // The build command prints the pushed digest reference last on stdout. The command provider
+      // makes every output secret when any input is (FLY_API_TOKEN is), as the engine shows.
+      const stdout = `pushed\n${image.slice(0, image.lastIndexOf(":"))}@sha256:${"ab".repeat(32)}\n`;
+      return { stdout: environment === inputs.environment ? stdout : { [sigKey]: secretSig, value: stdout } };
     }
     case "pulumi-nodejs:dynamic/fly:App":
       return { appId: `fly-app-id-${name}`, status: "deployed" };
@@ -175,12 +177,8 @@ export async function runProgram(
         return { id: args.custom ? `${args.name}-id` : undefined, state };
       },
       call(args) {
-        if (args.token.endsWith("getAccountApiTokenPermissionGroupsList")) {
-          const name = decodeURIComponent(String(args.inputs.name));
-          const id = `mock-group-${name.toLowerCase().replace(/\W+/g, "-")}`;
-          return { results: [{ id, name, category: "r2", isSelectable: true, scopes: [] }] };
-        }
-        throw new Error(`unmocked invoke ${args.token}`);
+        // `pulumi preview` must work offline with dummy credentials: no data source or invoke.
+        throw new Error(`the program called ${args.token}; preview must not call a cloud API`);
       },
     },
     "tcoder",

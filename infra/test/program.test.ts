@@ -8,12 +8,13 @@ import {
   queues,
   type SecretName,
   secrets,
+  stackQueueName,
   uploadNotification,
   type VarName,
   vars,
 } from "@tcoder/worker/bindings";
 import { beforeAll, describe, expect, test } from "vitest";
-import { configKeyOf } from "../src/config.ts";
+import { configKeyOf, defaultFlyAppName } from "../src/config.ts";
 import { imageSourceHash, imageSourcePaths } from "../src/image-source.ts";
 import { sha256Hex } from "../src/storage.ts";
 import { type ProgramRun, type RegisteredResource, repoRoot, runProgram, SECRET } from "./mock-program.ts";
@@ -50,6 +51,7 @@ function bindingsOf(script: RegisteredResource, view: "inputs" | "rawInputs" = "
 }
 
 describe("dev stack under mocks (config from Pulumi.dev.yaml)", () => {
+  const flyApp = defaultFlyAppName("tcoder-dev", "0123456789abcdef0123456789abcdef");
   let run: ProgramRun;
   beforeAll(async () => {
     run = await runProgram("dev");
@@ -85,8 +87,11 @@ describe("dev stack under mocks (config from Pulumi.dev.yaml)", () => {
     for (const name of Object.keys(secrets) as SecretName[]) {
       expect(bindings.get(name), name).toEqual({ type: "secret_text", name, text: SECRET });
     }
+    const queueNames = new Set(run.byType(T.queue).map((q) => q.inputs.queueName));
     for (const [name, queueName] of Object.entries(queueProducers)) {
-      expect(bindings.get(name), name).toEqual({ type: "queue", name, queueName });
+      const stackName = stackQueueName("tcoder-dev", queueName);
+      expect(bindings.get(name), name).toEqual({ type: "queue", name, queueName: stackName });
+      expect(queueNames.has(stackName), `${name} names a queue this stack creates`).toBe(true);
     }
     expect(bindings.size).toBe(
       Object.keys(vars).length + Object.keys(secrets).length + Object.keys(queueProducers).length,
@@ -136,7 +141,7 @@ describe("dev stack under mocks (config from Pulumi.dev.yaml)", () => {
   test("the R2 notification sends object-created events under inputs/ of the input bucket to the uploads queue", () => {
     const notification = run.one(T.notification).inputs;
     expect(notification.bucketName).toBe("tcoder-dev-inputs");
-    expect(notification.queueId).toBe(`${uploadNotification.queue}-id`);
+    expect(notification.queueId).toBe(`${stackQueueName("tcoder-dev", uploadNotification.queue)}-id`);
     expect(notification.rules).toEqual([
       expect.objectContaining({ prefix: uploadNotification.prefix, actions: [...uploadNotification.actions] }),
     ]);
@@ -146,14 +151,16 @@ describe("dev stack under mocks (config from Pulumi.dev.yaml)", () => {
   test("every declared queue has a dead-letter queue and a worker consumer with its settings", () => {
     const queueNames = run.byType(T.queue).map((q) => q.inputs.queueName);
     for (const [key, declared] of Object.entries(queues)) {
-      expect(queueNames).toContain(declared.name);
-      expect(queueNames).toContain(declared.deadLetterQueue);
+      const name = `tcoder-dev-${key}`;
+      expect(stackQueueName("tcoder-dev", declared.name)).toBe(name);
+      expect(queueNames).toContain(name);
+      expect(queueNames).toContain(`${name}-dlq`);
       expect(run.one(T.consumer, `control-plane-${key}-consumer`).inputs).toEqual({
         accountId: "0123456789abcdef0123456789abcdef",
-        queueId: `${declared.name}-id`,
+        queueId: `${name}-id`,
         scriptName: "tcoder-dev-api",
         type: "worker",
-        deadLetterQueue: declared.deadLetterQueue,
+        deadLetterQueue: `${name}-dlq`,
         settings: {
           batchSize: declared.maxBatchSize,
           maxRetries: declared.maxRetries,
@@ -211,15 +218,22 @@ describe("dev stack under mocks (config from Pulumi.dev.yaml)", () => {
   test("the image is built from a source hash and tagged in the Fly app's registry; its token stays secret", () => {
     const image = run.one(T.image).inputs;
     expect(image.environment).toMatchObject({
-      IMAGE: expect.stringMatching(/^registry\.fly\.io\/tcoder-dev-machines:[0-9a-f]{16}$/),
+      IMAGE: expect.stringMatching(new RegExp(`^registry\\.fly\\.io/${flyApp}:[0-9a-f]{16}$`)),
       FLY_API_TOKEN: SECRET,
     });
-    expect(image.triggers).toEqual([expect.stringMatching(/^[0-9a-f]{64}$/), "tcoder-dev-machines"]);
+    expect(image.triggers).toEqual([expect.stringMatching(/^[0-9a-f]{64}$/), flyApp]);
     expect(run.one(T.flyApp).inputs).toMatchObject({
-      name: "tcoder-dev-machines",
+      name: flyApp,
       orgSlug: "personal",
       apiToken: SECRET,
     });
+  });
+
+  test("no input names this checkout's path, so a clone elsewhere neither rebuilds the image nor re-uploads the worker", () => {
+    for (const resource of run.resources) {
+      expect(JSON.stringify(resource.rawInputs), `${resource.type} ${resource.name}`).not.toContain(repoRoot);
+    }
+    expect(run.one(T.script).inputs.contentFile).toBe("infra/dist/worker/worker.js");
   });
 
   test("stack outputs a client needs; the API token and Redis URL are secret", () => {
@@ -227,12 +241,39 @@ describe("dev stack under mocks (config from Pulumi.dev.yaml)", () => {
     expect(o.apiUrl).toEqual({ value: "https://tcoder-dev-api.tcoder-example.workers.dev", secret: false });
     expect(o.inputBucket).toEqual({ value: "tcoder-dev-inputs", secret: false });
     expect(o.outputBucket).toEqual({ value: "tcoder-dev-outputs", secret: false });
-    expect(o.uploadsQueue).toEqual({ value: "tcoder-uploads", secret: false });
-    expect(o.flyApp).toEqual({ value: "tcoder-dev-machines", secret: false });
-    expect(o.imageDigest?.value).toMatch(/^sha256:[0-9a-f]{64}$/);
-    expect(o.machineImage?.value).toBe(`registry.fly.io/tcoder-dev-machines@${String(o.imageDigest?.value)}`);
+    expect(o.uploadsQueue).toEqual({ value: "tcoder-dev-uploads", secret: false });
+    expect(o.flyApp).toEqual({ value: flyApp, secret: false });
+    // The command provider returns the build's stdout as a secret (the mock does too); a digest is
+    // not one, and MACHINE_IMAGE is a plain-text binding.
+    expect(o.imageDigest).toEqual({ value: expect.stringMatching(/^sha256:[0-9a-f]{64}$/), secret: false });
+    expect(o.machineImage).toEqual({
+      value: `registry.fly.io/${flyApp}@${String(o.imageDigest?.value)}`,
+      secret: false,
+    });
+    expect(bindingsOf(run.one(T.script), "inputs").get("MACHINE_IMAGE")?.text).toBe(o.machineImage?.value);
     expect(o.apiToken).toEqual({ value: run.secretConfig["tcoder:apiToken"], secret: true });
     expect(o.redisRestUrl?.secret).toBe(true);
+  });
+});
+
+describe("two stacks in one Cloudflare account", () => {
+  test("share no account-scoped name (buckets, queues, worker, token), and adopters get different Fly apps", async () => {
+    const accountScoped = (run: ProgramRun) =>
+      [
+        ...run.byType(T.bucket).map((r) => r.inputs.name),
+        ...run.byType(T.queue).map((r) => r.inputs.queueName),
+        ...run.byType(T.script).map((r) => r.inputs.scriptName),
+        ...run.byType(T.token).map((r) => r.rawInputs.name),
+        ...run.byType(T.flyApp).map((r) => r.inputs.name),
+      ].map(String);
+    const dev = await runProgram("dev");
+    const staging = await runProgram("dev", { "tcoder:namePrefix": "tcoder-staging" });
+    const devNames = accountScoped(dev);
+    expect(devNames).toHaveLength(new Set(devNames).size);
+    expect(accountScoped(staging).filter((name) => devNames.includes(name))).toEqual([]);
+
+    const otherAdopter = await runProgram("dev", { "tcoder:cloudflareAccountId": "f".repeat(32) });
+    expect(otherAdopter.one(T.flyApp).inputs.name).not.toBe(dev.one(T.flyApp).inputs.name);
   });
 });
 

@@ -71,6 +71,24 @@ export const queues = {
   },
 } as const;
 
+/** The prefix the declared queue names carry: the local stack's. */
+const declaredQueuePrefix = "tcoder";
+
+/**
+ * A queue's name in a stack whose names start with `prefix` (`tcoder-uploads` → `tcoder-dev-uploads`):
+ * queue names are account-wide on Cloudflare, so two stacks in one account need their own.
+ */
+export function stackQueueName(prefix: string, declaredName: string): string {
+  return `${prefix}${declaredName.slice(declaredQueuePrefix.length)}`;
+}
+
+/** The declared queue a batch came from, whatever prefix its stack gave it. */
+export function queueKeyOf(queueName: string): keyof typeof queues | undefined {
+  return (Object.keys(queues) as (keyof typeof queues)[]).find((key) =>
+    queueName.endsWith(queues[key].name.slice(declaredQueuePrefix.length)),
+  );
+}
+
 /** Producer bindings (name in `env` → queue). */
 export const queueProducers = {
   CALLBACKS_QUEUE: queues.callbacks.name,
@@ -105,6 +123,19 @@ export interface Queue<Body> {
 }
 
 const seconds = z.coerce.number().int().positive();
+
+/** Shortest bearer token the API accepts in `API_TOKEN`. */
+export const MIN_API_TOKEN_LENGTH = 16;
+
+/**
+ * The tokens an `API_TOKEN` value holds: one, or several separated by commas (a rotation in
+ * progress). Spaces around each are ignored; tokens never contain commas or spaces.
+ */
+export const apiTokens = (raw: string): string[] =>
+  raw
+    .split(",")
+    .map((token) => token.trim())
+    .filter((token) => token.length > 0);
 const bool = z.enum(["true", "false"]).transform((v) => v === "true");
 
 /** Typed settings parsed from `env` once per request; a missing or bad value names itself. */
@@ -123,19 +154,6 @@ export const settingsSchema = z.object({
   MACHINE_CPUS: z.coerce.number().int().min(1).max(16),
   MACHINE_MEMORY_MB: z.coerce.number().int().min(256),
   MAX_MACHINES: z.coerce.number().int().min(1).max(100),
-
-/** Shortest bearer token the API accepts in `API_TOKEN`. */
-export const MIN_API_TOKEN_LENGTH = 16;
-
-/**
- * The tokens an `API_TOKEN` value holds: one, or several separated by commas (a rotation in
- * progress). Spaces around each are ignored; tokens never contain commas or spaces.
- */
-export const apiTokens = (raw: string): string[] =>
-  raw
-    .split(",")
-    .map((token) => token.trim())
-    .filter((token) => token.length > 0);
   MACHINE_IDLE_STOP_SECONDS: seconds,
   JOB_LEASE_SECONDS: seconds,
   JOB_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(20),
