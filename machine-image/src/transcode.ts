@@ -8,7 +8,7 @@ import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises"
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import type { S3Client } from "@aws-sdk/client-s3";
-import type { JobError, JobStage, OutputKeys, Preset, ProbeSummary } from "@tcoder/worker/contract";
+import type { JobError, JobStage, OutputKeys, PlaybackPolicy, Preset, ProbeSummary } from "@tcoder/worker/contract";
 import {
   AUDIO_RENDITION,
   buildTranscodeArgs,
@@ -19,6 +19,7 @@ import {
 } from "./media/ffmpeg-args.ts";
 import { encodedDurationSeconds } from "./media/inspect.ts";
 import { planLadder } from "./media/ladder.ts";
+import { machineMemoryBytes, oomKillCount } from "./media/out-of-memory.ts";
 import { type MediaLimits, probeFile } from "./media/probe.ts";
 import { FfmpegAbortedError, FfmpegError, ffmpegQuiet, runFfmpeg } from "./media/run-ffmpeg.ts";
 import {
@@ -47,6 +48,8 @@ export interface JobToRun {
   attempt: number;
   preset: Preset;
   inputKey: string;
+  /** Which bucket the package goes to (contract `packageBucketVar`); absent means public. */
+  playback?: PlaybackPolicy;
 }
 
 export interface TranscodeDeps {
@@ -157,22 +160,34 @@ async function runAttempt(job: JobToRun, deps: TranscodeDeps, dir: string): Prom
     thumbnail: thumbnailPlan,
   };
   for (const d of outputDirs(spec)) await mkdir(d, { recursive: true });
+  const oomKillsBefore = await oomKillCount();
   try {
     await runFfmpeg(buildTranscodeArgs(spec), {
       ...(signal ? { signal } : {}),
       onProgress: (p) => report("transcoding", p.outTimeSeconds / probe.durationSeconds),
     });
   } catch (error) {
-    if (error instanceof FfmpegError)
-      // The source probed fine, so an error exit means damaged media (not worth retrying); a kill
-      // by a signal (out of memory) is the machine's fault and worth another attempt.
+    if (!(error instanceof FfmpegError)) throw error;
+    // Killed by the OOM killer: this source needs more memory than the machine has, and another
+    // attempt on the same machine size would end the same way.
+    const oomKillsAfter = error.exitCode === null ? await oomKillCount() : undefined;
+    if (oomKillsBefore !== undefined && oomKillsAfter !== undefined && oomKillsAfter > oomKillsBefore) {
+      const megabytes = Math.round((await machineMemoryBytes()) / 2 ** 20);
       return failure(
-        "transcode_failed",
-        `ffmpeg failed: ${error.stderrTail.split("\n").slice(-3).join(" | ") || error.message}`,
-        error.exitCode === null,
+        "out_of_memory",
+        `ffmpeg was killed for lack of memory: ${job.preset} of this source needs more than the machine's ${megabytes} MB (raise MACHINE_MEMORY_MB or choose a smaller preset)`,
+        false,
         probe,
       );
-    throw error;
+    }
+    // The source probed fine, so an error exit means damaged media (not worth retrying); any other
+    // kill by a signal is the machine's fault and worth another attempt.
+    return failure(
+      "transcode_failed",
+      `ffmpeg failed: ${error.stderrTail.split("\n").slice(-3).join(" | ") || error.message}`,
+      error.exitCode === null,
+      probe,
+    );
   }
 
   const built = await buildPackage(job, spec, thumbnailPlan, probe, signal);

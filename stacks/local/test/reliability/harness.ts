@@ -14,7 +14,7 @@ import { isTerminal, type Job } from "@tcoder/worker/contract";
 import { type ApiClient, createApiClient, putFile, type UploadTicket } from "../../src/cli/api-client.ts";
 import type { FlyApiFaults } from "../../src/services/fly-api.ts";
 import type { S3Faults } from "../../src/services/s3-store.ts";
-import { type LocalStack, startLocalStack } from "../../src/stack.ts";
+import { type LocalStack, type RunnerKind, startLocalStack } from "../../src/stack.ts";
 import { makeClip } from "../e2e/clips.ts";
 
 /** A machine in any of these may still have its program running: all of them count against the cap. */
@@ -53,6 +53,8 @@ export interface FaultStackOptions {
   s3Faults?: S3Faults;
   cronIntervalMs?: number;
   machineEnv?: Record<string, string>;
+  /** What runs the machines (default `process`). */
+  runner?: RunnerKind;
 }
 
 export interface FaultStack {
@@ -85,6 +87,7 @@ export async function startFaultStack(name: string, opts: FaultStackOptions = {}
       machineEnv: { X264_PRESET: "ultrafast", POLL_MIN_MS: "200", POLL_MAX_MS: "1000", ...opts.machineEnv },
       ...(opts.flyFaults ? { flyFaults: opts.flyFaults } : {}),
       ...(opts.s3Faults ? { s3Faults: opts.s3Faults } : {}),
+      ...(opts.runner ? { runner: opts.runner } : {}),
       log: (source, line) => {
         if (!source.startsWith("machine ")) {
           workerLines.push(line);

@@ -7,6 +7,7 @@
 import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import type { Job } from "@tcoder/worker/contract";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runnerKinds } from "../../src/stack.ts";
 import { makeClip } from "../e2e/clips.ts";
 import {
   type CallbackReceiver,
@@ -18,19 +19,22 @@ import {
   waitForTerminal,
 } from "./harness.ts";
 
-describe("a machine killed mid-transcode", () => {
+// Once per runner: a process group SIGKILLed, and a container SIGKILLed (the image that ships).
+describe.each(runnerKinds)("a machine killed mid-transcode (%s runner)", (runner) => {
   let fault: FaultStack;
   let hooks: CallbackReceiver;
 
   beforeAll(async () => {
     hooks = await startCallbackReceiver();
+    // A container stack builds the image first when its inputs changed (cached otherwise).
     fault = await startFaultStack("machine-crash", {
       maxMachines: 1,
+      runner,
       vars: { JOB_LEASE_SECONDS: "4" },
       // Slow enough that the transcode stage lasts a few seconds; the kill lands inside it.
       machineEnv: { X264_PRESET: "medium" },
     });
-  });
+  }, 600_000);
   afterAll(async () => {
     await fault?.stop();
     await hooks?.close();
