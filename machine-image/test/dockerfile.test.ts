@@ -1,6 +1,7 @@
 /**
- * The image cannot be built here (no Docker engine), so the Dockerfile's promises that a build
- * depends on are checked as text: `npm ci` in the builder needs every workspace's manifest.
+ * The Dockerfile's promises checked as text, with a message that names what is missing: `npm ci` in
+ * the builder needs every workspace's manifest. The real build and a start of the image run in
+ * stacks/local/test/e2e/machine-image.test.ts (podman).
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";

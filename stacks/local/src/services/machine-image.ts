@@ -466,10 +466,14 @@ const megabytes = (bytes: number) => `${(bytes / 1_000_000).toFixed(0)} MB`;
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const result = await ensureMachineImage({ log: (line) => process.stderr.write(`${line}\n`) });
-  const compressed = await compressedImageBytes(result.ref);
-  process.stdout.write(
-    `${result.ref} ${result.built ? "built" : "up to date (inputs unchanged)"} in ${result.seconds.toFixed(1)} s ` +
-      `(base images ${result.baseSeconds.toFixed(1)} s): ${megabytes(result.sizeBytes)}, ` +
-      `${megabytes(compressed)} compressed (gzip layers, as a registry stores them)\n`,
-  );
+  const compressedBytes = await compressedImageBytes(result.ref);
+  if (process.argv.includes("--json")) {
+    process.stdout.write(`${JSON.stringify({ ...result, compressedBytes })}\n`);
+  } else {
+    process.stdout.write(
+      `${result.ref} ${result.built ? "built" : "up to date (inputs unchanged)"} in ${result.seconds.toFixed(1)} s ` +
+        `(base images ${result.baseSeconds.toFixed(1)} s): ${megabytes(result.sizeBytes)}, ` +
+        `${megabytes(compressedBytes)} compressed (gzip layers, as a registry stores them)\n`,
+    );
+  }
 }

@@ -45,6 +45,15 @@ function corePool(count: number) {
   };
 }
 
+/** What podman itself needs from this process's environment (the machine gets only `--env` names). */
+const podmanHostEnv = () =>
+  Object.fromEntries(
+    ["PATH", "HOME", "TMPDIR", "XDG_RUNTIME_DIR", "CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF"].flatMap((name) => {
+      const value = process.env[name];
+      return value === undefined ? [] : [[name, value]];
+    }),
+  );
+
 const signalNames = Object.fromEntries(Object.entries(constants.signals).map(([name, number]) => [number, name]));
 
 export function containerRunner(opts: ContainerRunnerOptions = {}): MachineRunner & {
@@ -99,7 +108,7 @@ export function containerRunner(opts: ContainerRunnerOptions = {}): MachineRunne
         machine.config.image,
       ];
       const child = spawn("podman", args, {
-        env: { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin", ...env },
+        env: { ...podmanHostEnv(), ...env },
         stdio: ["ignore", "pipe", "pipe"],
       });
       const container = { name, done: false };
