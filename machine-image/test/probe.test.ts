@@ -32,8 +32,10 @@ describe("summarizeProbe", () => {
           rotation: 0,
           frameRate: 30,
           pixelFormat: "yuv420p",
+          dynamicRange: "sdr",
         },
         audio: { codec: "aac", channels: 2, sampleRate: 48000 },
+        audioStreams: [{ index: 0, codec: "aac", channels: 2, sampleRate: 48000, default: true }],
       },
     });
   });
@@ -42,6 +44,84 @@ describe("summarizeProbe", () => {
     const rotated = { ...videoStream, side_data_list: [{ side_data_type: "Display Matrix", rotation: -90 }] };
     const result = summarizeProbe({ streams: [rotated], format }, 1, limits);
     expect(result.ok && result.probe.video).toMatchObject({ displayWidth: 1080, displayHeight: 1920, rotation: 270 });
+  });
+
+  it("applies non-square pixels to the width, then the rotation, for the display size", () => {
+    const pal169 = { ...videoStream, width: 720, height: 576, sample_aspect_ratio: "64:45" };
+    const hdv = { ...videoStream, width: 1440, height: 1080, sample_aspect_ratio: "4:3" };
+    const ntsc43Rotated = {
+      ...videoStream,
+      width: 720,
+      height: 480,
+      sample_aspect_ratio: "8:9",
+      side_data_list: [{ rotation: 90 }],
+    };
+    const square = { ...videoStream, sample_aspect_ratio: "1:1" };
+    const unknown = { ...videoStream, sample_aspect_ratio: "0:1" };
+    const display = (stream: typeof videoStream) => {
+      const result = summarizeProbe({ streams: [stream], format }, 1, limits);
+      const v = result.ok ? result.probe.video : undefined;
+      return v && [v.displayWidth, v.displayHeight, v.sampleAspectRatio];
+    };
+    expect(display(pal169)).toEqual([1024, 576, "64:45"]);
+    expect(display(hdv)).toEqual([1920, 1080, "4:3"]);
+    expect(display(ntsc43Rotated)).toEqual([480, 640, "8:9"]);
+    expect(display(square)).toEqual([1920, 1080, undefined]);
+    expect(display(unknown)).toEqual([1920, 1080, undefined]);
+  });
+
+  it("reports field order and the HDR transfer", () => {
+    const interlacedHdr = {
+      ...videoStream,
+      field_order: "tt",
+      color_primaries: "bt2020",
+      color_transfer: "smpte2084",
+      color_space: "bt2020nc",
+    };
+    const result = summarizeProbe({ streams: [interlacedHdr], format }, 1, limits);
+    expect(result.ok && result.probe.video).toMatchObject({
+      fieldOrder: "tt",
+      dynamicRange: "pq",
+      colorPrimaries: "bt2020",
+      colorTransfer: "smpte2084",
+      colorSpace: "bt2020nc",
+    });
+    const hlg = { ...videoStream, color_transfer: "arib-std-b67", field_order: "progressive" };
+    const hlgResult = summarizeProbe({ streams: [hlg], format }, 1, limits);
+    expect(hlgResult.ok && hlgResult.probe.video).toMatchObject({ fieldOrder: "progressive", dynamicRange: "hlg" });
+  });
+
+  it("lists every audio and subtitle stream with BCP 47 languages, titles and the default", () => {
+    const english = { ...audioStream, tags: { language: "eng", handler_name: "SoundHandler" } };
+    const french = {
+      ...audioStream,
+      channels: 6,
+      channel_layout: "5.1",
+      tags: { language: "fre", title: "Français 5.1" },
+      disposition: { default: 1 },
+    };
+    const srt = { codec_type: "subtitle", codec_name: "subrip", tags: { language: "ger" }, disposition: { forced: 1 } };
+    const pgs = { codec_type: "subtitle", codec_name: "hdmv_pgs_subtitle", tags: { language: "und" } };
+    const result = summarizeProbe({ streams: [videoStream, english, french, srt, pgs], format }, 1, limits);
+    if (!result.ok) throw new Error(result.message);
+    expect(result.probe.audio).toEqual({ codec: "aac", channels: 6, sampleRate: 48000 });
+    expect(result.probe.audioStreams).toEqual([
+      { index: 0, codec: "aac", channels: 2, sampleRate: 48000, language: "en", default: false },
+      {
+        index: 1,
+        codec: "aac",
+        channels: 6,
+        channelLayout: "5.1",
+        sampleRate: 48000,
+        language: "fr",
+        title: "Français 5.1",
+        default: true,
+      },
+    ]);
+    expect(result.probe.subtitleStreams).toEqual([
+      { index: 0, codec: "subrip", text: true, language: "de", default: false, forced: true },
+      { index: 1, codec: "hdmv_pgs_subtitle", text: false, default: false, forced: false },
+    ]);
   });
 
   it("rejects a container with neither video nor audio as unsupported", () => {

@@ -2,89 +2,30 @@
  * The transcode pipeline end to end on real ffmpeg and the local S3 store: each generated source
  * gives the right renditions (checked with ffprobe on what was published) or the right failure.
  */
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
-import { startS3Store } from "@tcoder/local/services/s3-store";
-import { type Preset, presets } from "@tcoder/worker/contract";
+import { readFile } from "node:fs/promises";
+import { presets } from "@tcoder/worker/contract";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { manifestKey, outputPrefix } from "../src/package/layout.ts";
 import type { Manifest } from "../src/package/manifest.ts";
-import { createS3Client, listKeys } from "../src/storage/s3.ts";
-import { AttemptStoppedError, type TranscodeOutcome, transcodeJob } from "../src/transcode.ts";
+import { listKeys } from "../src/storage/s3.ts";
+import { AttemptStoppedError } from "../src/transcode.ts";
 import { clips } from "./support/clips.ts";
-import { downloadPrefix, headObject, isFaststart, keyframeTimes, mediaFacts } from "./support/outputs.ts";
+import { headObject, isFaststart, keyframeTimes, mediaFacts } from "./support/outputs.ts";
+import { completed, OUTPUTS, type Pipeline, type Run, startPipeline } from "./support/pipeline.ts";
 
-const credentials = { accessKeyId: "test-key", secretAccessKey: "test-secret" };
-const INPUTS = "inputs";
-const OUTPUTS = "outputs";
-
+let pipeline: Pipeline;
 let dir: string;
-let store: Awaited<ReturnType<typeof startS3Store>>;
-let s3: S3Client;
-let jobCounter = 0;
+let s3: Pipeline["s3"];
+const transcode: Pipeline["transcode"] = (source, options) => pipeline.transcode(source, options);
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), "tcoder-transcode-"));
-  store = await startS3Store({ dir: join(dir, "store"), credentials, buckets: [INPUTS, OUTPUTS] });
-  s3 = createS3Client({ endpoint: store.endpoint, region: "auto", ...credentials });
+  pipeline = await startPipeline();
+  ({ dir, s3 } = pipeline);
 });
 
 afterAll(async () => {
-  s3?.destroy();
-  await store?.stop();
-  await rm(dir, { recursive: true, force: true });
+  await pipeline?.stop();
 });
-
-interface Run {
-  jobId: string;
-  outcome: TranscodeOutcome;
-  /** Local copy of everything published under outputs/<jobId>/. */
-  local: (key: string) => string;
-  keys: string[];
-}
-
-interface RunOptions {
-  preset?: Preset;
-  limits?: { maxDurationSeconds: number; maxPixels: number };
-  jobId?: string;
-  attempt?: number;
-  confirmLease?: () => Promise<boolean>;
-}
-
-async function transcode(source: string | null, options: RunOptions = {}): Promise<Run> {
-  const {
-    preset = presets["hls-ladder"],
-    limits = { maxDurationSeconds: 4 * 3600, maxPixels: 4096 * 2304 },
-    jobId = `job${++jobCounter}`,
-    attempt = 1,
-    confirmLease,
-  } = options;
-  const inputKey = `inputs/${jobId}/source`;
-  if (source) await s3.send(new PutObjectCommand({ Bucket: INPUTS, Key: inputKey, Body: await readFile(source) }));
-  const outcome = await transcodeJob(
-    { jobId, attempt, preset, inputKey },
-    {
-      s3,
-      inputBucket: INPUTS,
-      outputBucket: OUTPUTS,
-      workDir: join(dir, "work"),
-      limits,
-      x264Preset: "ultrafast",
-      uploadConcurrency: 4,
-      ...(confirmLease ? { confirmLease } : {}),
-    },
-  );
-  const downloaded = join(dir, "published", `${jobId}-${attempt}`);
-  const keys = await downloadPrefix(s3, OUTPUTS, outputPrefix(jobId), downloaded);
-  return { jobId, outcome, keys, local: (key) => join(downloaded, key) };
-}
-
-function completed(run: Run) {
-  if (run.outcome.kind !== "completed") throw new Error(`expected completed, got ${JSON.stringify(run.outcome)}`);
-  return run.outcome;
-}
 
 /** Checks every rendition with ffprobe: size, duration, audio, and keyframes shared across the ladder. */
 async function expectLadder(

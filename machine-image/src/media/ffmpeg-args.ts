@@ -139,7 +139,7 @@ export function buildTranscodeArgs(spec: TranscodeSpec): string[] {
       const top = plan.renditions[0] as PlannedRendition;
       const at = posterTimeSeconds(spec.durationSeconds).toFixed(3);
       graph.push(
-        `[s${branch++}]select='isnan(prev_selected_t)*gte(t\\,${at})',scale=${top.width}:${top.height}[poster]`,
+        `[s${branch++}]select='isnan(prev_selected_t)*gte(t\\,${at})',scale=${top.width}:${top.height},setsar=1[poster]`,
       );
     }
     args.push("-filter_complex", graph.join(";"));

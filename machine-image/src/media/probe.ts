@@ -5,7 +5,14 @@
  */
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import type { JobErrorCode, ProbeSummary } from "@tcoder/worker/contract";
+import {
+  type AudioStreamSummary,
+  type DynamicRange,
+  type JobErrorCode,
+  languageTag,
+  type ProbeSummary,
+  type SubtitleStreamSummary,
+} from "@tcoder/worker/contract";
 import { z } from "zod";
 
 const execFileAsync = promisify(execFile);
@@ -18,13 +25,22 @@ const ffprobeStream = z.looseObject({
   pix_fmt: z.string().optional(),
   avg_frame_rate: z.string().optional(),
   r_frame_rate: z.string().optional(),
+  sample_aspect_ratio: z.string().optional(),
+  field_order: z.string().optional(),
+  color_primaries: z.string().optional(),
+  color_transfer: z.string().optional(),
+  color_space: z.string().optional(),
   channels: z.number().optional(),
+  channel_layout: z.string().optional(),
   sample_rate: z.string().optional(),
   duration: z.string().optional(),
   tags: z.record(z.string(), z.string()).optional(),
   side_data_list: z.array(z.looseObject({ rotation: z.number().optional() })).optional(),
-  disposition: z.looseObject({ attached_pic: z.number().optional() }).optional(),
+  disposition: z
+    .looseObject({ attached_pic: z.number().optional(), default: z.number().optional(), forced: z.number().optional() })
+    .optional(),
 });
+type FfprobeStream = z.infer<typeof ffprobeStream>;
 
 export const FfprobeOutput = z.object({
   streams: z.array(ffprobeStream).default([]),
@@ -67,11 +83,76 @@ const toNumber = (value: string | undefined): number | undefined => {
 };
 
 /** Rotation in degrees, normalised to 0/90/180/270, from the display matrix or the legacy tag. */
-const rotationOf = (stream: z.infer<typeof ffprobeStream>): number => {
+const rotationOf = (stream: FfprobeStream): number => {
   const raw = stream.side_data_list?.find((s) => s.rotation !== undefined)?.rotation ?? toNumber(stream.tags?.rotate);
   if (raw === undefined) return 0;
   return (((Math.round(raw / 90) * 90) % 360) + 360) % 360;
 };
+
+/** The sample aspect ratio as [num, den] when pixels are not square; ffprobe says `0:1` or `N/A` for unknown. */
+const sampleAspectOf = (stream: FfprobeStream): [number, number] | undefined => {
+  const [num, den] = (stream.sample_aspect_ratio ?? "").split(":").map(Number);
+  if (!num || !den || !Number.isFinite(num) || !Number.isFinite(den) || num <= 0 || den <= 0 || num === den)
+    return undefined;
+  return [num, den];
+};
+
+/** PQ (SMPTE ST 2084) and HLG (ARIB STD-B67) are the HDR transfers; everything else is shown as SDR. */
+const dynamicRangeOf = (transfer: string | undefined): DynamicRange =>
+  transfer === "smpte2084" ? "pq" : transfer === "arib-std-b67" ? "hlg" : "sdr";
+
+const known = (value: string | undefined) => (value && value !== "unknown" ? value : undefined);
+
+// Bitmap subtitles: they cannot become text (WebVTT) without OCR, so they are reported as skipped.
+const IMAGE_SUBTITLE_CODECS = new Set(["hdmv_pgs_subtitle", "dvb_subtitle", "dvd_subtitle", "xsub", "dvb_teletext"]);
+
+const tagOf = (stream: FfprobeStream, name: string) => {
+  const value = stream.tags?.[name] ?? stream.tags?.[name.toUpperCase()];
+  return value?.trim() ? value.trim() : undefined;
+};
+
+/** The stream flagged default, else the first: what a player without a track menu should get. */
+const defaultIndex = (streams: FfprobeStream[]) =>
+  Math.max(
+    0,
+    streams.findIndex((s) => s.disposition?.default === 1),
+  );
+
+function summarizeAudioStreams(streams: FfprobeStream[]): AudioStreamSummary[] {
+  const chosen = defaultIndex(streams);
+  return streams.map((s, index) => {
+    const language = languageTag(tagOf(s, "language"));
+    const title = tagOf(s, "title") ?? tagOf(s, "handler_name");
+    return {
+      index,
+      codec: s.codec_name ?? "unknown",
+      channels: Math.max(1, s.channels ?? 2),
+      ...(s.channel_layout ? { channelLayout: s.channel_layout } : {}),
+      sampleRate: Math.max(1, Math.round(toNumber(s.sample_rate) ?? 48_000)),
+      ...(language ? { language } : {}),
+      // MP4 muxers name every track "SoundHandler": a handler name only counts when it says something.
+      ...(title && !/^(Sound|Video|Subtitle)Handler$/i.test(title) ? { title } : {}),
+      default: index === chosen,
+    };
+  });
+}
+
+function summarizeSubtitleStreams(streams: FfprobeStream[]): SubtitleStreamSummary[] {
+  return streams.map((s, index) => {
+    const codec = s.codec_name ?? "unknown";
+    const language = languageTag(tagOf(s, "language"));
+    const title = tagOf(s, "title");
+    return {
+      index,
+      codec,
+      text: !IMAGE_SUBTITLE_CODECS.has(codec) && codec !== "unknown",
+      ...(language ? { language } : {}),
+      ...(title && !/^SubtitleHandler$/i.test(title) ? { title } : {}),
+      default: s.disposition?.default === 1,
+      forced: s.disposition?.forced === 1,
+    };
+  });
+}
 
 /**
  * At or below this probe score ffmpeg itself warns "detected only with low score, misdetection
@@ -93,7 +174,9 @@ export function summarizeProbe(output: FfprobeOutput, sizeBytes: number, limits:
     };
   // Cover art is a video stream in ffprobe's eyes but not something to transcode.
   const videoStream = output.streams.find((s) => s.codec_type === "video" && s.disposition?.attached_pic !== 1);
-  const audioStream = output.streams.find((s) => s.codec_type === "audio");
+  const audioStreams = output.streams.filter((s) => s.codec_type === "audio");
+  const audioStream = audioStreams[defaultIndex(audioStreams)];
+  const subtitleStreams = output.streams.filter((s) => s.codec_type === "subtitle");
   const duration =
     toNumber(output.format?.duration) ?? toNumber(videoStream?.duration) ?? toNumber(audioStream?.duration) ?? 0;
   const bitRate = toNumber(output.format?.bit_rate);
@@ -102,15 +185,30 @@ export function summarizeProbe(output: FfprobeOutput, sizeBytes: number, limits:
   if (videoStream?.width && videoStream.height) {
     const rotation = rotationOf(videoStream);
     const quarterTurn = rotation === 90 || rotation === 270;
+    // Non-square pixels stretch the width (ffmpeg's convention: the height is the scan lines), then
+    // a quarter turn swaps the sides.
+    const sar = sampleAspectOf(videoStream);
+    const width = sar ? Math.max(1, Math.round((videoStream.width * sar[0]) / sar[1])) : videoStream.width;
+    const height = videoStream.height;
+    const fieldOrder = known(videoStream.field_order);
+    const colorPrimaries = known(videoStream.color_primaries);
+    const colorTransfer = known(videoStream.color_transfer);
+    const colorSpace = known(videoStream.color_space);
     video = {
       codec: videoStream.codec_name ?? "unknown",
       width: videoStream.width,
       height: videoStream.height,
-      displayWidth: quarterTurn ? videoStream.height : videoStream.width,
-      displayHeight: quarterTurn ? videoStream.width : videoStream.height,
+      displayWidth: quarterTurn ? height : width,
+      displayHeight: quarterTurn ? width : height,
       rotation,
       frameRate: parseRate(videoStream.avg_frame_rate) ?? parseRate(videoStream.r_frame_rate) ?? 25,
       ...(videoStream.pix_fmt ? { pixelFormat: videoStream.pix_fmt } : {}),
+      ...(sar ? { sampleAspectRatio: `${sar[0]}:${sar[1]}` } : {}),
+      ...(fieldOrder ? { fieldOrder } : {}),
+      dynamicRange: dynamicRangeOf(colorTransfer),
+      ...(colorPrimaries ? { colorPrimaries } : {}),
+      ...(colorTransfer ? { colorTransfer } : {}),
+      ...(colorSpace ? { colorSpace } : {}),
     };
   }
   let audio: ProbeSummary["audio"];
@@ -129,6 +227,8 @@ export function summarizeProbe(output: FfprobeOutput, sizeBytes: number, limits:
     ...(bitRate !== undefined ? { bitRate: Math.round(bitRate) } : {}),
     ...(video ? { video } : {}),
     ...(audio ? { audio } : {}),
+    ...(audioStreams.length > 0 ? { audioStreams: summarizeAudioStreams(audioStreams) } : {}),
+    ...(subtitleStreams.length > 0 ? { subtitleStreams: summarizeSubtitleStreams(subtitleStreams) } : {}),
   };
 
   if (!video && !audio)

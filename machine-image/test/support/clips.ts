@@ -75,6 +75,26 @@ export const clips = {
     await ffmpeg([...video("320x180", 10, 11), ...tone(11), ...fastH264, "-c:a", "aac", "-shortest", path]);
     return path;
   },
+  /**
+   * Non-square pixels: `size` coded, each pixel `sar` wide (e.g. NTSC 720×480 at 32:27 shows as
+   * 16:9, at 8:9 as 4:3), with audio, 1 s.
+   */
+  async anamorphic(dir: string, size: string, sar: `${number}/${number}`) {
+    const path = join(dir, `anamorphic-${size}-${sar.replace("/", "x")}.mp4`);
+    await ffmpeg([
+      "-f",
+      "lavfi",
+      "-i",
+      `testsrc2=size=${size}:rate=25:duration=1,setsar=${sar}`,
+      ...tone(1),
+      ...fastH264,
+      "-c:a",
+      "aac",
+      "-shortest",
+      path,
+    ]);
+    return path;
+  },
   /** The first half of an MP4 whose index (moov) is at the end: unreadable. */
   async truncated(dir: string) {
     const whole = join(dir, "whole.mp4");

@@ -30,7 +30,21 @@ export async function headObject(s3: S3Client, bucket: string, key: string) {
 
 export interface MediaFacts {
   durationSeconds: number;
-  video?: { width: number; height: number; frameRate: number; rotation: number };
+  video?: {
+    width: number;
+    height: number;
+    frameRate: number;
+    rotation: number;
+    codec: string;
+    /** `1:1` for square pixels (ffprobe's `0:1`, unknown, counts as square too). */
+    sampleAspectRatio: string;
+    /** Width ÷ height as displayed: sample aspect ratio applied. */
+    displayAspect: number;
+    colorPrimaries?: string;
+    colorTransfer?: string;
+    colorSpace?: string;
+    pixelFormat?: string;
+  };
   audio?: { codec: string; channels: number };
 }
 
@@ -55,6 +69,11 @@ export async function mediaFacts(path: string): Promise<MediaFacts> {
       r_frame_rate?: string;
       channels?: number;
       side_data_list?: { rotation?: number }[];
+      sample_aspect_ratio?: string;
+      color_primaries?: string;
+      color_transfer?: string;
+      color_space?: string;
+      pix_fmt?: string;
     }[];
   };
   const v = json.streams.find((s) => s.codec_type === "video");
@@ -63,6 +82,7 @@ export async function mediaFacts(path: string): Promise<MediaFacts> {
     const [n, d] = (r ?? "0/1").split("/").map(Number);
     return (n ?? 0) / (d || 1);
   };
+  const sar = (r?: string) => (!r || r === "0:1" || r === "N/A" ? "1:1" : r);
   return {
     durationSeconds: Number(json.format.duration),
     ...(v
@@ -72,6 +92,13 @@ export async function mediaFacts(path: string): Promise<MediaFacts> {
             height: v.height ?? 0,
             frameRate: rate(v.avg_frame_rate) || rate(v.r_frame_rate),
             rotation: v.side_data_list?.find((s) => s.rotation !== undefined)?.rotation ?? 0,
+            codec: v.codec_name,
+            sampleAspectRatio: sar(v.sample_aspect_ratio),
+            displayAspect: ((v.width ?? 0) * rate(sar(v.sample_aspect_ratio).replace(":", "/"))) / (v.height || 1),
+            ...(v.color_primaries ? { colorPrimaries: v.color_primaries } : {}),
+            ...(v.color_transfer ? { colorTransfer: v.color_transfer } : {}),
+            ...(v.color_space ? { colorSpace: v.color_space } : {}),
+            ...(v.pix_fmt ? { pixelFormat: v.pix_fmt } : {}),
           },
         }
       : {}),

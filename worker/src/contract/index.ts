@@ -1,4 +1,5 @@
 export * from "./job.ts";
+export * from "./language.ts";
 export * from "./machine-events.ts";
 export * from "./presets.ts";
 export * from "./r2-events.ts";

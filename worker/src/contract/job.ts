@@ -73,6 +73,39 @@ export const JobError = z.object({ code: JobErrorCode, message: z.string().max(2
 export type JobError = z.infer<typeof JobError>;
 
 /** What ffprobe said about the source, as recorded on the job. */
+/** Transfer characteristics: SDR, or the two HDR curves phones and broadcasters record (contract for HDR handling). */
+export const dynamicRanges = ["sdr", "pq", "hlg"] as const;
+export const DynamicRange = z.enum(dynamicRanges);
+export type DynamicRange = z.infer<typeof DynamicRange>;
+
+/** One audio stream of the source; `index` is its position among the source's audio streams (`0:a:<index>`). */
+export const AudioStreamSummary = z.object({
+  index: z.number().int().nonnegative(),
+  codec: z.string(),
+  channels: z.number().int().positive(),
+  channelLayout: z.string().optional(),
+  sampleRate: z.number().int().positive(),
+  /** BCP 47 tag from the stream's language tag (ISO 639-2 `eng` becomes `en`); absent when untagged. */
+  language: z.string().optional(),
+  title: z.string().optional(),
+  /** The stream the source marks as default (or the first, when it marks none). */
+  default: z.boolean(),
+});
+export type AudioStreamSummary = z.infer<typeof AudioStreamSummary>;
+
+/** One subtitle stream of the source; `index` is its position among the source's subtitle streams (`0:s:<index>`). */
+export const SubtitleStreamSummary = z.object({
+  index: z.number().int().nonnegative(),
+  codec: z.string(),
+  /** Text subtitles become WebVTT renditions; image ones (PGS, DVB, DVD) cannot and are skipped. */
+  text: z.boolean(),
+  language: z.string().optional(),
+  title: z.string().optional(),
+  default: z.boolean(),
+  forced: z.boolean(),
+});
+export type SubtitleStreamSummary = z.infer<typeof SubtitleStreamSummary>;
+
 export const ProbeSummary = z.object({
   formatName: z.string(),
   durationSeconds: z.number().nonnegative(),
@@ -83,15 +116,24 @@ export const ProbeSummary = z.object({
       codec: z.string(),
       width: z.number().int().positive(),
       height: z.number().int().positive(),
-      /** Display size after rotation. */
+      /** Display size: the sample aspect ratio applied to the width, then the rotation. */
       displayWidth: z.number().int().positive(),
       displayHeight: z.number().int().positive(),
       rotation: z.number().int(),
       frameRate: z.number().positive(),
       pixelFormat: z.string().optional(),
     })
+      /** Shape of one coded pixel (`64:45` for PAL DV at 16:9); absent when pixels are square. */
+      sampleAspectRatio: z.string().optional(),
+      /** Interlaced (`tt`, `bb`, `tb`, `bt`: field order) or `progressive`; absent when the source does not say. */
+      fieldOrder: z.string().optional(),
+      dynamicRange: DynamicRange.optional(),
+      colorPrimaries: z.string().optional(),
+      colorTransfer: z.string().optional(),
+      colorSpace: z.string().optional(),
     .optional(),
   audio: z
+  /** The default audio stream (what a single-track player hears). */
     .object({
       codec: z.string(),
       channels: z.number().int().positive(),
@@ -99,6 +141,10 @@ export const ProbeSummary = z.object({
     })
     .optional(),
 });
+  /** Every audio stream, in source order; each becomes an alternate audio rendition. */
+  audioStreams: z.array(AudioStreamSummary).optional(),
+  /** Every subtitle stream, in source order. */
+  subtitleStreams: z.array(SubtitleStreamSummary).optional(),
 export type ProbeSummary = z.infer<typeof ProbeSummary>;
 
 /** Keys (relative to the output bucket) of a published package, as machines report them. */
