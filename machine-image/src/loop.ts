@@ -3,7 +3,7 @@
  * stop once it has been idle long enough. Idle time is measured from when the machine last FINISHED
  * a job (or booted); an empty poll never resets it, so an idle machine always stops.
  */
-import { isPresetName, type JobStage, type MachineEvent, presets } from "@tcoder/worker/contract";
+import { isPresetName, type JobStage, type MachineEvent, type PlaybackPolicy, presets } from "@tcoder/worker/contract";
 import type { ControlPlane } from "./control-plane.ts";
 import { AttemptStoppedError, type JobToRun, type TranscodeOutcome } from "./transcode.ts";
 
@@ -13,6 +13,7 @@ export interface Claim {
   attempt: number;
   preset: string;
   inputKey: string;
+  playback?: PlaybackPolicy;
 }
 
 export interface JobRunContext {
@@ -165,6 +166,7 @@ async function workOn(claim: Claim, deps: LoopDeps, log: Logger, now: () => numb
       attempt: claim.attempt,
       preset: presets[claim.preset],
       inputKey: claim.inputKey,
+      ...(claim.playback ? { playback: claim.playback } : {}),
     };
     let outcome: TranscodeOutcome;
     try {

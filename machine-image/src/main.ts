@@ -3,6 +3,7 @@
  * (Fly starts the machine again on the next start call); anything else is a fault worth seeing.
  */
 import { mkdir } from "node:fs/promises";
+import { packageBucketVar } from "@tcoder/worker/contract";
 import { claimNextJob } from "@tcoder/worker/state";
 import { Redis } from "@upstash/redis";
 import { ConfigError, loadConfig } from "./config.ts";
@@ -72,7 +73,8 @@ async function main(): Promise<number> {
       transcodeJob(job, {
         s3,
         inputBucket: config.INPUT_BUCKET,
-        outputBucket: config.OUTPUT_BUCKET,
+        // A signed job's package goes where nothing is publicly readable (contract/playback.ts).
+        outputBucket: config[packageBucketVar(job.playback ?? "public")],
         workDir: config.WORK_DIR,
         limits: { maxDurationSeconds: config.MAX_DURATION_SECONDS, maxPixels: config.MAX_PIXELS },
         x264Preset: config.X264_PRESET,

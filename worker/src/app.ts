@@ -1,11 +1,11 @@
 /**
  * The control-plane HTTP API: one router per resource, mounted under /v1, behind bearer auth
- * except the signed machine-events endpoint. `/openapi.json` is generated from the same zod
- * schemas the routes validate with.
+ * except the signed machine-events endpoint and token-signed playback. `/openapi.json` is
+ * generated from the same zod schemas the routes validate with.
  */
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
-import { MACHINE_EVENTS_PATH } from "./contract/index.ts";
+import { MACHINE_EVENTS_PATH, PLAYBACK_PATH } from "./contract/index.ts";
 import { requireApiToken } from "./http/auth.ts";
 import { type AppEnv, readSettings, redisFromSettings } from "./http/context.ts";
 import { onError, onNotFound } from "./http/errors.ts";
@@ -16,6 +16,7 @@ import { health } from "./routes/health.ts";
 import { jobs } from "./routes/jobs.ts";
 import { machineEvents } from "./routes/machine-events.ts";
 import { multipart } from "./routes/multipart.ts";
+import { playback } from "./routes/playback.ts";
 import { stats } from "./routes/stats.ts";
 import { uploads } from "./routes/uploads.ts";
 
@@ -34,7 +35,9 @@ app.use("/v1/*", async (c, next) => {
   c.set("redis", redisFromSettings(settings));
   await next();
 });
-app.use("/v1/*", async (c, next) => (c.req.path === MACHINE_EVENTS_PATH ? next() : requireApiToken(c, next)));
+// Machines sign their events and players carry a playback token instead of the API's bearer token.
+const ownCredentials = (path: string) => path === MACHINE_EVENTS_PATH || path.startsWith(`${PLAYBACK_PATH}/`);
+app.use("/v1/*", async (c, next) => (ownCredentials(c.req.path) ? next() : requireApiToken(c, next)));
 app.use(
   "/v1/*",
   bodyLimit({
@@ -53,6 +56,7 @@ const routes = app
   .route("/v1/uploads", multipart)
   .route("/v1/jobs", jobs)
   .route("/v1/stats", stats)
+  .route(PLAYBACK_PATH, playback)
   .route(MACHINE_EVENTS_PATH, machineEvents);
 
 // The web console: outside /v1, so no bearer check on the page itself (it signs in with a token).

@@ -50,6 +50,8 @@ export const secrets = {
   FLY_API_TOKEN: { description: "Fly Machines API token" },
   MACHINE_EVENTS_SECRET: { description: "HMAC key machines sign their events with" },
   CALLBACK_SIGNING_SECRET: { description: "HMAC key for callbacks to clients' callbackUrl" },
+  /** Signs the expiring tokens of signed-playback URLs (contract/playback.ts); apps may hold it to sign offline. */
+  PLAYBACK_SIGNING_SECRET: { description: "HMAC key for signed playback tokens" },
 } as const;
 
 /** Queues the worker consumes. The uploads queue is fed by the R2 event notification rule. */
@@ -175,6 +177,7 @@ export const settingsSchema = z.object({
   FLY_API_TOKEN: z.string().min(1),
   MACHINE_EVENTS_SECRET: z.string().min(16),
   CALLBACK_SIGNING_SECRET: z.string().min(16),
+  PLAYBACK_SIGNING_SECRET: z.string().min(16),
 });
 export type Settings = z.infer<typeof settingsSchema>;
 

@@ -13,6 +13,7 @@ import type {
   ListJobsOptions,
   MultipartPlan,
   PartUrls,
+  PlaybackToken,
   UploadCreated,
   UploadOptions,
   UploadProgress,
@@ -263,6 +264,7 @@ export function createClient(options: ClientOptions & { resolveSource?: SourceRe
           contentType,
           size: blob.size,
           ...(opts.preset ? { preset: opts.preset } : {}),
+          ...(opts.playback ? { playback: opts.playback } : {}),
           ...(opts.metadata ? { metadata: opts.metadata } : {}),
           ...(opts.callbackUrl ? { callbackUrl: opts.callbackUrl } : {}),
         },
@@ -375,6 +377,18 @@ export function createClient(options: ClientOptions & { resolveSource?: SourceRe
      */
     deleteJob: (id: string, opts: { signal?: AbortSignal } = {}) =>
       api<void>("DELETE", jobPath(id), undefined, opts.signal),
+
+    /**
+     * An expiring URL of a signed job's master playlist (or MP4), and its token (`?token=` opens
+     * every other output URL of the job too). Without a network call: `signPlaybackUrl`.
+     */
+    createPlaybackToken: (id: string, opts: { expiresInSeconds?: number; signal?: AbortSignal } = {}) =>
+      api<PlaybackToken>(
+        "POST",
+        `${jobPath(id)}/playback-tokens`,
+        opts.expiresInSeconds === undefined ? {} : { expiresInSeconds: opts.expiresInSeconds },
+        opts.signal,
+      ),
 
     /**
      * Polls the job (with backoff) until it is completed, failed, canceled, expired or deleted and resolves

@@ -24,6 +24,8 @@ export type MultipartPlan = InferResponseType<Multipart["$get"], 200>;
 export type PartUrls = InferResponseType<Multipart["parts"]["$post"], 200>;
 /** `GET /v1/jobs` */
 export type JobPage = InferResponseType<Api["v1"]["jobs"]["$get"], 200>;
+/** `POST /v1/jobs/{id}/playback-tokens` */
+export type PlaybackToken = InferResponseType<Api["v1"]["jobs"][":id"]["playback-tokens"]["$post"], 200>;
 
 export interface ListJobsOptions {
   state?: JobState;
@@ -46,6 +48,8 @@ export interface UploadProgress {
 
 export interface UploadOptions {
   preset?: string;
+  /** `signed`: outputs play only through the worker with an expiring token (`createPlaybackToken`). */
+  playback?: "public" | "signed";
   metadata?: Record<string, string>;
   callbackUrl?: string;
   /** Defaults to the File's name (or the path's base name). */

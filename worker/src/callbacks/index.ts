@@ -119,7 +119,7 @@ async function deliverMessage(message: CallbackQueueMessage, settings: Settings,
     message.ack();
     return;
   }
-  const payload: CallbackPayload = { type: `job.${state}`, job: presentJob(settings.OUTPUTS_BASE_URL, job) };
+  const payload: CallbackPayload = { type: `job.${state}`, job: presentJob(settings, job) };
   const result = await deliverCallback(job.callbackUrl, settings.CALLBACK_SIGNING_SECRET, payload);
   if (result.ok) {
     await recordCallbackState(redis, jobId, { state: "delivered", attempts: message.attempts });

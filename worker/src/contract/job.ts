@@ -3,6 +3,7 @@
  * Every other module imports these; no state name is written as a string anywhere else.
  */
 import { z } from "zod";
+import { playbackPolicies } from "./playback.ts";
 
 export const jobStates = [
   "awaiting_upload",
@@ -72,7 +73,6 @@ export type JobErrorCode = z.infer<typeof JobErrorCode>;
 export const JobError = z.object({ code: JobErrorCode, message: z.string().max(2000) });
 export type JobError = z.infer<typeof JobError>;
 
-/** What ffprobe said about the source, as recorded on the job. */
 /** Transfer characteristics: SDR, or the two HDR curves phones and broadcasters record (contract for HDR handling). */
 export const dynamicRanges = ["sdr", "pq", "hlg"] as const;
 export const DynamicRange = z.enum(dynamicRanges);
@@ -106,6 +106,7 @@ export const SubtitleStreamSummary = z.object({
 });
 export type SubtitleStreamSummary = z.infer<typeof SubtitleStreamSummary>;
 
+/** What ffprobe said about the source, as recorded on the job. */
 export const ProbeSummary = z.object({
   formatName: z.string(),
   durationSeconds: z.number().nonnegative(),
@@ -122,7 +123,6 @@ export const ProbeSummary = z.object({
       rotation: z.number().int(),
       frameRate: z.number().positive(),
       pixelFormat: z.string().optional(),
-    })
       /** Shape of one coded pixel (`64:45` for PAL DV at 16:9); absent when pixels are square. */
       sampleAspectRatio: z.string().optional(),
       /** Interlaced (`tt`, `bb`, `tb`, `bt`: field order) or `progressive`; absent when the source does not say. */
@@ -131,20 +131,21 @@ export const ProbeSummary = z.object({
       colorPrimaries: z.string().optional(),
       colorTransfer: z.string().optional(),
       colorSpace: z.string().optional(),
+    })
     .optional(),
-  audio: z
   /** The default audio stream (what a single-track player hears). */
+  audio: z
     .object({
       codec: z.string(),
       channels: z.number().int().positive(),
       sampleRate: z.number().int().positive(),
     })
     .optional(),
-});
   /** Every audio stream, in source order; each becomes an alternate audio rendition. */
   audioStreams: z.array(AudioStreamSummary).optional(),
   /** Every subtitle stream, in source order. */
   subtitleStreams: z.array(SubtitleStreamSummary).optional(),
+});
 export type ProbeSummary = z.infer<typeof ProbeSummary>;
 
 /** Keys (relative to the output bucket) of a published package, as machines report them. */
@@ -191,6 +192,10 @@ export const JobOutputs = z.object({
 });
 export type JobOutputs = z.infer<typeof JobOutputs>;
 
+/** `public`: players read the public output bucket; `signed`: only through the worker, with a token (playback.ts). */
+export const PlaybackPolicy = z.enum(playbackPolicies);
+export type PlaybackPolicy = z.infer<typeof PlaybackPolicy>;
+
 export const Metadata = z
   .record(z.string().max(64), z.string().max(512))
   .refine((m) => Object.keys(m).length <= 32, "at most 32 metadata keys");
@@ -200,6 +205,7 @@ export const Job = z.object({
   id: z.string(),
   state: JobState,
   preset: z.string(),
+  playback: PlaybackPolicy,
   progress: z.number().min(0).max(1),
   stage: JobStage.optional(),
   attempts: z.number().int().nonnegative(),

@@ -5,6 +5,7 @@
  * again; every step is idempotent (listing what is left, deleting what is listed).
  */
 import type { Settings } from "../bindings.ts";
+import { packageBucketVar, playbackPolicies } from "../contract/index.ts";
 import { duePurges, finishPurge, inputPrefixFor, outputPrefixFor, type StateRedis } from "../state/index.ts";
 import { getJobUpload } from "../state/uploads.ts";
 import { abortMultipartUpload } from "../storage/multipart.ts";
@@ -15,10 +16,13 @@ type PurgeSettings = Pick<
   "INPUT_BUCKET" | "OUTPUT_BUCKET" | "S3_ENDPOINT" | "S3_REGION" | "S3_ACCESS_KEY_ID" | "S3_SECRET_ACCESS_KEY"
 >;
 
-/** Where a job's objects can be: its source in the input bucket, its packages in the output bucket. */
+/**
+ * Where a job's objects can be: its source in the input bucket, its packages in the bucket of its
+ * playback policy (each policy's is searched, so nothing depends on the record being intact).
+ */
 export const jobObjectLocations = (settings: PurgeSettings, jobId: string): { bucket: string; prefix: string }[] => [
   { bucket: settings.INPUT_BUCKET, prefix: inputPrefixFor(jobId) },
-  { bucket: settings.OUTPUT_BUCKET, prefix: outputPrefixFor(jobId) },
+  ...playbackPolicies.map((policy) => ({ bucket: settings[packageBucketVar(policy)], prefix: outputPrefixFor(jobId) })),
 ];
 
 export interface PurgeResult {

@@ -1,11 +1,12 @@
-/** The options every job-creating request shares: preset, callback URL and metadata. */
+/** The options every job-creating request shares: preset, playback policy, callback URL and metadata. */
 import type { Settings } from "../bindings.ts";
-import { isPresetName, type PresetName } from "../contract/index.ts";
+import { isPresetName, type PlaybackPolicy, type PresetName } from "../contract/index.ts";
 import { checkCallbackUrl } from "./callback-url.ts";
 import { ProblemError } from "./problem.ts";
 
 export interface JobOptions {
   preset: PresetName;
+  playback: PlaybackPolicy;
   callbackUrl?: string;
   metadata?: Record<string, string>;
 }
@@ -14,6 +15,7 @@ export function resolveJobOptions(
   settings: Settings,
   request: {
     preset?: string | undefined;
+    playback?: PlaybackPolicy | undefined;
     callbackUrl?: string | undefined;
     metadata?: Record<string, string> | undefined;
   },
@@ -24,7 +26,7 @@ export function resolveJobOptions(
       throw new ProblemError("misconfigured", { detail: "missing or invalid setting(s): DEFAULT_PRESET" });
     throw new ProblemError("unknown_preset", { detail: `no preset named ${JSON.stringify(preset)}` });
   }
-  const options: JobOptions = { preset };
+  const options: JobOptions = { preset, playback: request.playback ?? "public" };
   if (request.callbackUrl !== undefined) {
     const check = checkCallbackUrl(request.callbackUrl, { allowInsecure: settings.ALLOW_INSECURE_CALLBACKS });
     if (!check.ok) throw new ProblemError("invalid_callback_url", { detail: check.reason });

@@ -1,12 +1,19 @@
-/** Stored jobs carry output keys; the public job carries every key with its public URL. */
-import type { Job, JobOutputs, OutputKeys } from "../contract/index.ts";
+/**
+ * Stored jobs carry output keys; the public job carries every key with its URL: under the public
+ * base URL, or for signed playback the worker's playback URL (without a token: 403 until one is
+ * added, see contract/playback.ts).
+ */
+import type { Settings } from "../bindings.ts";
+import { type Job, type JobOutputs, type OutputKeys, playbackUrl } from "../contract/index.ts";
 import type { StoredJob } from "../state/index.ts";
+
+export type PresentSettings = Pick<Settings, "OUTPUTS_BASE_URL" | "CONTROL_PLANE_URL">;
 
 export const publicUrl = (outputsBaseUrl: string, key: string): string =>
   `${outputsBaseUrl.replace(/\/+$/, "")}/${key.split("/").map(encodeURIComponent).join("/")}`;
 
-export function presentOutputs(outputsBaseUrl: string, keys: OutputKeys): JobOutputs {
-  const ref = (key: string) => ({ key, url: publicUrl(outputsBaseUrl, key) });
+export function presentOutputs(urlOf: (key: string) => string, keys: OutputKeys): JobOutputs {
+  const ref = (key: string) => ({ key, url: urlOf(key) });
   const optional = (key: string | undefined) => (key === undefined ? undefined : ref(key));
   const outputs: JobOutputs = {
     manifest: ref(keys.manifest),
@@ -25,7 +32,12 @@ export function presentOutputs(outputsBaseUrl: string, keys: OutputKeys): JobOut
   return outputs;
 }
 
-export function presentJob(outputsBaseUrl: string, job: StoredJob): Job {
+export function presentJob(settings: PresentSettings, job: StoredJob): Job {
   const { outputs, ...rest } = job;
-  return outputs ? { ...rest, outputs: presentOutputs(outputsBaseUrl, outputs) } : rest;
+  if (!outputs) return rest;
+  const urlOf =
+    job.playback === "signed"
+      ? (key: string) => playbackUrl(settings.CONTROL_PLANE_URL, key)
+      : (key: string) => publicUrl(settings.OUTPUTS_BASE_URL, key);
+  return { ...rest, outputs: presentOutputs(urlOf, outputs) };
 }

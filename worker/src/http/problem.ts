@@ -7,6 +7,7 @@ import { z } from "@hono/zod-openapi";
 export const problemCodes = {
   unauthorized: { status: 401, title: "Missing or invalid bearer token" },
   invalid_signature: { status: 401, title: "Missing, stale or forged event signature" },
+  invalid_playback_token: { status: 403, title: "Missing, expired or forged playback token" },
   invalid_request: { status: 400, title: "The request does not match the schema" },
   malformed_json: { status: 400, title: "The request body is not valid JSON" },
   unknown_preset: { status: 400, title: "No such preset" },
@@ -17,6 +18,7 @@ export const problemCodes = {
   not_found: { status: 404, title: "No such route" },
   job_not_found: { status: 404, title: "No such job" },
   input_not_found: { status: 404, title: "No such input object" },
+  playback_not_found: { status: 404, title: "No such file in the job's package" },
   invalid_state: { status: 409, title: "The job is not in a state that allows this" },
   misconfigured: { status: 500, title: "The service is misconfigured" },
   storage_unavailable: { status: 502, title: "The object store did not answer" },

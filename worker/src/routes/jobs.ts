@@ -4,7 +4,7 @@
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { enqueueCallback } from "../callbacks/index.ts";
-import { JobState } from "../contract/index.ts";
+import { JobState, MAX_PLAYBACK_TOKEN_SECONDS, playbackUrl, signPlaybackUrl } from "../contract/index.ts";
 import { purgeJob } from "../deletion/purge.ts";
 import { admitInBackground } from "../http/admission.ts";
 import { inBackground } from "../http/background.ts";
@@ -57,6 +57,26 @@ const CreateJobRequest = z
   })
   .openapi("CreateJobRequest");
 
+const PlaybackTokenRequest = z
+  .object({
+    expiresInSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(MAX_PLAYBACK_TOKEN_SECONDS)
+      .default(3600)
+      .openapi({ description: "How long the URL plays (default an hour, at most a week)" }),
+  })
+  .openapi("PlaybackTokenRequest");
+
+const PlaybackToken = z
+  .object({
+    url: z.url().openapi({ description: "The master playlist (or the MP4 when there is no HLS), with the token" }),
+    token: z.string().openapi({ description: "The token alone: add `?token=` to any other output URL of the job" }),
+    expiresAt: z.iso.datetime(),
+  })
+  .openapi("PlaybackToken");
+
 const jobResponse = (description: string) => ({
   description,
   content: { "application/json": { schema: PublicJob } },
@@ -94,8 +114,8 @@ export const jobs = new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
           throw new ProblemError("invalid_request", { detail: "cursor is not one this API returned" });
         throw err;
       });
-      const base = c.get("settings").OUTPUTS_BASE_URL;
-      return c.json({ jobs: page.jobs.map((job) => presentJob(base, job)), nextCursor: page.nextCursor }, 200);
+      const settings = c.get("settings");
+      return c.json({ jobs: page.jobs.map((job) => presentJob(settings, job)), nextCursor: page.nextCursor }, 200);
     },
   )
   .openapi(
@@ -145,7 +165,7 @@ export const jobs = new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
         nowMs,
       );
       await admitInBackground(c);
-      return c.json(presentJob(settings.OUTPUTS_BASE_URL, job), 201);
+      return c.json(presentJob(settings, job), 201);
     },
   )
   .openapi(
@@ -165,7 +185,7 @@ export const jobs = new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
       const id = lookupId(c.req.valid("param").id);
       const job = id ? await getJob(c.get("redis"), id) : null;
       if (!job) throw jobNotFound();
-      return c.json(presentJob(c.get("settings").OUTPUTS_BASE_URL, job), 200);
+      return c.json(presentJob(c.get("settings"), job), 200);
     },
   )
   .openapi(
@@ -185,7 +205,7 @@ export const jobs = new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
         (state) => `a ${state ?? "finished"} job cannot be canceled`,
       );
       await inBackground(c, "callback_enqueue", () => enqueueCallback(c.env, canceled));
-      return c.json(presentJob(c.get("settings").OUTPUTS_BASE_URL, canceled), 200);
+      return c.json(presentJob(c.get("settings"), canceled), 200);
     },
   )
   .openapi(
@@ -205,7 +225,7 @@ export const jobs = new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
         (state) => `only failed or canceled jobs can be retried; this one is ${state ?? "not"}`,
       );
       await admitInBackground(c);
-      return c.json(presentJob(c.get("settings").OUTPUTS_BASE_URL, retried), 200);
+      return c.json(presentJob(c.get("settings"), retried), 200);
     },
   )
   .openapi(
@@ -238,5 +258,47 @@ export const jobs = new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
       // The tombstone is written: removing the objects may fail or take long, and the cron resumes it.
       if (!job.purgedAt) await inBackground(c, "purge", () => purgeJob(c.get("settings"), redis, id, nowMs));
       return c.body(null, 204);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: "post",
+      path: "/{id}/playback-tokens",
+      summary: 'An expiring playback URL for a job created with `playback: "signed"`',
+      security: [{ bearer: [] }],
+      request: {
+        params: JobIdParams,
+        body: { required: true, content: { "application/json": { schema: PlaybackTokenRequest } } },
+      },
+      responses: {
+        200: { description: "The signed URL", content: { "application/json": { schema: PlaybackToken } } },
+        400: problemContent("invalid_request"),
+        401: problemContent("unauthorized"),
+        404: problemContent("job_not_found"),
+        409: problemContent("invalid_state (public playback, or no outputs yet)"),
+      },
+    }),
+    async (c) => {
+      const id = lookupId(c.req.valid("param").id);
+      const job = id ? await getJob(c.get("redis"), id) : null;
+      if (!job) throw jobNotFound();
+      if (job.playback !== "signed")
+        throw new ProblemError("invalid_state", {
+          detail: "this job's playback is public: players read its output URLs as they are",
+        });
+      const entry = job.outputs?.hlsMaster ?? job.outputs?.mp4;
+      if (!entry) throw new ProblemError("invalid_state", { detail: `a ${job.state} job has nothing to play` });
+      const settings = c.get("settings");
+      const signed = await signPlaybackUrl(
+        playbackUrl(settings.CONTROL_PLANE_URL, entry),
+        settings.PLAYBACK_SIGNING_SECRET,
+        {
+          expiresInSeconds: c.req.valid("json").expiresInSeconds,
+        },
+      );
+      return c.json(
+        { url: signed.url, token: signed.token, expiresAt: new Date(signed.expiresAt * 1000).toISOString() },
+        200,
+      );
     },
   );

@@ -315,7 +315,7 @@ export const multipart = new OpenAPIHono<AppEnv>({ defaultHook: validationHook }
       await storage(() => completeMultipartUpload(settings, { ...where(settings, upload), uploadId, parts }));
       const job = await getJob(c.get("redis"), id);
       if (!job) throw jobNotFound();
-      return c.json({ job: presentJob(settings.OUTPUTS_BASE_URL, job) }, 200);
+      return c.json({ job: presentJob(settings, job) }, 200);
     },
   )
   .openapi(

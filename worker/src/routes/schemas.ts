@@ -1,6 +1,6 @@
 /** Request/response schemas shared by the resource routers (the OpenAPI document names them). */
 import { z } from "@hono/zod-openapi";
-import { Job, Metadata } from "../contract/index.ts";
+import { Job, Metadata, PlaybackPolicy } from "../contract/index.ts";
 
 /**
  * Contract schemas may be created before @hono/zod-openapi extends zod (module order decides), and
@@ -10,6 +10,9 @@ export const PublicJob = z.object(Job.shape).openapi("Job");
 
 export const JobCreationFields = {
   preset: z.string().min(1).max(64).optional().openapi({ description: "Preset name; DEFAULT_PRESET when absent" }),
+  playback: PlaybackPolicy.optional().openapi({
+    description: "`signed`: outputs are served only by the worker with an expiring token; default `public`",
+  }),
   callbackUrl: z.string().max(2048).optional().openapi({ description: "Receives a signed POST when the job ends" }),
   metadata: Metadata.optional().openapi({ description: "Up to 32 string pairs echoed back on the job" }),
 };

@@ -104,6 +104,6 @@ export const uploads = new OpenAPIHono<AppEnv>({ defaultHook: validationHook }).
       },
       nowMs,
     );
-    return c.json({ jobId, upload, job: presentJob(settings.OUTPUTS_BASE_URL, job) }, 201);
+    return c.json({ jobId, upload, job: presentJob(settings, job) }, 201);
   },
 );

@@ -1,7 +1,7 @@
 /**
  * Job records in Redis and every move between job states.
  *
- * A job is a hash (`keys.job(id)`): `id`, `state`, `preset`, `progress`, `stage`, `attempts`
+ * A job is a hash (`keys.job(id)`): `id`, `state`, `preset`, `playback` (absent: public), `progress`, `stage`, `attempts`
  * (claims that counted), `maxAttempts`, `inputKey`, `inputSizeBytes`, `inputETag`, `machineId`,
  * `leaseMs`; times in epoch ms: `createdAt`, `updatedAt`, `uploadExpiresAt`, `uploadedAt`,
  * `queuedAt`, `startedAt`, `finishedAt`, `leaseExpiresAt`, and once deleted `deletedAt`,
@@ -20,6 +20,7 @@ import {
   jobStates,
   type MachineEvent,
   OutputKeys,
+  PlaybackPolicy,
   type PresetName,
   ProbeSummary,
   terminalStates,
@@ -56,6 +57,8 @@ export interface ClaimedJob {
   attempt: number;
   preset: PresetName;
   inputKey: string;
+  /** Decides the bucket the package is published to (contract `packageBucketVar`). */
+  playback: PlaybackPolicy;
   /** Epoch ms. */
   leaseExpiresAt: number;
 }
@@ -128,6 +131,7 @@ export function jobFromHash(flat: unknown): StoredJob | null {
     id: h.id,
     state: h.state as JobState,
     preset: h.preset ?? "",
+    playback: PlaybackPolicy.catch("public").parse(h.playback),
     progress: Number(h.progress ?? 0),
     stage: h.stage as StoredJob["stage"],
     attempts: Number(h.attempts ?? 0),
@@ -166,6 +170,7 @@ function requireJob(flat: unknown): StoredJob {
 export interface NewJob {
   id: string;
   preset: string;
+  playback?: PlaybackPolicy;
   input: { key: string; filename?: string; contentType?: string; sizeBytes?: number };
   callbackUrl?: string;
   metadata?: Record<string, string>;
@@ -188,6 +193,7 @@ export async function createJob(redis: StateRedis, job: NewJob, nowMs: number): 
     id: job.id,
     state: job.state,
     preset: job.preset,
+    playback: job.playback ?? PlaybackPolicy.enum.public,
     progress: "0",
     attempts: "0",
     maxAttempts: String(job.maxAttempts),
@@ -362,7 +368,8 @@ export async function claimNextJob(
   const nowMs = args.nowMs ?? Date.now();
   const leaseMs = Math.round(args.leaseSeconds * 1000);
   const res = await runScript<
-    { claimed: false } | { claimed: true; jobId: string; attempt: number; preset: string; inputKey: string }
+    | { claimed: false }
+    | { claimed: true; jobId: string; attempt: number; preset: string; inputKey: string; playback: string | false }
   >(redis, claimScript, [keys.queue, keys.leases], {
     ...common(nowMs),
     machineId: args.machineId,
@@ -378,6 +385,7 @@ export async function claimNextJob(
     attempt: Number(res.attempt),
     preset: res.preset as PresetName,
     inputKey: String(res.inputKey),
+    playback: PlaybackPolicy.catch("public").parse(res.playback),
     leaseExpiresAt: nowMs + leaseMs,
   };
 }

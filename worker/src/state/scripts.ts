@@ -109,7 +109,8 @@ for _ = 1, 100 do
     redis.call('HSETNX', cfg.machineKey, 'createdAt', cfg.now)
     redis.call('HSETNX', cfg.machineKey, 'startedAt', cfg.now)
     return reply({claimed = true, jobId = id, attempt = attempt, preset = redis.call('HGET', key, 'preset'),
-      inputKey = redis.call('HGET', key, 'inputKey'), leaseExpiresAt = cfg.leaseExpiresAt})
+      inputKey = redis.call('HGET', key, 'inputKey'), playback = redis.call('HGET', key, 'playback'),
+      leaseExpiresAt = cfg.leaseExpiresAt})
   end
 end
 return reply({claimed = false})

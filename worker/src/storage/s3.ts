@@ -114,3 +114,16 @@ export async function headObject(settings: S3Settings, bucket: string, key: stri
     ...(res.headers.get("etag") ? { eTag: (res.headers.get("etag") as string).replaceAll('"', "") } : {}),
   };
 }
+
+/**
+ * GET (or HEAD) an object as the store answers it, `Range` passed through: 200, 206, 304, 404 and
+ * 416 come back as they are, for the caller to relay.
+ */
+export function fetchObject(
+  settings: S3Settings,
+  bucket: string,
+  key: string,
+  { method = "GET", range }: { method?: "GET" | "HEAD"; range?: string | undefined } = {},
+): Promise<Response> {
+  return s3Fetch(settings, objectUrl(settings, bucket, key), { method, headers: range ? { range } : {} }, method);
+}

@@ -18,6 +18,7 @@ import { defaultVars } from "../../src/bindings.ts";
 export const API_TOKEN = "test-api-token-0123456789abcdef";
 export const MACHINE_EVENTS_SECRET = "machine-events-secret-0123456789";
 export const CALLBACK_SIGNING_SECRET = "callback-signing-secret-0123456789";
+export const PLAYBACK_SIGNING_SECRET = "playback-signing-secret-0123456789";
 export const OUTPUTS_BASE_URL = "https://media.example.test";
 const credentials = { accessKeyId: "test-access-key", secretAccessKey: "test-secret-key-0123456789" };
 
@@ -73,6 +74,7 @@ export async function startControlPlaneServices(overrides: Partial<Env> = {}): P
     FLY_API_TOKEN: fly.token,
     MACHINE_EVENTS_SECRET,
     CALLBACK_SIGNING_SECRET,
+    PLAYBACK_SIGNING_SECRET,
     LOG_LEVEL: "error",
     CALLBACKS_QUEUE: {
       async send(body, options) {

@@ -75,6 +75,7 @@ describe("records", () => {
       id: "j1",
       state: "awaiting_upload",
       preset: "hls-ladder",
+      playback: "public",
       progress: 0,
       attempts: 0,
       maxAttempts: 3,

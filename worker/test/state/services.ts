@@ -60,6 +60,7 @@ export async function startStateServices(overrides: Partial<Env> = {}): Promise<
     FLY_API_TOKEN: fly.token,
     MACHINE_EVENTS_SECRET: "machine-events-secret-0123456789",
     CALLBACK_SIGNING_SECRET: "callback-signing-secret-0123456789",
+    PLAYBACK_SIGNING_SECRET: "playback-signing-secret-0123456789",
     LOG_LEVEL: "error",
     CALLBACKS_QUEUE: {
       async send(body) {
