@@ -89,6 +89,9 @@ export const inputBucket = storage.inputBucket.name;
 export const outputBucket = storage.outputBucket.name;
 export const outputsBaseUrl = storage.outputsBaseUrl;
 export const s3Endpoint = storage.s3Endpoint;
+/** The R2 token's S3 credentials (secret): for emptying the buckets before `pulumi destroy`. */
+export const s3AccessKeyId = storage.accessKeyId;
+export const s3SecretAccessKey = storage.secretAccessKey;
 export const uploadsQueue = events.queues.uploads.queue.queueName;
 export const queueNames = pulumi.output(
   Object.fromEntries(Object.entries(events.queues).map(([key, pair]) => [key, pair.queue.queueName])),

@@ -253,6 +253,8 @@ describe("dev stack under mocks (config from Pulumi.dev.yaml)", () => {
     expect(bindingsOf(run.one(T.script), "inputs").get("MACHINE_IMAGE")?.text).toBe(o.machineImage?.value);
     expect(o.apiToken).toEqual({ value: run.secretConfig["tcoder:apiToken"], secret: true });
     expect(o.redisRestUrl?.secret).toBe(true);
+    expect(o.s3AccessKeyId).toEqual({ value: "storage-s3-token-id", secret: true });
+    expect(o.s3SecretAccessKey).toEqual({ value: sha256Hex("mock-r2-token-value"), secret: true });
   });
 });
 

@@ -9,7 +9,8 @@ import { fileURLToPath } from "node:url";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 // `--for image` adds what `npm run image:build` needs to build the machine image and run it as
 // containers (podman with runc, and debootstrap for the local base image); `--for test` adds that
-// too (the container-runner tests) and Chromium for the web console's browser test.
+// too (the container-runner tests), Chromium for the web console's browser test, and Go, which
+// builds the Pulumi engine the infra tests run (infra/toolchain/build.sh, cached by version).
 const args = process.argv.slice(2);
 const purpose =
   args.find((arg) => arg.startsWith("--for="))?.slice("--for=".length) ??
@@ -21,7 +22,7 @@ const systemPackages = {
   ffprobe: "ffmpeg",
   "redis-server": "redis-server",
   ...(forImage ? { podman: "podman", runc: "runc", catatonit: "catatonit", debootstrap: "debootstrap" } : {}),
-  ...(forTest ? { chromium: "chromium" } : {}),
+  ...(forTest ? { chromium: "chromium", go: "golang-go" } : {}),
 };
 
 const onPath = (cmd) => spawnSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" }).status === 0;
@@ -52,4 +53,8 @@ const lockfile = join(root, "package-lock.json");
 if (!existsSync(installed) || statSync(lockfile).mtimeMs > statSync(installed).mtimeMs) {
   console.error("[bootstrap] installing npm dependencies (npm ci)");
   run("npm", ["ci", "--no-audit", "--no-fund"]);
+}
+if (forTest) {
+  // Stdout carries only the toolchain's path; progress and timings go to stderr.
+  execFileSync("bash", [join(root, "infra", "toolchain", "build.sh")], { stdio: ["ignore", "ignore", "inherit"] });
 }
