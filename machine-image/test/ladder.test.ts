@@ -71,3 +71,26 @@ describe("frameRateExpr", () => {
     expect(frameRateExpr(120).value).toBe(60);
   });
 });
+
+describe("planConditioning", () => {
+  const source = (fields: Partial<NonNullable<ProbeSummary["video"]>>) => {
+    const probe = video(1920, 1080);
+    return planLadder(presets["hls-ladder"], {
+      ...probe,
+      video: { ...(probe.video as NonNullable<ProbeSummary["video"]>), ...fields },
+    }).conditioning;
+  };
+
+  it("deinterlaces sources whose field order says interlaced, and never progressive or unknown ones", () => {
+    for (const fieldOrder of ["tt", "bb", "tb", "bt"]) expect(source({ fieldOrder })?.deinterlace).toBe(true);
+    expect(source({ fieldOrder: "progressive" })?.deinterlace).toBe(false);
+    expect(source({})?.deinterlace).toBe(false);
+  });
+
+  it("takes the YCbCr matrix from the tags, else BT.709 for HD and BT.601 for SD", () => {
+    expect(source({ colorSpace: "smpte170m" })?.matrix).toBe("bt601");
+    expect(source({ colorSpace: "bt2020nc" })?.matrix).toBe("bt2020");
+    expect(source({})?.matrix).toBe("bt709");
+    expect(source({ width: 720, height: 576 })?.matrix).toBe("bt601");
+  });
+});

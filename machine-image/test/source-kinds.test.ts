@@ -6,7 +6,7 @@
 import { presets } from "@tcoder/worker/contract";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clips } from "./support/clips.ts";
-import { mediaFacts } from "./support/outputs.ts";
+import { interlaceDetection, mediaFacts } from "./support/outputs.ts";
 import { completed, type Pipeline, startPipeline } from "./support/pipeline.ts";
 
 let pipeline: Pipeline;
@@ -54,4 +54,26 @@ describe("non-square pixels", () => {
         expectShape(await mediaFacts(run.local(key ?? "")), sourceAspect);
     },
   );
+});
+
+describe("interlaced sources", () => {
+  it.each([
+    ["top field first MPEG-2", "tff", "tt"],
+    ["bottom field first H.264", "bff", "bb"],
+  ] as const)("deinterlaces %s one frame per frame, so no rung shows combing", async (_, order, fieldOrder) => {
+    const source = await clips.interlaced(pipeline.dir, order);
+    // The source really is combed: idet sees the field order in nearly every frame.
+    const before = await interlaceDetection(source);
+    expect(before[order]).toBeGreaterThanOrEqual(20);
+    const run = await pipeline.transcode(source, { preset: presets["hls-small"] });
+    const { outputs, probe } = completed(run);
+    expect(probe.video).toMatchObject({ fieldOrder, frameRate: 25 });
+    expect(outputs.renditions.map((r) => r.name)).toEqual(["360p", "234p"]);
+    for (const key of [...outputs.renditions.map((r) => r.playlist), outputs.mp4 ?? ""]) {
+      const after = await interlaceDetection(run.local(key));
+      expect(after.tff + after.bff).toBeLessThanOrEqual(1);
+      expect(after.progressive).toBeGreaterThanOrEqual(20);
+      expect((await mediaFacts(run.local(key))).video?.frameRate).toBe(25);
+    }
+  });
 });

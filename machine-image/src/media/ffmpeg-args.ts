@@ -5,6 +5,7 @@
  */
 import { join } from "node:path";
 import type { Preset } from "@tcoder/worker/contract";
+import { headFilters } from "./conditioning.ts";
 import type { LadderPlan, PlannedRendition } from "./ladder.ts";
 import { ffmpegQuiet } from "./run-ffmpeg.ts";
 
@@ -122,7 +123,8 @@ export function buildTranscodeArgs(spec: TranscodeSpec): string[] {
     const branches = plan.renditions.length + (spec.thumbnail ? 1 : 0) + (wantPoster ? 1 : 0);
     const graph: string[] = [];
     const labels = Array.from({ length: branches }, (_, i) => `[s${i}]`);
-    graph.push(`[0:v:0]fps=${plan.frameRate.expr},format=yuv420p,split=${branches}${labels.join("")}`);
+    const head = [...(plan.conditioning ? headFilters(plan.conditioning) : []), `fps=${plan.frameRate.expr}`];
+    graph.push(`[0:v:0]${head.join(",")},format=yuv420p,split=${branches}${labels.join("")}`);
     let branch = 0;
     plan.renditions.forEach((r, i) => {
       graph.push(`[s${branch++}]scale=${r.width}:${r.height}:flags=bicubic,setsar=1[v${i}]`);
@@ -224,7 +226,10 @@ export function buildSingleRenditionArgs(spec: TranscodeSpec, index: number): st
     "-i",
     spec.inputPath,
     "-vf",
-    `fps=${spec.plan.frameRate.expr},format=yuv420p,scale=${r.width}:${r.height}:flags=bicubic,setsar=1`,
+    [
+      ...(spec.plan.conditioning ? headFilters(spec.plan.conditioning) : []),
+      `fps=${spec.plan.frameRate.expr},format=yuv420p,scale=${r.width}:${r.height}:flags=bicubic,setsar=1`,
+    ].join(","),
     "-map",
     "0:v:0",
     ...(spec.plan.audio ? ["-map", "0:a:0"] : []),

@@ -3,6 +3,7 @@
  * sized to keep the displayed aspect ratio, with even dimensions H.264 needs.
  */
 import type { Preset, ProbeSummary, Rendition } from "@tcoder/worker/contract";
+import { type Conditioning, planConditioning } from "./conditioning.ts";
 
 export interface PlannedRendition {
   name: string;
@@ -29,6 +30,8 @@ export interface LadderPlan {
   /** Frames between keyframes; identical in every rendition so HLS can switch at any segment. */
   gopFrames: number;
   gopSeconds: number;
+  /** What the source needs before scaling (deinterlace, tone-map); null without video. */
+  conditioning: Conditioning | null;
 }
 
 const MAX_FRAME_RATE = 60;
@@ -74,7 +77,8 @@ export function planLadder(preset: Preset, probe: ProbeSummary): LadderPlan {
       }
     : null;
   const video = probe.video;
-  if (!video) return { renditions: [], audio, frameRate: null, gopFrames: 0, gopSeconds: preset.gopSeconds };
+  if (!video)
+    return { renditions: [], audio, frameRate: null, gopFrames: 0, gopSeconds: preset.gopSeconds, conditioning: null };
 
   const { displayWidth, displayHeight } = video;
   const shortSide = Math.min(displayWidth, displayHeight);
@@ -104,5 +108,6 @@ export function planLadder(preset: Preset, probe: ProbeSummary): LadderPlan {
     frameRate,
     gopFrames: Math.max(1, Math.round(frameRate.value * preset.gopSeconds)),
     gopSeconds: preset.gopSeconds,
+    conditioning: planConditioning(video),
   };
 }

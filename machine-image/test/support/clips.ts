@@ -95,6 +95,28 @@ export const clips = {
     ]);
     return path;
   },
+  /**
+   * Interlaced 640×360, 25 frames/s of 50 moving fields, 1 s: top field first as broadcast MPEG-2
+   * in MPEG-TS, or bottom field first as interlaced H.264 (DV's order). Combing shows on motion.
+   */
+  async interlaced(dir: string, order: "tff" | "bff") {
+    const path = join(dir, order === "tff" ? "interlaced-tff.ts" : "interlaced-bff.mp4");
+    const codec =
+      order === "tff"
+        ? ["-c:v", "mpeg2video", "-q:v", "3", "-flags", "+ilme+ildct", "-top", "1", "-c:a", "mp2"]
+        : [...fastH264, "-flags", "+ilme+ildct", "-x264-params", "bff=1", "-c:a", "aac"];
+    await ffmpeg([
+      "-f",
+      "lavfi",
+      "-i",
+      `testsrc2=size=640x360:rate=50:duration=1,interlace=scan=${order}`,
+      ...tone(1),
+      ...codec,
+      "-shortest",
+      path,
+    ]);
+    return path;
+  },
   /** The first half of an MP4 whose index (moov) is at the end: unreadable. */
   async truncated(dir: string) {
     const whole = join(dir, "whole.mp4");

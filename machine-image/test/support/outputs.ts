@@ -142,3 +142,23 @@ export function isFaststart(bytes: Uint8Array): boolean {
   }
   return false;
 }
+
+/** ffmpeg's interlace detector over the whole file: frames it judged top/bottom field first or progressive. */
+export async function interlaceDetection(path: string): Promise<{ tff: number; bff: number; progressive: number }> {
+  const { stderr } = await execFileAsync("ffmpeg", [
+    "-hide_banner",
+    "-nostats",
+    "-i",
+    path,
+    "-map",
+    "0:v:0",
+    "-vf",
+    "idet",
+    "-f",
+    "null",
+    "-",
+  ]);
+  const line = /Multi frame detection: TFF:\s*(\d+) BFF:\s*(\d+) Progressive:\s*(\d+)/.exec(stderr);
+  if (!line) throw new Error(`idet printed no multi-frame detection for ${path}`);
+  return { tff: Number(line[1]), bff: Number(line[2]), progressive: Number(line[3]) };
+}
