@@ -7,6 +7,7 @@
  * 2. Pipeline overhead: a 1080p clip through the local stack ÷ the same ffmpeg command alone.
  * 3. Control-plane costs per job: Redis commands (at the bridge), Fly API calls, queue → claim.
  * 4. Encode speed (× real time) per preset.
+ * 5. The machine image: size, compressed size, cold and warm build, container vs process start → claim.
  *
  * Knobs: BENCH_PIPELINE_SECONDS (60), BENCH_PIPELINE_PRESET (hls-small), BENCH_X264_PRESET
  * (veryfast), BENCH_LADDER_SECONDS (5), BENCH_REPEAT (2), BENCH_SPEED_SECONDS (10), BENCH_JOBS (8),
@@ -18,6 +19,8 @@ import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { repoRoot } from "../src/stack.ts";
+import { imageBench, imageSection } from "./image.ts";
+import { table } from "./markdown.ts";
 import {
   makeSource,
   phasesOf,
@@ -47,11 +50,6 @@ interface LadderResult {
   rows: string[][];
 }
 
-const table = (header: string[], rows: string[][]) => {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(" | ")} |`;
-  return [line(header), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...rows.map(line)].join("\n");
-};
 const percentile = (values: number[], p: number) => {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? Number.NaN;
@@ -248,6 +246,9 @@ async function main() {
       ].join("\n"),
     );
 
+    // 5. The machine image and container machines.
+    say(imageSection(await imageBench(dir)));
+
     const document = [
       "# Benchmarks",
       "",
@@ -261,6 +262,7 @@ async function main() {
       `- The pipeline's fixed costs are a few seconds whatever the clip: the upload event waits for the uploads queue's batch window (\`maxBatchTimeoutSeconds\` in \`worker/src/bindings.ts\`, 2 s), the machine boots (locally \`node --import tsx\`, in the image a bundled \`node dist/main.js\`), downloads and probes the source, then uploads and publishes the package. ${fixedCosts} A shorter batch window and a faster machine (ffmpeg weighs less with more cores, \`MACHINE_CPUS\`) both shrink the overhead.`,
       '- "ffmpeg inside the pipeline" vs "ffmpeg alone" is the same command line (recorded by a shim in the machines\' PATH and replayed). On 2 shared cores the machine\'s ffmpeg competes with workerd, redis-server, the local cron and the bench\'s own polling, which the lone run does not.',
       "- Redis commands per job include everything the run caused: the API polls of the bench client, the 1 s local cron and idle machines polling the queue. Fly API calls per job fall below 1 when one machine serves several jobs.",
+      "- The machine image is mostly Debian's ffmpeg and the libraries it links (x264/x265, AV1 and VP8/9 codecs, filters); Node is ~100 MB of it. The runtime stage leaves out npm, yarn and corepack (only the `node` binary is copied from the builder) and Mesa's DRI drivers with the LLVM and Z3 they link (~160 MB that only GPU work ever loads): the same Dockerfile built here gave 943 MB before. The cold build is mostly `apt-get install ffmpeg` and `npm ci` in the builder; an edit of `machine-image/src` rebuilds only the bundle and the last `COPY` from podman's layer cache. A container machine starts about as fast as a process-runner machine: the image runs the bundled `main.js`, which skips loading TypeScript.",
       "",
     ].join("\n");
     await writeFile(outPath, document);

@@ -11,10 +11,9 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { availableParallelism, constants, tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { promisify } from "node:util";
 import { podman, podmanContainerFlags, podmanGlobalFlags } from "../podman.ts";
-import { flyMachineEnv, type MachineExit, type MachineRunner } from "./runners.ts";
+import { flyMachineEnv, forwardOutput, type MachineExit, type MachineLog, type MachineRunner } from "./runners.ts";
 
 const execFileAsync = promisify(execFile);
 
@@ -22,7 +21,7 @@ export interface ContainerRunnerOptions {
   /** Extra environment under the machine's own (`config.env` and Fly's names win). */
   env?: Record<string, string>;
   /** Receives each output line; without it output is discarded. */
-  log?: (machineId: string, stream: "stdout" | "stderr", line: string) => void;
+  log?: MachineLog;
 }
 
 /** Cores handed out to machines: each goes to the machine holding the fewest, lowest index first. */
@@ -113,15 +112,7 @@ export function containerRunner(opts: ContainerRunnerOptions = {}): MachineRunne
       });
       const container = { name, done: false };
       live.set(machine.id, container);
-      for (const stream of ["stdout", "stderr"] as const) {
-        const source = child[stream];
-        if (opts.log) {
-          const log = opts.log;
-          createInterface({ input: source }).on("line", (line) => log(machine.id, stream, line));
-        } else {
-          source.resume();
-        }
-      }
+      forwardOutput(child, machine.id, opts.log);
       const exited = new Promise<MachineExit>((resolve) => {
         child.once("close", async (code, signal) => {
           container.done = true;

@@ -60,6 +60,19 @@ export function flyMachineEnv(machine: MachineLaunch): Record<string, string> {
   };
 }
 
+/** Receives each line a machine's program writes. */
+export type MachineLog = (machineId: string, stream: "stdout" | "stderr", line: string) => void;
+
+/** Hands each output line of a machine's program to `log`; without it the output is discarded. */
+export function forwardOutput(child: ChildProcess, machineId: string, log: MachineLog | undefined) {
+  for (const stream of ["stdout", "stderr"] as const) {
+    const source = child[stream];
+    if (!source) continue;
+    if (log) createInterface({ input: source }).on("line", (line) => log(machineId, stream, line));
+    else source.resume();
+  }
+}
+
 export interface ProcessRunnerOptions {
   /** argv of the program every machine runs (the local stand-in for the image's CMD). */
   command: string[];
@@ -67,7 +80,7 @@ export interface ProcessRunnerOptions {
   /** Extra environment under the machine's own (`config.env` and Fly's names win). */
   env?: Record<string, string>;
   /** Receives each output line; without it output is discarded. */
-  log?: (machineId: string, stream: "stdout" | "stderr", line: string) => void;
+  log?: MachineLog;
 }
 
 /** Variables a process needs to find its tools; nothing else leaks from the host. */
@@ -112,16 +125,7 @@ export function processRunner(opts: ProcessRunnerOptions): MachineRunner & {
       });
       live.add(child);
       byMachine.set(machine.id, child);
-      for (const stream of ["stdout", "stderr"] as const) {
-        const source = child[stream];
-        if (!source) continue;
-        if (opts.log) {
-          const log = opts.log;
-          createInterface({ input: source }).on("line", (line) => log(machine.id, stream, line));
-        } else {
-          source.resume();
-        }
-      }
+      forwardOutput(child, machine.id, opts.log);
       const exited = new Promise<MachineExit>((resolve) => {
         child.once("exit", (code, signal) => {
           live.delete(child);
