@@ -8,7 +8,15 @@ import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises"
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import type { S3Client } from "@aws-sdk/client-s3";
-import type { JobError, JobStage, OutputKeys, PlaybackPolicy, Preset, ProbeSummary } from "@tcoder/worker/contract";
+import type {
+  JobError,
+  JobStage,
+  OutputKeys,
+  PlaybackPolicy,
+  Preset,
+  ProbeSummary,
+  SourceFetchPolicy,
+} from "@tcoder/worker/contract";
 import {
   AUDIO_RENDITION,
   buildTranscodeArgs,
@@ -17,17 +25,19 @@ import {
   workLayout,
   type X264Preset,
 } from "./media/ffmpeg-args.ts";
+import { readHdrMetadata } from "./media/hdr.ts";
 import { encodedDurationSeconds } from "./media/inspect.ts";
-import { planLadder } from "./media/ladder.ts";
+import { planLadder, primaryRendition } from "./media/ladder.ts";
 import { machineMemoryBytes, oomKillCount } from "./media/out-of-memory.ts";
 import { type MediaLimits, probeFile } from "./media/probe.ts";
 import { FfmpegAbortedError, FfmpegError, ffmpegQuiet, runFfmpeg } from "./media/run-ffmpeg.ts";
 import {
   AAC_LC_CODEC,
-  avcCodecFromInit,
   measureBandwidth,
   parseMediaPlaylist,
   type VariantStream,
+  videoCodecFromInit,
+  videoRangeOf,
   writeMasterPlaylist,
 } from "./package/hls-master.ts";
 import { cacheControlFor, contentTypeFor, manifestKey, outputPrefix } from "./package/layout.ts";
@@ -42,6 +52,7 @@ import {
   type UploadItem,
   uploadFile,
 } from "./storage/s3.ts";
+import { downloadSourceUrl, SourceFetchError } from "./storage/source-url.ts";
 
 export interface JobToRun {
   jobId: string;
@@ -50,6 +61,11 @@ export interface JobToRun {
   inputKey: string;
   /** Which bucket the package goes to (contract `packageBucketVar`); absent means public. */
   playback?: PlaybackPolicy;
+  /**
+   * A job ingested from a URL: when `inputKey` does not exist yet (the first attempt), the source is
+   * downloaded from there within these limits and then kept at `inputKey` for later attempts.
+   */
+  source?: SourceFetchPolicy;
 }
 
 export interface TranscodeDeps {
@@ -134,6 +150,12 @@ async function runAttempt(job: JobToRun, deps: TranscodeDeps, dir: string): Prom
       break;
     } catch (error) {
       if (signal?.aborted) throw error;
+      if (error instanceof ObjectMissingError && job.source) {
+        const fetched = await fetchSourceFromUrl(job, job.source, deps, sourcePath, report);
+        if ("kind" in fetched) return fetched;
+        ({ sizeBytes } = fetched);
+        break;
+      }
       if (error instanceof ObjectMissingError)
         return failure("input_missing", `source ${job.inputKey} not found`, false);
       if (attempt >= DOWNLOAD_ATTEMPTS)
@@ -158,6 +180,7 @@ async function runAttempt(job: JobToRun, deps: TranscodeDeps, dir: string): Prom
     durationSeconds: probe.durationSeconds,
     x264Preset: deps.x264Preset,
     thumbnail: thumbnailPlan,
+    ...(probe.video?.dynamicRange === "pq" ? { hdr: await readHdrMetadata(sourcePath) } : {}),
   };
   for (const d of outputDirs(spec)) await mkdir(d, { recursive: true });
   const oomKillsBefore = await oomKillCount();
@@ -221,6 +244,49 @@ async function runAttempt(job: JobToRun, deps: TranscodeDeps, dir: string): Prom
   return { kind: "completed", outputs: outputKeysOf(built.manifest), probe, manifest: built.manifest };
 }
 
+/**
+ * The first attempt at a job ingested from a URL: download it (source-url.ts enforces the address
+ * rules and MAX_UPLOAD_BYTES while it streams; a container that declares a duration over the limit
+ * in its first megabyte stops it too), then keep it at `inputKey` like an uploaded source, so later
+ * attempts transcode the same bytes and deleting the job removes it.
+ */
+async function fetchSourceFromUrl(
+  job: JobToRun,
+  source: SourceFetchPolicy,
+  deps: TranscodeDeps,
+  path: string,
+  report: (stage: "downloading", fraction: number) => void,
+): Promise<{ sizeBytes: number } | TranscodeOutcome> {
+  const { maxDurationSeconds } = deps.limits;
+  let fetched: Awaited<ReturnType<typeof downloadSourceUrl>>;
+  try {
+    fetched = await downloadSourceUrl(source, path, {
+      ...(deps.signal ? { signal: deps.signal } : {}),
+      onBytes: (received, total) => total && report("downloading", received / total),
+      checkPartial: async (partial) => {
+        const declared = await encodedDurationSeconds(partial);
+        return declared !== undefined && declared > maxDurationSeconds
+          ? `the source declares ${Math.round(declared)} s, over the limit of ${maxDurationSeconds} s`
+          : null;
+      },
+    });
+  } catch (error) {
+    if (error instanceof SourceFetchError) return failure(error.code, error.message, error.retryable);
+    throw error;
+  }
+  const keep: UploadItem = {
+    path,
+    key: job.inputKey,
+    contentType: fetched.contentType ?? "application/octet-stream",
+    cacheControl: "private, no-store",
+  };
+  await uploadFile(deps.s3, deps.inputBucket, keep, deps.signal ? { signal: deps.signal } : {}).catch((error: Error) =>
+    // Not fatal: a later attempt fetches the URL again.
+    deps.log?.("could not keep the downloaded source in the input bucket", { error: error.message }),
+  );
+  return { sizeBytes: fetched.sizeBytes };
+}
+
 interface BuiltPackage {
   manifest: Manifest;
   media: UploadItem[];
@@ -270,8 +336,8 @@ async function buildPackage(
     const renditions: ManifestRendition[] = [];
     const names =
       plan.renditions.length > 0
-        ? plan.renditions.map((r) => ({ name: r.name, width: r.width, height: r.height }))
-        : [{ name: AUDIO_RENDITION, width: 0, height: 0 }];
+        ? plan.renditions.map((r) => ({ name: r.name, width: r.width, height: r.height, range: r.dynamicRange }))
+        : [{ name: AUDIO_RENDITION, width: 0, height: 0, range: "sdr" as const }];
     for (const r of names) {
       const rDir = join(dir, workLayout.hlsDir(r.name));
       const playlistText = await readFile(join(dir, workLayout.playlist(r.name)), "utf8");
@@ -285,8 +351,8 @@ async function buildPackage(
       const rates = measureBandwidth(playlist, (uri) => sizes.get(uri) ?? 0);
       const codecs: string[] = [];
       if (r.width > 0 && playlist.initSegment) {
-        const codec = avcCodecFromInit(await readFile(join(rDir, playlist.initSegment)));
-        if (!codec) throw new Error(`no H.264 configuration in ${r.name}/${playlist.initSegment}`);
+        const codec = videoCodecFromInit(await readFile(join(rDir, playlist.initSegment)));
+        if (!codec) throw new Error(`no H.264 or HEVC configuration in ${r.name}/${playlist.initSegment}`);
         codecs.push(codec);
       }
       if (plan.audio) codecs.push(AAC_LC_CODEC);
@@ -298,6 +364,7 @@ async function buildPackage(
         codecs,
         ...(r.width > 0 ? { resolution: { width: r.width, height: r.height } } : {}),
         ...(r.width > 0 && plan.frameRate ? { frameRate: plan.frameRate.value } : {}),
+        ...(r.width > 0 ? { videoRange: videoRangeOf(r.range) } : {}),
       });
       renditions.push({
         name: r.name,
@@ -325,8 +392,9 @@ async function buildPackage(
       renditions,
     };
     if (preset.mp4) {
-      // The progressive MP4 is the top rendition's stream, remuxed: no second encode.
-      const top = names[0] as (typeof names)[number];
+      // The progressive MP4 is the primary (tallest H.264) rendition's stream, remuxed: no second encode.
+      const primary = primaryRendition(plan);
+      const top = names.find((n) => n.name === primary?.name) ?? (names[0] as (typeof names)[number]);
       const topDir = join(dir, workLayout.hlsDir(top.name));
       const playlist = parseMediaPlaylist(await readFile(join(dir, workLayout.playlist(top.name)), "utf8"));
       const fragmented = join(dir, "fragmented.mp4");
@@ -365,7 +433,7 @@ async function buildPackage(
   }
 
   const posterPath = join(dir, workLayout.poster);
-  const top = plan.renditions[0];
+  const top = primaryRendition(plan);
   if (preset.poster && top && (await exists(posterPath))) {
     await track(item(posterPath, key(packagePaths.poster)), media);
     manifest.poster = { key: key(packagePaths.poster), width: top.width, height: top.height };

@@ -75,7 +75,7 @@ describe("transcoding real sources", () => {
     expect(variants).toHaveLength(4);
     for (const variant of variants)
       expect(variant).toMatch(
-        /^#EXT-X-STREAM-INF:BANDWIDTH=\d+,AVERAGE-BANDWIDTH=\d+,RESOLUTION=\d+x\d+,CODECS="avc1\.[0-9A-F]{6},mp4a\.40\.2",FRAME-RATE=30\.000$/,
+        /^#EXT-X-STREAM-INF:BANDWIDTH=\d+,AVERAGE-BANDWIDTH=\d+,RESOLUTION=\d+x\d+,CODECS="avc1\.[0-9A-F]{6},mp4a\.40\.2",FRAME-RATE=30\.000,VIDEO-RANGE=SDR$/,
       );
     expect(master).toContain("1080p/playlist.m3u8");
     // The master plays through ffprobe as a whole, from its own relative references.

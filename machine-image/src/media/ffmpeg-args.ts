@@ -5,8 +5,16 @@
  */
 import { join } from "node:path";
 import type { Preset } from "@tcoder/worker/contract";
-import { headFilters } from "./conditioning.ts";
-import type { LadderPlan, PlannedRendition } from "./ladder.ts";
+import {
+  colorTagArgs,
+  fromHdrBranch,
+  HDR_BRANCH_FILTERS,
+  headFilters,
+  rungScale,
+  sdrBranchFilters,
+} from "./conditioning.ts";
+import type { HdrMetadata } from "./hdr.ts";
+import { type LadderPlan, type PlannedRendition, primaryRendition } from "./ladder.ts";
 import { ffmpegQuiet } from "./run-ffmpeg.ts";
 
 export type X264Preset = "ultrafast" | "superfast" | "veryfast" | "faster" | "fast" | "medium" | "slow";
@@ -36,33 +44,90 @@ export interface TranscodeSpec {
   x264Preset: X264Preset;
   /** Thumbnail size (width × height); null when the preset has none or the source has no video. */
   thumbnail: { width: number; height: number; intervalSeconds: number } | null;
+  /** An HDR source's mastering metadata, kept on HEVC HDR renditions. */
+  hdr?: HdrMetadata;
 }
 
-const videoEncoderArgs = (r: PlannedRendition, plan: LadderPlan, x264Preset: X264Preset): string[] => [
-  "-c:v",
-  "libx264",
-  "-preset",
-  x264Preset,
-  "-profile:v",
-  r.profile,
-  "-pix_fmt",
-  "yuv420p",
+// Fixed GOP, no scene-cut keyframes, and forced keyframes on the same timestamps in every rendition.
+const gopArgs = (plan: LadderPlan): string[] => [
+  "-g",
+  String(plan.gopFrames),
+  "-keyint_min",
+  String(plan.gopFrames),
+  "-force_key_frames",
+  `expr:gte(t,n_forced*${plan.gopSeconds})`,
+];
+
+const rateArgs = (r: PlannedRendition): string[] => [
   "-b:v",
   `${r.videoBitrateKbps}k`,
   "-maxrate",
   `${r.maxrateKbps}k`,
   "-bufsize",
   `${r.bufsizeKbps}k`,
-  // Fixed GOP, no scene-cut keyframes, and forced keyframes on the same timestamps in every rendition.
-  "-g",
-  String(plan.gopFrames),
-  "-keyint_min",
-  String(plan.gopFrames),
-  "-sc_threshold",
-  "0",
-  "-force_key_frames",
-  `expr:gte(t,n_forced*${plan.gopSeconds})`,
 ];
+
+/** x265's own settings: quiet, closed fixed GOPs, and the source's HDR10 metadata on HDR rungs. */
+const x265Params = (r: PlannedRendition, plan: LadderPlan, hdr: HdrMetadata): string => {
+  const params = [
+    "log-level=error",
+    `keyint=${plan.gopFrames}`,
+    `min-keyint=${plan.gopFrames}`,
+    "scenecut=0",
+    "open-gop=0",
+  ];
+  if (r.dynamicRange === "pq") {
+    params.push("hdr10=1", "hdr10-opt=1");
+    if (hdr.masterDisplay) params.push(`master-display=${hdr.masterDisplay}`);
+    if (hdr.maxCll) params.push(`max-cll=${hdr.maxCll}`);
+  }
+  return params.join(":");
+};
+
+const videoEncoderArgs = (
+  r: PlannedRendition,
+  plan: LadderPlan,
+  x264Preset: X264Preset,
+  hdr: HdrMetadata = {},
+): string[] =>
+  r.codec === "hevc"
+    ? [
+        "-c:v",
+        "libx265",
+        // x265 has the same speed preset names as x264.
+        "-preset",
+        x264Preset,
+        "-profile:v",
+        r.profile,
+        "-pix_fmt",
+        "yuv420p10le",
+        // `hvc1` (parameter sets in the sample entry) is what Apple players require of HEVC in fMP4.
+        "-tag:v",
+        "hvc1",
+        ...rateArgs(r),
+        ...gopArgs(plan),
+        // ffmpeg's forced keyframes are plain I-frames for x265 unless asked for IDR.
+        "-forced-idr",
+        "1",
+        "-x265-params",
+        x265Params(r, plan, hdr),
+        ...colorTagArgs(r.dynamicRange),
+      ]
+    : [
+        "-c:v",
+        "libx264",
+        "-preset",
+        x264Preset,
+        "-profile:v",
+        r.profile,
+        "-pix_fmt",
+        "yuv420p",
+        ...rateArgs(r),
+        ...gopArgs(plan),
+        "-sc_threshold",
+        "0",
+        ...colorTagArgs("sdr"),
+      ];
 
 const audioEncoderArgs = (plan: LadderPlan): string[] =>
   plan.audio
@@ -110,6 +175,71 @@ export function outputDirs(spec: TranscodeSpec): string[] {
   return dirs;
 }
 
+/**
+ * One decode, conditioned once (deinterlace, frame-rate cap), then split: an SDR branch (tone-mapped
+ * from HDR when need be) feeds the SDR rungs, the thumbnails and the poster; an HDR branch feeds
+ * the HEVC rungs that keep the source's range. Outputs `[v<i>]` per rendition, `[thumbs]`, `[poster]`.
+ */
+function videoGraph(spec: TranscodeSpec, wantPoster: boolean): string[] {
+  const { plan } = spec;
+  const conditioning = plan.conditioning;
+  const frameRate = plan.frameRate as NonNullable<LadderPlan["frameRate"]>;
+  const head = [...(conditioning ? headFilters(conditioning) : []), `fps=${frameRate.expr}`].join(",");
+  const hdrRungs = plan.renditions.filter(fromHdrBranch);
+  const sdrOutputs = plan.renditions.length - hdrRungs.length + (spec.thumbnail ? 1 : 0) + (wantPoster ? 1 : 0);
+  const graph: string[] = [];
+  const split = (input: string, filters: string, labels: string[]) =>
+    graph.push(`${input}${filters},split=${labels.length}${labels.map((l) => `[${l}]`).join("")}`);
+
+  if (hdrRungs.length > 0 && sdrOutputs > 0) {
+    split("[0:v:0]", head, ["hdr_in", "sdr_in"]);
+    split(
+      "[hdr_in]",
+      HDR_BRANCH_FILTERS,
+      hdrRungs.map((_, i) => `hdr${i}`),
+    );
+    split(
+      "[sdr_in]",
+      sdrBranchFilters(conditioning),
+      Array.from({ length: sdrOutputs }, (_, i) => `sdr${i}`),
+    );
+  } else if (hdrRungs.length > 0) {
+    split(
+      "[0:v:0]",
+      `${head},${HDR_BRANCH_FILTERS}`,
+      hdrRungs.map((_, i) => `hdr${i}`),
+    );
+  } else {
+    split(
+      "[0:v:0]",
+      `${head},${sdrBranchFilters(conditioning)}`,
+      Array.from({ length: sdrOutputs }, (_, i) => `sdr${i}`),
+    );
+  }
+  let hdrBranch = 0;
+  let sdrBranch = 0;
+  plan.renditions.forEach((r, i) => {
+    const input = fromHdrBranch(r) ? `hdr${hdrBranch++}` : `sdr${sdrBranch++}`;
+    graph.push(`[${input}]${rungScale(r)}[v${i}]`);
+  });
+  if (spec.thumbnail) {
+    const t = spec.thumbnail;
+    // The first frame at or after each multiple of the interval: thumbnail i shows time i·interval
+    // (the fps filter drops the last one at end of stream).
+    graph.push(
+      `[sdr${sdrBranch++}]select='gte(t\\,selected_n*${t.intervalSeconds})',scale=${t.width}:${t.height},setsar=1[thumbs]`,
+    );
+  }
+  if (wantPoster) {
+    const primary = primaryRendition(plan) as PlannedRendition;
+    const at = posterTimeSeconds(spec.durationSeconds).toFixed(3);
+    graph.push(
+      `[sdr${sdrBranch++}]select='isnan(prev_selected_t)*gte(t\\,${at})',scale=${primary.width}:${primary.height},setsar=1[poster]`,
+    );
+  }
+  return graph;
+}
+
 export function buildTranscodeArgs(spec: TranscodeSpec): string[] {
   const { plan, preset, workDir } = spec;
   const args = [...ffmpegQuiet, "-progress", "pipe:1", "-nostats"];
@@ -120,50 +250,25 @@ export function buildTranscodeArgs(spec: TranscodeSpec): string[] {
 
   if (plan.renditions.length > 0 && plan.frameRate) {
     const wantPoster = preset.poster;
-    const branches = plan.renditions.length + (spec.thumbnail ? 1 : 0) + (wantPoster ? 1 : 0);
-    const graph: string[] = [];
-    const labels = Array.from({ length: branches }, (_, i) => `[s${i}]`);
-    const head = [...(plan.conditioning ? headFilters(plan.conditioning) : []), `fps=${plan.frameRate.expr}`];
-    graph.push(`[0:v:0]${head.join(",")},format=yuv420p,split=${branches}${labels.join("")}`);
-    let branch = 0;
-    plan.renditions.forEach((r, i) => {
-      graph.push(`[s${branch++}]scale=${r.width}:${r.height}:flags=bicubic,setsar=1[v${i}]`);
-    });
-    if (spec.thumbnail) {
-      const t = spec.thumbnail;
-      // The first frame at or after each multiple of the interval: thumbnail i shows time i·interval
-      // (the fps filter drops the last one at end of stream).
-      graph.push(
-        `[s${branch++}]select='gte(t\\,selected_n*${t.intervalSeconds})',scale=${t.width}:${t.height},setsar=1[thumbs]`,
-      );
-    }
-    if (wantPoster) {
-      const top = plan.renditions[0] as PlannedRendition;
-      const at = posterTimeSeconds(spec.durationSeconds).toFixed(3);
-      graph.push(
-        `[s${branch++}]select='isnan(prev_selected_t)*gte(t\\,${at})',scale=${top.width}:${top.height},setsar=1[poster]`,
-      );
-    }
-    args.push("-filter_complex", graph.join(";"));
-
+    const primary = primaryRendition(plan) as PlannedRendition;
+    args.push("-filter_complex", videoGraph(spec, wantPoster).join(";"));
     if (preset.hls) {
       plan.renditions.forEach((r, i) => {
         outputs.push([
           "-map",
           `[v${i}]`,
           ...audioMap,
-          ...videoEncoderArgs(r, plan, spec.x264Preset),
+          ...videoEncoderArgs(r, plan, spec.x264Preset, spec.hdr),
           ...audioEncoderArgs(plan),
           ...hlsMuxerArgs(workDir, r.name, preset.segmentSeconds),
         ]);
       });
     } else if (preset.mp4) {
-      const top = plan.renditions[0] as PlannedRendition;
       outputs.push([
         "-map",
         "[v0]",
         ...audioMap,
-        ...videoEncoderArgs(top, plan, spec.x264Preset),
+        ...videoEncoderArgs(primary, plan, spec.x264Preset, spec.hdr),
         ...audioEncoderArgs(plan),
         "-movflags",
         "+faststart",
@@ -228,12 +333,14 @@ export function buildSingleRenditionArgs(spec: TranscodeSpec, index: number): st
     "-vf",
     [
       ...(spec.plan.conditioning ? headFilters(spec.plan.conditioning) : []),
-      `fps=${spec.plan.frameRate.expr},format=yuv420p,scale=${r.width}:${r.height}:flags=bicubic,setsar=1`,
+      `fps=${spec.plan.frameRate.expr}`,
+      fromHdrBranch(r) ? HDR_BRANCH_FILTERS : sdrBranchFilters(spec.plan.conditioning),
+      rungScale(r),
     ].join(","),
     "-map",
     "0:v:0",
     ...(spec.plan.audio ? ["-map", "0:a:0"] : []),
-    ...videoEncoderArgs(r, spec.plan, spec.x264Preset),
+    ...videoEncoderArgs(r, spec.plan, spec.x264Preset, spec.hdr),
     ...audioEncoderArgs(spec.plan),
     ...hlsMuxerArgs(spec.workDir, r.name, spec.preset.segmentSeconds),
   ];

@@ -2,17 +2,20 @@
  * Which renditions a source gets: the preset's ladder cut to the source (never upscaling),
  * sized to keep the displayed aspect ratio, with even dimensions H.264 needs.
  */
-import type { Preset, ProbeSummary, Rendition } from "@tcoder/worker/contract";
+import type { DynamicRange, Preset, ProbeSummary, Rendition } from "@tcoder/worker/contract";
 import { type Conditioning, planConditioning } from "./conditioning.ts";
 
 export interface PlannedRendition {
   name: string;
   width: number;
   height: number;
+  codec: Rendition["codec"];
+  profile: Rendition["profile"];
+  /** What the rendition shows: HEVC keeps the source's range, H.264 is always SDR (tone-mapped if need be). */
+  dynamicRange: DynamicRange;
   videoBitrateKbps: number;
   maxrateKbps: number;
   bufsizeKbps: number;
-  profile: Rendition["profile"];
 }
 
 export interface PlannedAudio {
@@ -58,15 +61,27 @@ export function scaledSize(displayWidth: number, displayHeight: number, shortSid
   return { width: even(shortSide), height: even((displayHeight * shortSide) / displayWidth) };
 }
 
-const planRung = (rung: Rendition, width: number, height: number, videoBitrateKbps: number): PlannedRendition => ({
+const planRung = (
+  rung: Rendition,
+  width: number,
+  height: number,
+  videoBitrateKbps: number,
+  source: DynamicRange,
+): PlannedRendition => ({
   name: rung.name,
   width,
   height,
+  codec: rung.codec,
+  profile: rung.profile,
+  dynamicRange: rung.codec === "hevc" ? source : "sdr",
   videoBitrateKbps,
   maxrateKbps: Math.round(videoBitrateKbps * rung.maxrateFactor),
   bufsizeKbps: Math.round(videoBitrateKbps * rung.maxrateFactor * 2),
-  profile: rung.profile,
 });
+
+/** The rendition the progressive MP4 and the poster are made from: the tallest H.264 one (plays everywhere). */
+export const primaryRendition = (plan: LadderPlan): PlannedRendition | undefined =>
+  plan.renditions.find((r) => r.codec === "h264") ?? plan.renditions[0];
 
 export function planLadder(preset: Preset, probe: ProbeSummary): LadderPlan {
   const audio: PlannedAudio | null = probe.audio
@@ -82,25 +97,33 @@ export function planLadder(preset: Preset, probe: ProbeSummary): LadderPlan {
 
   const { displayWidth, displayHeight } = video;
   const shortSide = Math.min(displayWidth, displayHeight);
-  const rungs = [...preset.renditions].sort((a, b) => b.height - a.height);
-  let renditions = rungs
-    .filter((rung) => rung.height <= shortSide)
-    .map((rung) => {
-      const size = scaledSize(displayWidth, displayHeight, rung.height);
-      return planRung(rung, size.width, size.height, rung.videoBitrateKbps);
-    });
-  if (renditions.length === 0) {
+  const source = video.dynamicRange ?? "sdr";
+  // Each codec is its own ladder (an HDR preset has HEVC rungs and an H.264 fallback), in preset order.
+  const codecs = [...new Set(preset.renditions.map((r) => r.codec))];
+  let renditions = codecs.flatMap((codec) => {
+    const rungs = preset.renditions.filter((r) => r.codec === codec).sort((a, b) => b.height - a.height);
+    const fitting = rungs
+      .filter((rung) => rung.height <= shortSide)
+      .map((rung) => {
+        const size = scaledSize(displayWidth, displayHeight, rung.height);
+        return planRung(rung, size.width, size.height, rung.videoBitrateKbps, source);
+      });
+    if (fitting.length > 0) return fitting;
     // Smaller than the smallest rung: one rendition at source size, its bitrate scaled by area.
-    const smallest = rungs.at(-1);
-    if (!smallest) throw new Error(`preset ${preset.name} has no renditions`);
+    const smallest = rungs.at(-1) as Rendition;
     const width = even(displayWidth);
     const height = even(displayHeight);
     const rungArea = ((smallest.height * 16) / 9) * smallest.height;
     const kbps = Math.max(MIN_BITRATE_KBPS, Math.round((smallest.videoBitrateKbps * width * height) / rungArea));
-    renditions = [{ ...planRung(smallest, width, height, kbps), name: `${Math.min(width, height)}p` }];
+    const name = `${Math.min(width, height)}p${codec === "hevc" ? "-hevc" : ""}`;
+    return [{ ...planRung(smallest, width, height, kbps, source), name }];
+  });
+  if (renditions.length === 0) throw new Error(`preset ${preset.name} has no renditions`);
+  // Without HLS only the progressive MP4 is published, and it is made from the primary rung alone.
+  if (!preset.hls) {
+    const primary = renditions.find((r) => r.codec === "h264") ?? (renditions[0] as PlannedRendition);
+    renditions = [primary];
   }
-  // Without HLS only the progressive MP4 is published, and it is made from the top rung alone.
-  if (!preset.hls) renditions = renditions.slice(0, 1);
   const frameRate = frameRateExpr(video.frameRate);
   return {
     renditions,

@@ -62,7 +62,49 @@ export function avcCodecFromInit(bytes: Uint8Array): string | null {
   return `avc1.${hex2(profile)}${hex2(compatibility)}${hex2(level)}`;
 }
 
+const PROFILE_SPACES = ["", "A", "B", "C"];
+
+/**
+ * RFC 6381 codec string of an HEVC stream from its `hvcC` box (ISO/IEC 14496-15 §E.3):
+ * `hvc1.<space><profile>.<compatibility, bit-reversed hex>.<tier><level>.<constraint bytes>`,
+ * e.g. `hvc1.2.4.L120.B0` for Main10 at level 4.
+ */
+export function hevcCodecFromInit(bytes: Uint8Array): string | null {
+  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const at = buffer.indexOf("hvcC");
+  if (at < 0 || at + 4 + 13 > bytes.length) return null;
+  const box = buffer.subarray(at + 4, at + 4 + 13);
+  if (box[0] !== 1) return null;
+  const first = box[1] as number;
+  const space = PROFILE_SPACES[first >> 6] ?? "";
+  const tier = first & 0x20 ? "H" : "L";
+  const profile = first & 0x1f;
+  let compatibility = box.readUInt32BE(2);
+  let reversed = 0;
+  for (let bit = 0; bit < 32; bit++) {
+    reversed = (reversed << 1) | (compatibility & 1);
+    compatibility >>>= 1;
+  }
+  const constraints = [...box.subarray(6, 12)];
+  while (constraints.length > 0 && constraints.at(-1) === 0) constraints.pop();
+  const level = box[12] as number;
+  return [
+    `hvc1.${space}${profile}`,
+    (reversed >>> 0).toString(16).toUpperCase(),
+    `${tier}${level}`,
+    ...constraints.map((b) => b.toString(16).toUpperCase()),
+  ].join(".");
+}
+
+/** The codec string of whichever video configuration (H.264 or HEVC) an init segment holds. */
+export const videoCodecFromInit = (bytes: Uint8Array): string | null =>
+  avcCodecFromInit(bytes) ?? hevcCodecFromInit(bytes);
+
 export const AAC_LC_CODEC = "mp4a.40.2";
+
+/** HLS `VIDEO-RANGE` of a rendition's dynamic range. */
+const VIDEO_RANGES = { sdr: "SDR", pq: "PQ", hlg: "HLG" } as const;
+export const videoRangeOf = (range: keyof typeof VIDEO_RANGES) => VIDEO_RANGES[range];
 
 export interface VariantStream {
   uri: string;
@@ -71,6 +113,7 @@ export interface VariantStream {
   codecs: string[];
   resolution?: { width: number; height: number };
   frameRate?: number;
+  videoRange?: "SDR" | "PQ" | "HLG";
 }
 
 export function writeMasterPlaylist(variants: readonly VariantStream[]): string {
@@ -82,6 +125,7 @@ export function writeMasterPlaylist(variants: readonly VariantStream[]): string 
       ...(v.resolution ? [`RESOLUTION=${v.resolution.width}x${v.resolution.height}`] : []),
       `CODECS="${v.codecs.join(",")}"`,
       ...(v.frameRate ? [`FRAME-RATE=${v.frameRate.toFixed(3)}`] : []),
+      ...(v.videoRange ? [`VIDEO-RANGE=${v.videoRange}`] : []),
     ];
     lines.push(`#EXT-X-STREAM-INF:${attributes.join(",")}`, v.uri);
   }

@@ -117,6 +117,35 @@ export const clips = {
     ]);
     return path;
   },
+  /**
+   * What a phone records: 10-bit HEVC, BT.2020, PQ (with HDR10 mastering metadata for a 1000 nit
+   * display) or HLG, made from the same 640×360 test pattern as `sdrReference`, 1 s with audio.
+   */
+  async hdr(dir: string, transfer: "pq" | "hlg") {
+    const path = join(dir, `hdr-${transfer}.mp4`);
+    const trc = transfer === "pq" ? "smpte2084" : "arib-std-b67";
+    const x265 =
+      transfer === "pq"
+        ? "log-level=error:hdr10=1:master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,50):max-cll=1000,400"
+        : "log-level=error";
+    await ffmpeg([
+      "-f",
+      "lavfi",
+      "-i",
+      `testsrc2=size=640x360:rate=25:duration=1,zscale=tin=bt709:min=bt709:pin=bt709:rin=tv:t=${trc}:m=bt2020nc:p=bt2020:r=tv:npl=100,format=yuv420p10le`,
+      ...tone(1),
+      ...["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", x265, "-tag:v", "hvc1"],
+      ...["-color_primaries", "bt2020", "-color_trc", trc, "-colorspace", "bt2020nc"],
+      ...["-c:a", "aac", "-shortest", path],
+    ]);
+    return path;
+  },
+  /** The SDR picture the HDR clips were made from: what a tone-mapped rendition should resemble. */
+  async sdrReference(dir: string) {
+    const path = join(dir, "sdr-reference.mp4");
+    await ffmpeg([...video("640x360", 25, 1), ...fastH264, path]);
+    return path;
+  },
   /** The first half of an MP4 whose index (moov) is at the end: unreadable. */
   async truncated(dir: string) {
     const whole = join(dir, "whole.mp4");

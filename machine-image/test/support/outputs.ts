@@ -44,6 +44,9 @@ export interface MediaFacts {
     colorTransfer?: string;
     colorSpace?: string;
     pixelFormat?: string;
+    profile?: string;
+    /** The sample entry: `avc1`, `hvc1`, … */
+    codecTag?: string;
   };
   audio?: { codec: string; channels: number };
 }
@@ -74,6 +77,8 @@ export async function mediaFacts(path: string): Promise<MediaFacts> {
       color_transfer?: string;
       color_space?: string;
       pix_fmt?: string;
+      profile?: string;
+      codec_tag_string?: string;
     }[];
   };
   const v = json.streams.find((s) => s.codec_type === "video");
@@ -99,6 +104,8 @@ export async function mediaFacts(path: string): Promise<MediaFacts> {
             ...(v.color_transfer ? { colorTransfer: v.color_transfer } : {}),
             ...(v.color_space ? { colorSpace: v.color_space } : {}),
             ...(v.pix_fmt ? { pixelFormat: v.pix_fmt } : {}),
+            ...(v.profile ? { profile: v.profile } : {}),
+            ...(v.codec_tag_string ? { codecTag: v.codec_tag_string } : {}),
           },
         }
       : {}),
@@ -161,4 +168,43 @@ export async function interlaceDetection(path: string): Promise<{ tff: number; b
   const line = /Multi frame detection: TFF:\s*(\d+) BFF:\s*(\d+) Progressive:\s*(\d+)/.exec(stderr);
   if (!line) throw new Error(`idet printed no multi-frame detection for ${path}`);
   return { tff: Number(line[1]), bff: Number(line[2]), progressive: Number(line[3]) };
+}
+
+/** Mean luma (0–255) and mean saturation of the first frame, by ffmpeg's signalstats. */
+export async function firstFrameStats(path: string): Promise<{ luma: number; saturation: number }> {
+  const { stdout } = await execFileAsync("ffmpeg", [
+    "-hide_banner",
+    "-nostats",
+    "-i",
+    path,
+    "-map",
+    "0:v:0",
+    "-frames:v",
+    "1",
+    "-vf",
+    "format=yuv420p,signalstats,metadata=print:file=-",
+    "-f",
+    "null",
+    "-",
+  ]);
+  const value = (key: string) => Number(new RegExp(`lavfi\\.signalstats\\.${key}=([\\d.]+)`).exec(stdout)?.[1]);
+  return { luma: value("YAVG"), saturation: value("SATAVG") };
+}
+
+/** Side data types (e.g. `Mastering display metadata`) on the first video frame. */
+export async function firstFrameSideData(path: string): Promise<string[]> {
+  const { stdout } = await execFileAsync("ffprobe", [
+    "-v",
+    "error",
+    "-select_streams",
+    "v:0",
+    "-read_intervals",
+    "%+#1",
+    "-show_frames",
+    "-of",
+    "json",
+    path,
+  ]);
+  const frames = (JSON.parse(stdout) as { frames?: { side_data_list?: { side_data_type?: string }[] }[] }).frames;
+  return (frames?.[0]?.side_data_list ?? []).map((s) => s.side_data_type ?? "");
 }

@@ -12,7 +12,12 @@ export interface Rendition {
   readonly height: number;
   readonly videoBitrateKbps: number;
   readonly maxrateFactor: number;
-  readonly profile: "baseline" | "main" | "high";
+  /**
+   * `h264`: 8-bit SDR BT.709 for every player (HDR sources are tone-mapped). `hevc`: HEVC Main10
+   * that keeps an HDR source's PQ or HLG signalling (`hvc1` in fMP4), for players that show HDR.
+   */
+  readonly codec: "h264" | "hevc";
+  readonly profile: "baseline" | "main" | "high" | "main10";
 }
 
 export interface Preset {
@@ -40,7 +45,18 @@ const rung = (
   height,
   videoBitrateKbps,
   maxrateFactor: 1.1,
+  codec: "h264",
   profile,
+});
+
+/** An HEVC Main10 rung; named `<height>p-hevc` so it never shares a folder with an H.264 rung. */
+const hevcRung = (height: number, videoBitrateKbps: number): Rendition => ({
+  name: `${height}p-hevc`,
+  height,
+  videoBitrateKbps,
+  maxrateFactor: 1.1,
+  codec: "hevc",
+  profile: "main10",
 });
 
 export const presets = {
@@ -66,6 +82,28 @@ export const presets = {
     description: "Adaptive HLS ladder 540p/360p/234p for mobile-first and previews",
     renditions: [rung("540p", 540, 2000, "main"), rung("360p", 360, 800, "main"), rung("234p", 234, 300, "baseline")],
     audioBitrateKbps: 96,
+    gopSeconds: 2,
+    segmentSeconds: 6,
+    hls: true,
+    mp4: true,
+    thumbnails: { intervalSeconds: 5, width: 160, columns: 10 },
+    poster: true,
+  },
+  "hls-hdr": {
+    name: "hls-hdr",
+    description:
+      "HEVC Main10 ladder 2160p–360p keeping the source's HDR (PQ or HLG), an H.264 SDR 720p/360p fallback, faststart SDR MP4, poster, thumbnails",
+    // Apple's HDR ladder; the H.264 rungs serve players without HEVC or HDR (tone-mapped, BT.709).
+    renditions: [
+      hevcRung(2160, 12000),
+      hevcRung(1440, 7000),
+      hevcRung(1080, 4500),
+      hevcRung(720, 2300),
+      hevcRung(360, 600),
+      rung("720p", 720, 3000),
+      rung("360p", 360, 800, "main"),
+    ],
+    audioBitrateKbps: 128,
     gopSeconds: 2,
     segmentSeconds: 6,
     hls: true,
