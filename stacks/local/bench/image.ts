@@ -154,7 +154,7 @@ export function imageSection(result: ImageBench): string {
   ];
   return [
     "## Machine image and container machines\n",
-    "`npm run image:build` builds `machine-image/Dockerfile` with podman (local stand-ins for its base images: debootstrap + this machine's Node). *Cold* starts from an empty podman store and cache; *warm* is the same command again with nothing changed. Start → first claim is from the Fly API's start request for a stopped machine to the job's claim, median of the samples in brackets. " +
+    "`npm run image:build` builds `machine-image/Dockerfile` with podman (local stand-ins for its base images: debootstrap + this machine's Node). *Cold* starts from an empty podman store and cache; *warm* is the same command right after (a no-op when no input changed in between; here other work edits the sources, so it may rebuild on podman's layer cache). Start → first claim is from the Fly API's start request for a stopped machine to the job's claim, median of the samples in brackets. " +
       `Run: ${result.ranAt}, 1-minute load average ${result.loadBefore.toFixed(2)} before.\n`,
     table(
       ["measured", "value"],

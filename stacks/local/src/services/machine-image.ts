@@ -63,6 +63,7 @@ export interface BuildOptions {
 export async function ensureMachineImage(opts: BuildOptions = {}): Promise<MachineImageBuild> {
   const log = opts.log ?? (() => {});
   const started = performance.now();
+  await requireTools();
   return withBuildLock(log, async () => {
     const bases = await ensureBaseImages(log);
     const baseSeconds = (performance.now() - started) / 1000;
@@ -383,6 +384,24 @@ async function contextFiles(): Promise<{ path: string; sha256: string }[]> {
   };
   for (const source of sources) await walk(relative(repoRoot, join(repoRoot, source)).replace(/\/$/, ""));
   return Promise.all([...files].sort().map(async (path) => ({ path, sha256: await fileSha256(join(repoRoot, path)) })));
+}
+
+/** The tools a build and container machines need; bootstrap.mjs installs them. */
+async function requireTools() {
+  const tools = ["podman", "runc", "catatonit", "debootstrap", "tar"];
+  const missing: string[] = [];
+  for (const tool of tools) {
+    const found = await execFileAsync("sh", ["-c", `command -v ${tool}`]).then(
+      () => true,
+      () => false,
+    );
+    if (!found) missing.push(tool);
+  }
+  if (missing.length > 0) {
+    throw new Error(
+      `building the machine image needs ${missing.join(", ")}: run \`node stacks/local/bootstrap.mjs --for image\` (as root) or \`npm run image:build\``,
+    );
+  }
 }
 
 // --- small helpers ------------------------------------------------------------------------------

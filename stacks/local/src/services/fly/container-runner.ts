@@ -84,6 +84,11 @@ export function containerRunner(opts: ContainerRunnerOptions = {}): MachineRunne
       const cidFile = join(scratch, "cid");
       const guest = machine.config.guest ?? {};
       const pinned = cores.take(guest.cpus ?? 1);
+      let released = false;
+      const release = () => {
+        if (!released) cores.give(pinned);
+        released = true;
+      };
       const env = { ...opts.env, ...machine.config.env, ...flyMachineEnv(machine) };
       const args = [
         ...podmanGlobalFlags,
@@ -117,7 +122,7 @@ export function containerRunner(opts: ContainerRunnerOptions = {}): MachineRunne
         child.once("close", async (code, signal) => {
           container.done = true;
           if (live.get(machine.id) === container) live.delete(machine.id);
-          cores.give(pinned);
+          release();
           const id = (await readFile(cidFile, "utf8").catch(() => "")).trim();
           await rm(scratch, { recursive: true, force: true });
           const oomVictims = id === "" ? [] : await oomKillsIn(id);
@@ -137,7 +142,7 @@ export function containerRunner(opts: ContainerRunnerOptions = {}): MachineRunne
         child.once("spawn", () => resolve());
         child.once("error", (error) => {
           live.delete(machine.id);
-          cores.give(pinned);
+          release();
           reject(error);
         });
       });
@@ -158,8 +163,8 @@ export function containerRunner(opts: ContainerRunnerOptions = {}): MachineRunne
 /**
  * The kernel's own record of OOM kills inside one container (its memory cgroup is named after the
  * container id): `oom-kill:…,task_memcg=/…/libpod-<id>,task=<name>,pid=<pid>…` lines in the kernel
- * log. It is what Fly reads in a VM too; podman's own OOMKilled flag stays false on this machine's
- * cgroup v1 layout. Returns the names of the killed tasks (none when the log cannot be read).
+ * log, where a Fly Machine's OOM kills show too (its guest kernel's). podman's own OOMKilled flag
+ * stays false on this machine's cgroup v1 layout. Returns the names of the killed tasks (none when the log cannot be read).
  */
 export async function oomKillsIn(containerId: string): Promise<string[]> {
   const { stdout } = await execFileAsync("dmesg", ["--notime"], { maxBuffer: 32 * 1024 * 1024 }).catch(() => ({
