@@ -3,38 +3,20 @@
  * command, package (master playlist, MP4, sprite + VTT, manifest) and publish. The result is a
  * value (`completed` or `failed` with a stable code); only being stopped (AbortSignal) throws.
  */
-import { createReadStream, createWriteStream } from "node:fs";
-import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { pipeline } from "node:stream/promises";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { JobError, JobStage, OutputKeys, PlaybackPolicy, Preset, ProbeSummary } from "@tcoder/worker/contract";
-import {
-  AUDIO_RENDITION,
-  buildTranscodeArgs,
-  outputDirs,
-  type TranscodeSpec,
-  workLayout,
-  type X264Preset,
-} from "./media/ffmpeg-args.ts";
-import { encodedDurationSeconds } from "./media/inspect.ts";
+import { buildTranscodeArgs, outputDirs, type TranscodeSpec, type X264Preset } from "./media/ffmpeg-args.ts";
 import { readHdrMetadata } from "./media/hdr.ts";
-import { planLadder, primaryRendition } from "./media/ladder.ts";
+import { planLadder } from "./media/ladder.ts";
 import { machineMemoryBytes, oomKillCount } from "./media/out-of-memory.ts";
 import { type MediaLimits, probeFile } from "./media/probe.ts";
-import { FfmpegAbortedError, FfmpegError, ffmpegQuiet, runFfmpeg } from "./media/run-ffmpeg.ts";
-import {
-  AAC_LC_CODEC,
-  measureBandwidth,
-  parseMediaPlaylist,
-  type VariantStream,
-  videoCodecFromInit,
-  videoRangeOf,
-  writeMasterPlaylist,
-} from "./package/hls-master.ts";
-import { cacheControlFor, contentTypeFor, manifestKey, outputPrefix } from "./package/layout.ts";
-import { type Manifest, type ManifestRendition, outputKeysOf, packageKey, packagePaths } from "./package/manifest.ts";
-import { buildSprite, planThumbnails, writeThumbnailsVtt } from "./package/thumbnails.ts";
+import { FfmpegAbortedError, FfmpegError, runFfmpeg } from "./media/run-ffmpeg.ts";
+import { buildPackage } from "./package/build.ts";
+import { manifestKey, outputPrefix } from "./package/layout.ts";
+import { type Manifest, outputKeysOf } from "./package/manifest.ts";
+import { planThumbnails } from "./package/thumbnails.ts";
 import {
   deleteKeys,
   downloadToFile,
@@ -223,191 +205,6 @@ async function runAttempt(job: JobToRun, deps: TranscodeDeps, dir: string): Prom
   report("publishing", 1);
   return { kind: "completed", outputs: outputKeysOf(built.manifest), probe, manifest: built.manifest };
 }
-
-interface BuiltPackage {
-  manifest: Manifest;
-  media: UploadItem[];
-  playlists: UploadItem[];
-  indexes: UploadItem[];
-  manifestUpload: UploadItem;
-}
-
-async function buildPackage(
-  job: JobToRun,
-  spec: TranscodeSpec,
-  thumbnailPlan: ReturnType<typeof planThumbnails>,
-  probe: ProbeSummary,
-  signal: AbortSignal | undefined,
-): Promise<BuiltPackage> {
-  const { plan, preset, workDir: dir } = spec;
-  const key = (path: string) => packageKey(job.jobId, job.attempt, path);
-  const item = (path: string, objectKey: string): UploadItem => ({
-    path,
-    key: objectKey,
-    contentType: contentTypeFor(objectKey),
-    cacheControl: cacheControlFor(objectKey),
-  });
-  const media: UploadItem[] = [];
-  const playlists: UploadItem[] = [];
-  const indexes: UploadItem[] = [];
-  const files: Manifest["files"] = [];
-  const track = async (upload: UploadItem, into: UploadItem[]) => {
-    into.push(upload);
-    files.push({ key: upload.key, sizeBytes: (await stat(upload.path)).size, contentType: upload.contentType });
-  };
-
-  const manifest: Manifest = {
-    version: 1,
-    jobId: job.jobId,
-    attempt: job.attempt,
-    preset: preset.name,
-    createdAt: new Date().toISOString(),
-    durationSeconds: probe.durationSeconds,
-    probe,
-    files,
-  };
-
-  let mp4Source: { path: string; width: number; height: number } | null = null;
-  if (preset.hls) {
-    const variants: VariantStream[] = [];
-    const renditions: ManifestRendition[] = [];
-    const names =
-      plan.renditions.length > 0
-        ? plan.renditions.map((r) => ({ name: r.name, width: r.width, height: r.height, range: r.dynamicRange }))
-        : [{ name: AUDIO_RENDITION, width: 0, height: 0, range: "sdr" as const }];
-    for (const r of names) {
-      const rDir = join(dir, workLayout.hlsDir(r.name));
-      const playlistText = await readFile(join(dir, workLayout.playlist(r.name)), "utf8");
-      const playlist = parseMediaPlaylist(playlistText);
-      const sizes = new Map<string, number>();
-      for (const uri of [
-        ...(playlist.initSegment ? [playlist.initSegment] : []),
-        ...playlist.segments.map((s) => s.uri),
-      ])
-        sizes.set(uri, (await stat(join(rDir, uri))).size);
-      const rates = measureBandwidth(playlist, (uri) => sizes.get(uri) ?? 0);
-      const codecs: string[] = [];
-      if (r.width > 0 && playlist.initSegment) {
-        const codec = videoCodecFromInit(await readFile(join(rDir, playlist.initSegment)));
-        if (!codec) throw new Error(`no H.264 or HEVC configuration in ${r.name}/${playlist.initSegment}`);
-        codecs.push(codec);
-      }
-      if (plan.audio) codecs.push(AAC_LC_CODEC);
-      const playlistKey = key(packagePaths.renditionPlaylist(r.name));
-      variants.push({
-        uri: `${r.name}/playlist.m3u8`,
-        bandwidth: rates.bandwidth,
-        averageBandwidth: rates.averageBandwidth,
-        codecs,
-        ...(r.width > 0 ? { resolution: { width: r.width, height: r.height } } : {}),
-        ...(r.width > 0 && plan.frameRate ? { frameRate: plan.frameRate.value } : {}),
-        ...(r.width > 0 ? { videoRange: videoRangeOf(r.range) } : {}),
-      });
-      renditions.push({
-        name: r.name,
-        width: r.width,
-        height: r.height,
-        bandwidth: rates.bandwidth,
-        averageBandwidth: rates.averageBandwidth,
-        codecs: codecs.join(","),
-        ...(r.width > 0 && plan.frameRate ? { frameRate: plan.frameRate.value } : {}),
-        durationSeconds: playlist.durationSeconds,
-        segments: playlist.segments.length,
-        sizeBytes: rates.sizeBytes,
-        playlist: playlistKey,
-      });
-      for (const uri of sizes.keys()) await track(item(join(rDir, uri), key(`hls/${r.name}/${uri}`)), media);
-      await track(item(join(rDir, "playlist.m3u8"), playlistKey), playlists);
-    }
-    const masterPath = join(dir, "hls", "master.m3u8");
-    await writeFile(masterPath, writeMasterPlaylist(variants));
-    await track(item(masterPath, key(packagePaths.hlsMaster)), indexes);
-    manifest.hls = {
-      master: key(packagePaths.hlsMaster),
-      segmentSeconds: preset.segmentSeconds,
-      gopSeconds: preset.gopSeconds,
-      renditions,
-    };
-    if (preset.mp4) {
-      // The progressive MP4 is the primary (tallest H.264) rendition's stream, remuxed: no second encode.
-      const primary = primaryRendition(plan);
-      const top = names.find((n) => n.name === primary?.name) ?? (names[0] as (typeof names)[number]);
-      const topDir = join(dir, workLayout.hlsDir(top.name));
-      const playlist = parseMediaPlaylist(await readFile(join(dir, workLayout.playlist(top.name)), "utf8"));
-      const fragmented = join(dir, "fragmented.mp4");
-      const out = createWriteStream(fragmented);
-      for (const uri of [
-        ...(playlist.initSegment ? [playlist.initSegment] : []),
-        ...playlist.segments.map((s) => s.uri),
-      ])
-        await pipeline(createReadStream(join(topDir, uri)), out, { end: false });
-      await new Promise<void>((resolve, reject) =>
-        out.end((error?: Error | null) => (error ? reject(error) : resolve())),
-      );
-      const remuxed = join(dir, packagePaths.mp4);
-      await runFfmpeg(
-        [...ffmpegQuiet, "-i", fragmented, "-c", "copy", "-movflags", "+faststart", remuxed],
-        signal ? { signal } : {},
-      );
-      mp4Source = { path: remuxed, width: top.width, height: top.height };
-    }
-  } else if (preset.mp4) {
-    const top = plan.renditions[0];
-    mp4Source = { path: join(dir, workLayout.directMp4), width: top?.width ?? 0, height: top?.height ?? 0 };
-  }
-
-  if (mp4Source) {
-    const mp4Duration = await encodedDurationSeconds(mp4Source.path);
-    const mp4Key = key(packagePaths.mp4);
-    await track(item(mp4Source.path, mp4Key), media);
-    manifest.mp4 = {
-      key: mp4Key,
-      width: mp4Source.width,
-      height: mp4Source.height,
-      durationSeconds: mp4Duration ?? probe.durationSeconds,
-      sizeBytes: (await stat(mp4Source.path)).size,
-    };
-  }
-
-  const posterPath = join(dir, workLayout.poster);
-  const top = primaryRendition(plan);
-  if (preset.poster && top && (await exists(posterPath))) {
-    await track(item(posterPath, key(packagePaths.poster)), media);
-    manifest.poster = { key: key(packagePaths.poster), width: top.width, height: top.height };
-  }
-
-  if (thumbnailPlan) {
-    const thumbs = (await readdir(join(dir, workLayout.thumbsDir))).filter((f) => f.endsWith(".jpg")).sort();
-    if (thumbs.length > 0) {
-      const spritePath = join(dir, "sprite.jpg");
-      await buildSprite(join(dir, workLayout.thumbPattern), thumbs.length, thumbnailPlan, spritePath, signal);
-      const vttPath = join(dir, "thumbnails.vtt");
-      await writeFile(vttPath, writeThumbnailsVtt(thumbnailPlan, thumbs.length, probe.durationSeconds, "sprite.jpg"));
-      await track(item(spritePath, key(packagePaths.thumbnailsSprite)), media);
-      await track(item(vttPath, key(packagePaths.thumbnailsVtt)), playlists);
-      manifest.thumbnails = {
-        vtt: key(packagePaths.thumbnailsVtt),
-        sprite: key(packagePaths.thumbnailsSprite),
-        intervalSeconds: thumbnailPlan.intervalSeconds,
-        count: thumbs.length,
-        width: thumbnailPlan.width,
-        height: thumbnailPlan.height,
-        columns: Math.min(thumbnailPlan.columns, thumbs.length),
-      };
-    }
-  }
-
-  const manifestPath = join(dir, "manifest.json");
-  await writeFile(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
-  const manifestUpload = item(manifestPath, manifestKey(job.jobId));
-  return { manifest, media, playlists, indexes, manifestUpload };
-}
-
-const exists = (path: string) =>
-  stat(path).then(
-    () => true,
-    () => false,
-  );
 
 /**
  * Files no manifest refers to (an interrupted earlier attempt, or a released attempt that had

@@ -51,12 +51,23 @@ describe("planLadder", () => {
     const { video: _, ...audioOnly } = video(1, 1);
     const plan = planLadder(presets["hls-ladder"], audioOnly);
     expect(plan.renditions).toEqual([]);
-    expect(plan.audio).toEqual({ bitrateKbps: 128, channels: 2, sampleRate: 48000 });
+    expect(plan.audio).toEqual([
+      {
+        name: "audio-0",
+        sourceIndex: 0,
+        group: "stereo",
+        channels: 2,
+        bitrateKbps: 128,
+        sampleRate: 48000,
+        label: "Audio 1",
+        default: true,
+      },
+    ]);
   });
 
   it("plans no audio for a source without audio", () => {
     const { audio: _, ...silent } = video(1920, 1080);
-    expect(planLadder(presets["hls-ladder"], silent).audio).toBeNull();
+    expect(planLadder(presets["hls-ladder"], silent).audio).toEqual([]);
   });
 
   it("keeps only the top rung for presets without HLS", () => {
@@ -92,5 +103,38 @@ describe("planConditioning", () => {
     expect(source({ colorSpace: "bt2020nc" })?.matrix).toBe("bt2020");
     expect(source({})?.matrix).toBe("bt709");
     expect(source({ width: 720, height: 576 })?.matrix).toBe("bt601");
+  });
+});
+
+describe("planAudio", () => {
+  const stream = (index: number, channels: number, extra: object = {}) => ({
+    index,
+    codec: "aac",
+    channels,
+    sampleRate: 48000,
+    default: index === 0,
+    ...extra,
+  });
+
+  it("gives every stream a stereo rendition and surround streams a 5.1 one where the preset allows", () => {
+    const probe = {
+      ...video(1920, 1080),
+      audioStreams: [stream(0, 2, { language: "en" }), stream(1, 6, { language: "de" })],
+    };
+    const plan = planLadder(presets["hls-ladder"], probe).audio;
+    expect(plan.map((a) => [a.name, a.group, a.channels, a.bitrateKbps, a.label])).toEqual([
+      ["audio-0", "stereo", 2, 128, "English"],
+      ["audio-1", "stereo", 2, 128, "German"],
+      ["audio-1-5.1", "surround", 6, 384, "German"],
+    ]);
+    expect(planLadder(presets["hls-small"], probe).audio.map((a) => a.name)).toEqual(["audio-0", "audio-1"]);
+  });
+
+  it("keeps names unique in a group", () => {
+    const probe = {
+      ...video(1920, 1080),
+      audioStreams: [stream(0, 2, { language: "en" }), stream(1, 2, { language: "en" })],
+    };
+    expect(planLadder(presets["hls-ladder"], probe).audio.map((a) => a.label)).toEqual(["English", "English (2)"]);
   });
 });

@@ -3,12 +3,18 @@
  * several audio tracks, subtitles. Each case is a clip generated with ffmpeg, transcoded by the real
  * pipeline, and checked with ffprobe on what was published.
  */
-
 import { readFile } from "node:fs/promises";
 import { presets } from "@tcoder/worker/contract";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clips } from "./support/clips.ts";
-import { firstFrameSideData, firstFrameStats, interlaceDetection, mediaFacts } from "./support/outputs.ts";
+import {
+  audioStreams,
+  channelRmsLevels,
+  firstFrameSideData,
+  firstFrameStats,
+  interlaceDetection,
+  mediaFacts,
+} from "./support/outputs.ts";
 import { completed, type Pipeline, startPipeline } from "./support/pipeline.ts";
 
 let pipeline: Pipeline;
@@ -161,4 +167,48 @@ describe("HDR sources", () => {
       );
     },
   );
+});
+
+describe("several audio tracks", () => {
+  it("makes every audio stream an alternate rendition with its language and name, keeps 5.1 and a correct stereo down-mix, and puts all in the MP4", async () => {
+    const run = await pipeline.transcode(await clips.twoLanguages(pipeline.dir));
+    const { outputs } = completed(run);
+    expect(outputs.renditions.map((r) => r.name)).toEqual(["180p"]);
+    expect(outputs.audio?.map(({ bandwidth: _, playlist: __, ...a }) => a)).toEqual([
+      { name: "audio-0", label: "English", language: "en", channels: 1, default: true },
+      { name: "audio-1", label: "Doublage", language: "fr", channels: 2, default: false },
+      { name: "audio-1-5.1", label: "Doublage", language: "fr", channels: 6, default: false },
+    ]);
+
+    const master = await readFile(run.local(outputs.hlsMaster ?? ""), "utf8");
+    const media = master.split("\n").filter((l) => l.startsWith("#EXT-X-MEDIA:"));
+    expect(media).toEqual([
+      '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="stereo",NAME="English",LANGUAGE="en",DEFAULT=YES,AUTOSELECT=YES,CHANNELS="1",URI="audio-0/playlist.m3u8"',
+      '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="stereo",NAME="Doublage",LANGUAGE="fr",DEFAULT=NO,AUTOSELECT=YES,CHANNELS="2",URI="audio-1/playlist.m3u8"',
+      // Surround players get the same languages: 5.1 where the source has it, stereo otherwise.
+      '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="surround",NAME="English",LANGUAGE="en",DEFAULT=YES,AUTOSELECT=YES,CHANNELS="1",URI="audio-0/playlist.m3u8"',
+      '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="surround",NAME="Doublage",LANGUAGE="fr",DEFAULT=NO,AUTOSELECT=YES,CHANNELS="6",URI="audio-1-5.1/playlist.m3u8"',
+    ]);
+    const variants = master.split("\n").filter((l) => l.startsWith("#EXT-X-STREAM-INF:"));
+    expect(variants).toHaveLength(2);
+    expect(variants.map((v) => /AUDIO="(\w+)"/.exec(v)?.[1]).sort()).toEqual(["stereo", "surround"]);
+    for (const v of variants) expect(v).toMatch(/CODECS="avc1\.[0-9A-F]{6},mp4a\.40\.2"/);
+    // Video renditions carry no audio of their own.
+    expect((await mediaFacts(run.local(outputs.renditions[0]?.playlist ?? ""))).audio).toBeUndefined();
+
+    const playlistOf = (name: string) => run.local(outputs.audio?.find((a) => a.name === name)?.playlist ?? "");
+    expect(await audioStreams(playlistOf("audio-1-5.1"))).toEqual([
+      expect.objectContaining({ codec: "aac", channels: 6 }),
+    ]);
+    // The centre-channel dialog reaches both stereo channels at −3 dB (0.5 peak sine: −9 dBFS RMS → −12).
+    const [left, right] = await channelRmsLevels(playlistOf("audio-1"));
+    expect(Math.abs((left ?? 0) + 12)).toBeLessThan(1.5);
+    expect(Math.abs((right ?? 0) + 12)).toBeLessThan(1.5);
+
+    expect(await audioStreams(run.local(outputs.mp4 ?? ""))).toEqual([
+      { codec: "aac", channels: 1, language: "eng", default: true },
+      { codec: "aac", channels: 2, language: "fre", default: false },
+      { codec: "aac", channels: 6, language: "fre", default: false },
+    ]);
+  });
 });

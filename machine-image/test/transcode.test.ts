@@ -41,9 +41,11 @@ async function expectLadder(
     expect(facts.video).toMatchObject({ width: rendition.width, height: rendition.height, rotation: 0 });
     expect(Math.abs(facts.durationSeconds - expected.durationSeconds)).toBeLessThanOrEqual(0.2);
     if (expected.frameRate) expect(facts.video?.frameRate).toBeCloseTo(expected.frameRate, 2);
-    expect(facts.audio !== undefined).toBe(expected.audio);
+    // Audio is never muxed into a video rung: it is a set of alternate renditions they share.
+    expect(facts.audio).toBeUndefined();
     keyframes.push(await keyframeTimes(playlist));
   }
+  expect((outputs.audio ?? []).length > 0).toBe(expected.audio);
   for (const times of keyframes) expect(times).toEqual(keyframes[0]);
   // Fixed two-second GOP: a keyframe at the start (after the AAC priming offset) and every 2 s after it.
   const first = (keyframes[0] ?? []).map(Number);
@@ -75,7 +77,7 @@ describe("transcoding real sources", () => {
     expect(variants).toHaveLength(4);
     for (const variant of variants)
       expect(variant).toMatch(
-        /^#EXT-X-STREAM-INF:BANDWIDTH=\d+,AVERAGE-BANDWIDTH=\d+,RESOLUTION=\d+x\d+,CODECS="avc1\.[0-9A-F]{6},mp4a\.40\.2",FRAME-RATE=30\.000,VIDEO-RANGE=SDR$/,
+        /^#EXT-X-STREAM-INF:BANDWIDTH=\d+,AVERAGE-BANDWIDTH=\d+,RESOLUTION=\d+x\d+,CODECS="avc1\.[0-9A-F]{6},mp4a\.40\.2",FRAME-RATE=30\.000,VIDEO-RANGE=SDR,AUDIO="stereo"$/,
       );
     expect(master).toContain("1080p/playlist.m3u8");
     // The master plays through ffprobe as a whole, from its own relative references.
@@ -151,8 +153,9 @@ describe("transcoding real sources", () => {
   it("turns an audio-only source into audio-only HLS and an audio MP4, without poster or thumbnails", async () => {
     const run = await transcode(await clips.audioOnly(dir));
     const { outputs } = completed(run);
-    expect(outputs.renditions).toEqual([expect.objectContaining({ name: "audio", width: 0, height: 0 })]);
-    const facts = await mediaFacts(run.local(outputs.renditions[0]?.playlist ?? ""));
+    expect(outputs.renditions).toEqual([]);
+    expect(outputs.audio).toEqual([expect.objectContaining({ name: "audio-0", channels: 1, default: true })]);
+    const facts = await mediaFacts(run.local(outputs.audio?.[0]?.playlist ?? ""));
     expect(facts.video).toBeUndefined();
     expect(facts.audio?.codec).toBe("aac");
     expect(Math.abs(facts.durationSeconds - 3)).toBeLessThanOrEqual(0.2);

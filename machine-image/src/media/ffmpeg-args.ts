@@ -5,6 +5,7 @@
  */
 import { join } from "node:path";
 import type { Preset } from "@tcoder/worker/contract";
+import type { PlannedAudio } from "./audio-plan.ts";
 import {
   colorTagArgs,
   fromHdrBranch,
@@ -31,9 +32,6 @@ export const workLayout = {
   thumbPattern: join("thumbs", "t_%05d.jpg"),
   poster: "poster.jpg",
 } as const;
-
-/** Name of the audio-only rendition (audio-only sources). */
-export const AUDIO_RENDITION = "audio";
 
 export interface TranscodeSpec {
   inputPath: string;
@@ -129,19 +127,33 @@ const videoEncoderArgs = (
         ...colorTagArgs("sdr"),
       ];
 
-const audioEncoderArgs = (plan: LadderPlan): string[] =>
-  plan.audio
-    ? [
-        "-c:a",
-        "aac",
-        "-b:a",
-        `${plan.audio.bitrateKbps}k`,
-        "-ac",
-        String(plan.audio.channels),
-        "-ar",
-        String(plan.audio.sampleRate),
-      ]
-    : [];
+/**
+ * AAC for one audio rendition; `stream` addresses it among several in one output (the direct MP4).
+ * `-ac` down-mixes with ffmpeg's default matrix (centre and surrounds at −3 dB, no LFE).
+ */
+const audioEncoderArgs = (a: PlannedAudio, stream?: number): string[] => {
+  const at = stream === undefined ? "" : `:${stream}`;
+  return [
+    `-c:a${at}`,
+    "aac",
+    `-b:a${at}`,
+    `${a.bitrateKbps}k`,
+    `-ac${at}`,
+    String(a.channels),
+    `-ar${at}`,
+    String(a.sampleRate),
+  ];
+};
+
+/** Every audio rendition in one output (the progressive MP4), the source's default stream marked default. */
+const allAudioArgs = (plan: LadderPlan): string[] =>
+  plan.audio.flatMap((a, i) => [
+    "-map",
+    `0:a:${a.sourceIndex}`,
+    ...audioEncoderArgs(a, i),
+    `-disposition:a:${i}`,
+    a.default && a.group === "stereo" ? "default" : "0",
+  ]);
 
 const hlsMuxerArgs = (workDir: string, rendition: string, segmentSeconds: number): string[] => [
   "-f",
@@ -167,10 +179,9 @@ export const posterTimeSeconds = (durationSeconds: number) => Math.min(2, durati
 /** Directories the command writes into (ffmpeg does not create them). */
 export function outputDirs(spec: TranscodeSpec): string[] {
   const dirs: string[] = [];
-  if (spec.preset.hls) {
-    const names = spec.plan.renditions.length > 0 ? spec.plan.renditions.map((r) => r.name) : [AUDIO_RENDITION];
-    for (const name of names) dirs.push(join(spec.workDir, workLayout.hlsDir(name)));
-  }
+  if (spec.preset.hls)
+    for (const { name } of [...spec.plan.renditions, ...spec.plan.audio])
+      dirs.push(join(spec.workDir, workLayout.hlsDir(name)));
   if (spec.thumbnail) dirs.push(join(spec.workDir, workLayout.thumbsDir));
   return dirs;
 }
@@ -245,78 +256,52 @@ export function buildTranscodeArgs(spec: TranscodeSpec): string[] {
   const args = [...ffmpegQuiet, "-progress", "pipe:1", "-nostats"];
   args.push("-i", spec.inputPath);
   const outputs: string[][] = [];
-  const hasAudio = plan.audio !== null;
-  const audioMap = hasAudio ? ["-map", "0:a:0"] : [];
+  const video = plan.renditions.length > 0 && plan.frameRate !== null;
+  const wantPoster = video && preset.poster;
+  if (video) args.push("-filter_complex", videoGraph(spec, wantPoster).join(";"));
 
-  if (plan.renditions.length > 0 && plan.frameRate) {
-    const wantPoster = preset.poster;
-    const primary = primaryRendition(plan) as PlannedRendition;
-    args.push("-filter_complex", videoGraph(spec, wantPoster).join(";"));
-    if (preset.hls) {
-      plan.renditions.forEach((r, i) => {
-        outputs.push([
-          "-map",
-          `[v${i}]`,
-          ...audioMap,
-          ...videoEncoderArgs(r, plan, spec.x264Preset, spec.hdr),
-          ...audioEncoderArgs(plan),
-          ...hlsMuxerArgs(workDir, r.name, preset.segmentSeconds),
-        ]);
-      });
-    } else if (preset.mp4) {
+  if (preset.hls) {
+    // Video rungs carry no audio: audio is a set of alternate renditions every rung shares.
+    plan.renditions.forEach((r, i) => {
       outputs.push([
         "-map",
-        "[v0]",
-        ...audioMap,
-        ...videoEncoderArgs(primary, plan, spec.x264Preset, spec.hdr),
-        ...audioEncoderArgs(plan),
-        "-movflags",
-        "+faststart",
-        join(workDir, workLayout.directMp4),
+        `[v${i}]`,
+        ...videoEncoderArgs(r, plan, spec.x264Preset, spec.hdr),
+        ...hlsMuxerArgs(workDir, r.name, preset.segmentSeconds),
       ]);
-    }
-    if (spec.thumbnail)
+    });
+    for (const a of plan.audio)
       outputs.push([
         "-map",
-        "[thumbs]",
-        "-fps_mode",
-        "passthrough",
-        "-q:v",
-        "4",
-        "-start_number",
-        "0",
-        join(workDir, workLayout.thumbPattern),
-      ]);
-    if (wantPoster)
-      outputs.push([
-        "-map",
-        "[poster]",
-        "-frames:v",
-        "1",
-        "-q:v",
-        "2",
-        "-update",
-        "1",
-        join(workDir, workLayout.poster),
-      ]);
-  } else if (hasAudio) {
-    if (preset.hls)
-      outputs.push([
-        ...audioMap,
+        `0:a:${a.sourceIndex}`,
         "-vn",
-        ...audioEncoderArgs(plan),
-        ...hlsMuxerArgs(workDir, AUDIO_RENDITION, preset.segmentSeconds),
+        ...audioEncoderArgs(a),
+        ...hlsMuxerArgs(workDir, a.name, preset.segmentSeconds),
       ]);
-    else if (preset.mp4)
-      outputs.push([
-        ...audioMap,
-        "-vn",
-        ...audioEncoderArgs(plan),
-        "-movflags",
-        "+faststart",
-        join(workDir, workLayout.directMp4),
-      ]);
+  } else if (preset.mp4 && (video || plan.audio.length > 0)) {
+    const primary = primaryRendition(plan);
+    outputs.push([
+      ...(video && primary ? ["-map", "[v0]", ...videoEncoderArgs(primary, plan, spec.x264Preset, spec.hdr)] : []),
+      ...allAudioArgs(plan),
+      "-movflags",
+      "+faststart",
+      join(workDir, workLayout.directMp4),
+    ]);
   }
+  if (video && spec.thumbnail)
+    outputs.push([
+      "-map",
+      "[thumbs]",
+      "-fps_mode",
+      "passthrough",
+      "-q:v",
+      "4",
+      "-start_number",
+      "0",
+      join(workDir, workLayout.thumbPattern),
+    ]);
+  if (wantPoster)
+    outputs.push(["-map", "[poster]", "-frames:v", "1", "-q:v", "2", "-update", "1", join(workDir, workLayout.poster)]);
   if (outputs.length === 0) throw new Error("nothing to encode: no video rendition and no audio");
   for (const output of outputs) args.push(...output);
   return args;
@@ -339,9 +324,9 @@ export function buildSingleRenditionArgs(spec: TranscodeSpec, index: number): st
     ].join(","),
     "-map",
     "0:v:0",
-    ...(spec.plan.audio ? ["-map", "0:a:0"] : []),
+    ...(spec.plan.audio[0] ? ["-map", `0:a:${spec.plan.audio[0].sourceIndex}`] : []),
     ...videoEncoderArgs(r, spec.plan, spec.x264Preset, spec.hdr),
-    ...audioEncoderArgs(spec.plan),
+    ...(spec.plan.audio[0] ? audioEncoderArgs(spec.plan.audio[0]) : []),
     ...hlsMuxerArgs(spec.workDir, r.name, spec.preset.segmentSeconds),
   ];
 }

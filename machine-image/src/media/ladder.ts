@@ -3,6 +3,7 @@
  * sized to keep the displayed aspect ratio, with even dimensions H.264 needs.
  */
 import type { DynamicRange, Preset, ProbeSummary, Rendition } from "@tcoder/worker/contract";
+import { type PlannedAudio, planAudio } from "./audio-plan.ts";
 import { type Conditioning, planConditioning } from "./conditioning.ts";
 
 export interface PlannedRendition {
@@ -18,16 +19,11 @@ export interface PlannedRendition {
   bufsizeKbps: number;
 }
 
-export interface PlannedAudio {
-  bitrateKbps: number;
-  channels: number;
-  sampleRate: number;
-}
-
 export interface LadderPlan {
   /** Video renditions, tallest first; empty for audio-only sources. */
   renditions: PlannedRendition[];
-  audio: PlannedAudio | null;
+  /** Alternate audio renditions, one stereo per source stream (+ 5.1); empty without audio. */
+  audio: PlannedAudio[];
   /** Output frame rate as ffmpeg's rational string and as a number. */
   frameRate: { expr: string; value: number } | null;
   /** Frames between keyframes; identical in every rendition so HLS can switch at any segment. */
@@ -84,13 +80,7 @@ export const primaryRendition = (plan: LadderPlan): PlannedRendition | undefined
   plan.renditions.find((r) => r.codec === "h264") ?? plan.renditions[0];
 
 export function planLadder(preset: Preset, probe: ProbeSummary): LadderPlan {
-  const audio: PlannedAudio | null = probe.audio
-    ? {
-        bitrateKbps: preset.audioBitrateKbps,
-        channels: Math.min(2, probe.audio.channels),
-        sampleRate: probe.audio.sampleRate === 44_100 ? 44_100 : 48_000,
-      }
-    : null;
+  const audio = planAudio(preset, probe);
   const video = probe.video;
   if (!video)
     return { renditions: [], audio, frameRate: null, gopFrames: 0, gopSeconds: preset.gopSeconds, conditioning: null };

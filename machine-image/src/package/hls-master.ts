@@ -114,10 +114,38 @@ export interface VariantStream {
   resolution?: { width: number; height: number };
   frameRate?: number;
   videoRange?: "SDR" | "PQ" | "HLG";
+  /** GROUP-ID of the alternate audio renditions this variant plays with. */
+  audioGroup?: string;
 }
 
-export function writeMasterPlaylist(variants: readonly VariantStream[]): string {
-  const lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"];
+/** An alternate rendition (`EXT-X-MEDIA`). */
+export interface MediaRendition {
+  type: "AUDIO";
+  groupId: string;
+  name: string;
+  language?: string;
+  default: boolean;
+  channels?: number;
+  uri: string;
+}
+
+// A quoted-string may hold neither a double quote nor a line break (RFC 8216 §4.2).
+const quoted = (value: string) => `"${value.replace(/["\r\n]/g, "'")}"`;
+
+const mediaLine = (m: MediaRendition) =>
+  `#EXT-X-MEDIA:${[
+    `TYPE=${m.type}`,
+    `GROUP-ID=${quoted(m.groupId)}`,
+    `NAME=${quoted(m.name)}`,
+    ...(m.language ? [`LANGUAGE=${quoted(m.language)}`] : []),
+    `DEFAULT=${m.default ? "YES" : "NO"}`,
+    "AUTOSELECT=YES",
+    ...(m.channels ? [`CHANNELS=${quoted(String(m.channels))}`] : []),
+    `URI=${quoted(m.uri)}`,
+  ].join(",")}`;
+
+export function writeMasterPlaylist(variants: readonly VariantStream[], media: readonly MediaRendition[] = []): string {
+  const lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS", ...media.map(mediaLine)];
   for (const v of [...variants].sort((a, b) => b.bandwidth - a.bandwidth)) {
     const attributes = [
       `BANDWIDTH=${v.bandwidth}`,
@@ -126,6 +154,7 @@ export function writeMasterPlaylist(variants: readonly VariantStream[]): string 
       `CODECS="${v.codecs.join(",")}"`,
       ...(v.frameRate ? [`FRAME-RATE=${v.frameRate.toFixed(3)}`] : []),
       ...(v.videoRange ? [`VIDEO-RANGE=${v.videoRange}`] : []),
+      ...(v.audioGroup ? [`AUDIO=${quoted(v.audioGroup)}`] : []),
     ];
     lines.push(`#EXT-X-STREAM-INF:${attributes.join(",")}`, v.uri);
   }

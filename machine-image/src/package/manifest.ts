@@ -13,6 +13,24 @@ export interface ManifestRendition {
   averageBandwidth: number;
   codecs: string;
   frameRate?: number;
+  videoRange?: "SDR" | "PQ" | "HLG";
+  durationSeconds: number;
+  segments: number;
+  sizeBytes: number;
+  playlist: string;
+}
+
+/** An alternate audio rendition (`EXT-X-MEDIA TYPE=AUDIO`). */
+export interface ManifestAudio {
+  name: string;
+  label: string;
+  language?: string;
+  channels: number;
+  default: boolean;
+  group: "stereo" | "surround";
+  bandwidth: number;
+  averageBandwidth: number;
+  codecs: string;
   durationSeconds: number;
   segments: number;
   sizeBytes: number;
@@ -27,7 +45,14 @@ export interface Manifest {
   createdAt: string;
   durationSeconds: number;
   probe: ProbeSummary;
-  hls?: { master: string; segmentSeconds: number; gopSeconds: number; renditions: ManifestRendition[] };
+  hls?: {
+    master: string;
+    segmentSeconds: number;
+    gopSeconds: number;
+    /** Video renditions (each a variant, played with one of the audio groups). */
+    renditions: ManifestRendition[];
+    audio: ManifestAudio[];
+  };
   mp4?: { key: string; width: number; height: number; durationSeconds: number; sizeBytes: number };
   poster?: { key: string; width: number; height: number };
   thumbnails?: {
@@ -55,6 +80,15 @@ export function outputKeysOf(manifest: Manifest): OutputKeys {
       height: r.height,
       bandwidth: r.bandwidth,
       playlist: r.playlist,
+    })),
+    audio: (manifest.hls?.audio ?? []).map((a) => ({
+      name: a.name,
+      label: a.label,
+      ...(a.language ? { language: a.language } : {}),
+      channels: a.channels,
+      default: a.default,
+      bandwidth: a.bandwidth,
+      playlist: a.playlist,
     })),
     ...(manifest.mp4 ? { mp4: manifest.mp4.key } : {}),
     ...(manifest.poster ? { poster: manifest.poster.key } : {}),

@@ -146,6 +146,23 @@ export const clips = {
     await ffmpeg([...video("640x360", 25, 1), ...fastH264, path]);
     return path;
   },
+  /**
+   * A dubbed film in miniature (Matroska, which keeps track titles): 320×180 video, an English mono
+   * track (the default) and a French 5.1 track titled "Doublage" whose dialog is a 440 Hz tone in
+   * the centre channel only, 1.5 s.
+   */
+  async twoLanguages(dir: string) {
+    const path = join(dir, "two-languages.mkv");
+    await ffmpeg([
+      ...video("320x180", 25, 1.5),
+      ...tone(1.5),
+      ...["-f", "lavfi", "-i", "aevalsrc=0|0|0.5*sin(2*PI*440*t)|0|0|0:c=5.1:s=48000:d=1.5"],
+      ...["-map", "0:v", "-map", "1:a", "-map", "2:a", ...fastH264, "-c:a", "aac"],
+      ...["-metadata:s:a:0", "language=eng", "-metadata:s:a:1", "language=fre", "-metadata:s:a:1", "title=Doublage"],
+      ...["-disposition:a:0", "default", "-disposition:a:1", "0", "-shortest", path],
+    ]);
+    return path;
+  },
   /** The first half of an MP4 whose index (moov) is at the end: unreadable. */
   async truncated(dir: string) {
     const whole = join(dir, "whole.mp4");

@@ -208,3 +208,54 @@ export async function firstFrameSideData(path: string): Promise<string[]> {
   const frames = (JSON.parse(stdout) as { frames?: { side_data_list?: { side_data_type?: string }[] }[] }).frames;
   return (frames?.[0]?.side_data_list ?? []).map((s) => s.side_data_type ?? "");
 }
+
+/** Every audio stream: codec, channels, language tag and whether it is the default track. */
+export async function audioStreams(path: string) {
+  const { stdout } = await execFileAsync("ffprobe", [
+    "-v",
+    "error",
+    "-select_streams",
+    "a",
+    "-show_entries",
+    "stream=codec_name,channels:stream_tags=language:stream_disposition=default",
+    "-of",
+    "json",
+    path,
+  ]);
+  const streams = (
+    JSON.parse(stdout) as {
+      streams: {
+        codec_name: string;
+        channels: number;
+        tags?: { language?: string };
+        disposition?: { default?: number };
+      }[];
+    }
+  ).streams;
+  return streams.map((s) => ({
+    codec: s.codec_name,
+    channels: s.channels,
+    language: s.tags?.language,
+    default: s.disposition?.default === 1,
+  }));
+}
+
+/** RMS level (dBFS) of each channel of the first audio stream, by ffmpeg's astats. */
+export async function channelRmsLevels(path: string): Promise<number[]> {
+  const { stderr } = await execFileAsync("ffmpeg", [
+    "-hide_banner",
+    "-nostats",
+    "-i",
+    path,
+    "-map",
+    "0:a:0",
+    "-af",
+    "astats=measure_overall=none:measure_perchannel=RMS_level",
+    "-f",
+    "null",
+    "-",
+  ]);
+  return [...stderr.matchAll(/RMS level dB: (-?[\d.]+|-inf)/g)].map((m) =>
+    m[1] === "-inf" ? -Infinity : Number(m[1]),
+  );
+}

@@ -65,6 +65,10 @@ export const jobErrorCodes = [
   "out_of_memory",
   "upload_failed",
   "lease_expired",
+  /** URL ingest: the source URL could not be fetched (refused address, redirects, HTTP error, network). */
+  "source_unreachable",
+  /** URL ingest: the source passed MAX_UPLOAD_BYTES or the duration limit while downloading. */
+  "source_too_large",
   "internal",
 ] as const;
 export const JobErrorCode = z.enum(jobErrorCodes);
@@ -148,6 +152,19 @@ export const ProbeSummary = z.object({
 });
 export type ProbeSummary = z.infer<typeof ProbeSummary>;
 
+/** One alternate audio rendition of a package, as the master playlist names it. */
+export const AudioRendition = z.object({
+  name: z.string(),
+  /** HLS NAME: the stream's title, else its language's name. */
+  label: z.string(),
+  language: z.string().optional(),
+  channels: z.number().int().positive(),
+  /** DEFAULT=YES: the source's default stream. */
+  default: z.boolean(),
+  bandwidth: z.number().int().positive(),
+});
+export type AudioRendition = z.infer<typeof AudioRendition>;
+
 /** Keys (relative to the output bucket) of a published package, as machines report them. */
 export const OutputKeys = z.object({
   manifest: z.string(),
@@ -163,6 +180,8 @@ export const OutputKeys = z.object({
       }),
     )
     .default([]),
+  /** Alternate audio renditions (`EXT-X-MEDIA TYPE=AUDIO`): one stereo per source stream, plus 5.1 where kept. */
+  audio: z.array(AudioRendition.extend({ playlist: z.string() })).optional(),
   mp4: z.string().optional(),
   poster: z.string().optional(),
   thumbnailsVtt: z.string().optional(),
@@ -185,6 +204,7 @@ export const JobOutputs = z.object({
       playlist: ObjectRef,
     }),
   ),
+  audio: z.array(AudioRendition.extend({ playlist: ObjectRef })).optional(),
   mp4: ObjectRef.optional(),
   poster: ObjectRef.optional(),
   thumbnailsVtt: ObjectRef.optional(),
@@ -211,7 +231,10 @@ export const Job = z.object({
   attempts: z.number().int().nonnegative(),
   maxAttempts: z.number().int().positive(),
   input: z.object({
+    /** Where the source is (or will be) kept in the input bucket. */
     key: z.string(),
+    /** The URL the source is downloaded from (`POST /v1/jobs {url}`). */
+    url: z.url().optional(),
     filename: z.string().optional(),
     contentType: z.string().optional(),
     sizeBytes: z.number().int().nonnegative().optional(),

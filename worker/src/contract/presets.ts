@@ -24,7 +24,10 @@ export interface Preset {
   readonly name: string;
   readonly description: string;
   readonly renditions: readonly Rendition[];
+  /** Every audio stream gets a stereo (or mono) AAC rendition at this rate. */
   readonly audioBitrateKbps: number;
+  /** Surround (5.1 and up) streams also get a 5.1 AAC rendition at this rate; null: stereo only. */
+  readonly surroundAudioBitrateKbps: number | null;
   /** Keyframe interval; fixed (no scene-cut keyframes) so renditions align for switching. */
   readonly gopSeconds: number;
   readonly segmentSeconds: number;
@@ -62,7 +65,7 @@ const hevcRung = (height: number, videoBitrateKbps: number): Rendition => ({
 export const presets = {
   "hls-ladder": {
     name: "hls-ladder",
-    description: "Adaptive HLS ladder 1080p/720p/540p/360p, faststart MP4, poster, thumbnails",
+    description: "Adaptive HLS ladder 1080p/720p/540p/360p, stereo and 5.1 audio, faststart MP4, poster, thumbnails",
     renditions: [
       rung("1080p", 1080, 6000),
       rung("720p", 720, 3000),
@@ -70,6 +73,7 @@ export const presets = {
       rung("360p", 360, 800, "main"),
     ],
     audioBitrateKbps: 128,
+    surroundAudioBitrateKbps: 384,
     gopSeconds: 2,
     segmentSeconds: 6,
     hls: true,
@@ -82,6 +86,7 @@ export const presets = {
     description: "Adaptive HLS ladder 540p/360p/234p for mobile-first and previews",
     renditions: [rung("540p", 540, 2000, "main"), rung("360p", 360, 800, "main"), rung("234p", 234, 300, "baseline")],
     audioBitrateKbps: 96,
+    surroundAudioBitrateKbps: null,
     gopSeconds: 2,
     segmentSeconds: 6,
     hls: true,
@@ -92,7 +97,7 @@ export const presets = {
   "hls-hdr": {
     name: "hls-hdr",
     description:
-      "HEVC Main10 ladder 2160p–360p keeping the source's HDR (PQ or HLG), an H.264 SDR 720p/360p fallback, faststart SDR MP4, poster, thumbnails",
+      "HEVC Main10 ladder 2160p–360p keeping the source's HDR (PQ or HLG), an H.264 SDR 720p/360p fallback, stereo and 5.1 audio, faststart SDR MP4, poster, thumbnails",
     // Apple's HDR ladder; the H.264 rungs serve players without HEVC or HDR (tone-mapped, BT.709).
     renditions: [
       hevcRung(2160, 12000),
@@ -104,6 +109,7 @@ export const presets = {
       rung("360p", 360, 800, "main"),
     ],
     audioBitrateKbps: 128,
+    surroundAudioBitrateKbps: 384,
     gopSeconds: 2,
     segmentSeconds: 6,
     hls: true,
@@ -116,6 +122,7 @@ export const presets = {
     description: "A single faststart 720p MP4 with poster; no HLS",
     renditions: [rung("720p", 720, 3000)],
     audioBitrateKbps: 128,
+    surroundAudioBitrateKbps: null,
     gopSeconds: 2,
     segmentSeconds: 6,
     hls: false,

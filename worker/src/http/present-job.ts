@@ -25,6 +25,7 @@ export function presentOutputs(urlOf: (key: string) => string, keys: OutputKeys)
       playlist: ref(r.playlist),
     })),
   };
+  if (keys.audio) outputs.audio = keys.audio.map((a) => ({ ...a, playlist: ref(a.playlist) }));
   for (const name of ["hlsMaster", "mp4", "poster", "thumbnailsVtt", "thumbnailsSprite"] as const) {
     const value = optional(keys[name]);
     if (value) outputs[name] = value;

@@ -1,0 +1,317 @@
+/**
+ * Everything ffmpeg wrote, turned into a package: measured media playlists, the master playlist
+ * (video variants × audio groups, alternate audio renditions), the progressive MP4 (the primary
+ * video rendition and every audio rendition, remuxed), poster, sprite + VTT, and the manifest.
+ * Returns what to upload, in the order players may reference it.
+ */
+import { createReadStream, createWriteStream } from "node:fs";
+import { readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { pipeline } from "node:stream/promises";
+import type { ProbeSummary } from "@tcoder/worker/contract";
+import type { AudioGroup, PlannedAudio } from "../media/audio-plan.ts";
+import { type TranscodeSpec, workLayout } from "../media/ffmpeg-args.ts";
+import { encodedDurationSeconds } from "../media/inspect.ts";
+import { type PlannedRendition, primaryRendition } from "../media/ladder.ts";
+import { ffmpegQuiet, runFfmpeg } from "../media/run-ffmpeg.ts";
+import type { UploadItem } from "../storage/s3.ts";
+import {
+  AAC_LC_CODEC,
+  type MediaPlaylist,
+  type MediaRendition,
+  measureBandwidth,
+  parseMediaPlaylist,
+  type VariantStream,
+  videoCodecFromInit,
+  videoRangeOf,
+  writeMasterPlaylist,
+} from "./hls-master.ts";
+import { cacheControlFor, contentTypeFor, manifestKey } from "./layout.ts";
+import type { Manifest, ManifestAudio, ManifestRendition } from "./manifest.ts";
+import { packageKey, packagePaths } from "./manifest.ts";
+import { buildSprite, type ThumbnailPlan, writeThumbnailsVtt } from "./thumbnails.ts";
+
+export interface PackageJob {
+  jobId: string;
+  attempt: number;
+}
+
+export interface BuiltPackage {
+  manifest: Manifest;
+  media: UploadItem[];
+  playlists: UploadItem[];
+  indexes: UploadItem[];
+  manifestUpload: UploadItem;
+}
+
+/** One rendition's media playlist as encoded: its segments on disk and their measured rates. */
+interface Measured {
+  name: string;
+  dir: string;
+  playlist: MediaPlaylist;
+  sizes: Map<string, number>;
+  rates: ReturnType<typeof measureBandwidth>;
+}
+
+async function measure(workDir: string, name: string): Promise<Measured> {
+  const dir = join(workDir, workLayout.hlsDir(name));
+  const playlist = parseMediaPlaylist(await readFile(join(workDir, workLayout.playlist(name)), "utf8"));
+  const sizes = new Map<string, number>();
+  for (const uri of [...(playlist.initSegment ? [playlist.initSegment] : []), ...playlist.segments.map((s) => s.uri)])
+    sizes.set(uri, (await stat(join(dir, uri))).size);
+  return { name, dir, playlist, sizes, rates: measureBandwidth(playlist, (uri) => sizes.get(uri) ?? 0) };
+}
+
+/** The renditions of an audio group: stereo has every stream; surround has each stream's 5.1, else its stereo. */
+function groupMembers(audio: readonly PlannedAudio[], group: AudioGroup): PlannedAudio[] {
+  if (group === "stereo") return audio.filter((a) => a.group === "stereo");
+  if (!audio.some((a) => a.group === "surround")) return [];
+  return audio
+    .filter((a) => a.group === "stereo")
+    .map((stereo) => audio.find((a) => a.group === "surround" && a.sourceIndex === stereo.sourceIndex) ?? stereo);
+}
+
+/** Concatenates a rendition's init and media segments into one fragmented MP4 ffmpeg can read. */
+async function joinFragments(m: Measured, path: string): Promise<string> {
+  const out = createWriteStream(path);
+  for (const uri of m.sizes.keys()) await pipeline(createReadStream(join(m.dir, uri)), out, { end: false });
+  await new Promise<void>((resolve, reject) => out.end((error?: Error | null) => (error ? reject(error) : resolve())));
+  return path;
+}
+
+export async function buildPackage(
+  job: PackageJob,
+  spec: TranscodeSpec,
+  thumbnailPlan: ThumbnailPlan | null,
+  probe: ProbeSummary,
+  signal: AbortSignal | undefined,
+): Promise<BuiltPackage> {
+  const { plan, preset, workDir: dir } = spec;
+  const key = (path: string) => packageKey(job.jobId, job.attempt, path);
+  const item = (path: string, objectKey: string): UploadItem => ({
+    path,
+    key: objectKey,
+    contentType: contentTypeFor(objectKey),
+    cacheControl: cacheControlFor(objectKey),
+  });
+  const media: UploadItem[] = [];
+  const playlists: UploadItem[] = [];
+  const indexes: UploadItem[] = [];
+  const files: Manifest["files"] = [];
+  const track = async (upload: UploadItem, into: UploadItem[]) => {
+    into.push(upload);
+    files.push({ key: upload.key, sizeBytes: (await stat(upload.path)).size, contentType: upload.contentType });
+  };
+  const publishRendition = async (m: Measured) => {
+    for (const uri of m.sizes.keys()) await track(item(join(m.dir, uri), key(`hls/${m.name}/${uri}`)), media);
+    await track(item(join(m.dir, "playlist.m3u8"), key(packagePaths.renditionPlaylist(m.name))), playlists);
+  };
+
+  const manifest: Manifest = {
+    version: 1,
+    jobId: job.jobId,
+    attempt: job.attempt,
+    preset: preset.name,
+    createdAt: new Date().toISOString(),
+    durationSeconds: probe.durationSeconds,
+    probe,
+    files,
+  };
+
+  let mp4Source: { path: string; width: number; height: number } | null = null;
+  if (preset.hls) {
+    const video = new Map<string, { planned: PlannedRendition; measured: Measured; codec: string }>();
+    for (const r of plan.renditions) {
+      const measured = await measure(dir, r.name);
+      const init = measured.playlist.initSegment;
+      const codec = init ? videoCodecFromInit(await readFile(join(measured.dir, init))) : null;
+      if (!codec) throw new Error(`no H.264 or HEVC configuration in ${r.name}/${init ?? "(no init segment)"}`);
+      video.set(r.name, { planned: r, measured, codec });
+    }
+    const audio = new Map<string, { planned: PlannedAudio; measured: Measured }>();
+    for (const a of plan.audio) audio.set(a.name, { planned: a, measured: await measure(dir, a.name) });
+
+    const uriOf = (name: string) => `${name}/playlist.m3u8`;
+    const groups = (["stereo", "surround"] as const)
+      .map((group) => ({ group, members: groupMembers(plan.audio, group) }))
+      .filter((g) => g.members.length > 0);
+    const mediaRenditions: MediaRendition[] = groups.flatMap(({ group, members }) =>
+      members.map((a) => ({
+        type: "AUDIO" as const,
+        groupId: group,
+        name: a.label,
+        ...(a.language ? { language: a.language } : {}),
+        default: a.default,
+        channels: a.channels,
+        uri: uriOf(a.name),
+      })),
+    );
+    // A group's cost is its most demanding member: that is what a player may add to the video.
+    const groupRates = (members: PlannedAudio[]) => {
+      const rates = members.map((a) => (audio.get(a.name) as { measured: Measured }).measured.rates);
+      return {
+        bandwidth: Math.max(...rates.map((r) => r.bandwidth)),
+        averageBandwidth: Math.max(...rates.map((r) => r.averageBandwidth)),
+      };
+    };
+
+    const variants: VariantStream[] = [];
+    for (const { planned: r, measured, codec } of video.values()) {
+      const videoPart = {
+        uri: uriOf(r.name),
+        resolution: { width: r.width, height: r.height },
+        ...(plan.frameRate ? { frameRate: plan.frameRate.value } : {}),
+        videoRange: videoRangeOf(r.dynamicRange),
+      };
+      if (groups.length === 0) variants.push({ ...videoPart, ...measured.rates, codecs: [codec] });
+      for (const { group, members } of groups) {
+        const rates = groupRates(members);
+        variants.push({
+          ...videoPart,
+          bandwidth: measured.rates.bandwidth + rates.bandwidth,
+          averageBandwidth: measured.rates.averageBandwidth + rates.averageBandwidth,
+          codecs: [codec, AAC_LC_CODEC],
+          audioGroup: group,
+        });
+      }
+    }
+    if (video.size === 0)
+      // Audio only: each group's default rendition is the variant; the group offers the others.
+      for (const { group, members } of groups) {
+        const main = members.find((a) => a.default) ?? (members[0] as PlannedAudio);
+        variants.push({ uri: uriOf(main.name), ...groupRates(members), codecs: [AAC_LC_CODEC], audioGroup: group });
+      }
+
+    const renditions: ManifestRendition[] = [];
+    for (const { planned: r, measured, codec } of video.values()) {
+      renditions.push({
+        name: r.name,
+        width: r.width,
+        height: r.height,
+        bandwidth: measured.rates.bandwidth,
+        averageBandwidth: measured.rates.averageBandwidth,
+        codecs: codec,
+        ...(plan.frameRate ? { frameRate: plan.frameRate.value } : {}),
+        videoRange: videoRangeOf(r.dynamicRange),
+        durationSeconds: measured.playlist.durationSeconds,
+        segments: measured.playlist.segments.length,
+        sizeBytes: measured.rates.sizeBytes,
+        playlist: key(packagePaths.renditionPlaylist(r.name)),
+      });
+      await publishRendition(measured);
+    }
+    const audioRenditions: ManifestAudio[] = [];
+    for (const { planned: a, measured } of audio.values()) {
+      audioRenditions.push({
+        name: a.name,
+        label: a.label,
+        ...(a.language ? { language: a.language } : {}),
+        channels: a.channels,
+        default: a.default,
+        group: a.group,
+        bandwidth: measured.rates.bandwidth,
+        averageBandwidth: measured.rates.averageBandwidth,
+        codecs: AAC_LC_CODEC,
+        durationSeconds: measured.playlist.durationSeconds,
+        segments: measured.playlist.segments.length,
+        sizeBytes: measured.rates.sizeBytes,
+        playlist: key(packagePaths.renditionPlaylist(a.name)),
+      });
+      await publishRendition(measured);
+    }
+
+    const masterPath = join(dir, "hls", "master.m3u8");
+    await writeFile(masterPath, writeMasterPlaylist(variants, mediaRenditions));
+    await track(item(masterPath, key(packagePaths.hlsMaster)), indexes);
+    manifest.hls = {
+      master: key(packagePaths.hlsMaster),
+      segmentSeconds: preset.segmentSeconds,
+      gopSeconds: preset.gopSeconds,
+      renditions,
+      audio: audioRenditions,
+    };
+
+    if (preset.mp4) {
+      // The progressive MP4 is the primary video rendition and every audio rendition, remuxed: no
+      // second encode. The source's default stream stays the default track.
+      const primary = primaryRendition(plan);
+      const inputs: string[] = [];
+      const maps: string[] = [];
+      const primaryMeasured = primary ? video.get(primary.name)?.measured : undefined;
+      if (primaryMeasured) {
+        inputs.push("-i", await joinFragments(primaryMeasured, join(dir, "fragmented-video.mp4")));
+        maps.push("-map", "0:v");
+      }
+      const audioInputs = [...audio.values()];
+      for (const [i, { measured }] of audioInputs.entries()) {
+        inputs.push("-i", await joinFragments(measured, join(dir, `fragmented-audio-${i}.mp4`)));
+        maps.push("-map", `${inputs.length / 2 - 1}:a`);
+      }
+      const dispositions = audioInputs.flatMap(({ planned }, i) => [
+        `-disposition:a:${i}`,
+        planned.default && planned.group === "stereo" ? "default" : "0",
+      ]);
+      const remuxed = join(dir, packagePaths.mp4);
+      await runFfmpeg(
+        [...ffmpegQuiet, ...inputs, ...maps, "-c", "copy", ...dispositions, "-movflags", "+faststart", remuxed],
+        signal ? { signal } : {},
+      );
+      mp4Source = { path: remuxed, width: primary?.width ?? 0, height: primary?.height ?? 0 };
+    }
+  } else if (preset.mp4) {
+    const top = primaryRendition(plan);
+    mp4Source = { path: join(dir, workLayout.directMp4), width: top?.width ?? 0, height: top?.height ?? 0 };
+  }
+
+  if (mp4Source) {
+    const mp4Duration = await encodedDurationSeconds(mp4Source.path);
+    const mp4Key = key(packagePaths.mp4);
+    await track(item(mp4Source.path, mp4Key), media);
+    manifest.mp4 = {
+      key: mp4Key,
+      width: mp4Source.width,
+      height: mp4Source.height,
+      durationSeconds: mp4Duration ?? probe.durationSeconds,
+      sizeBytes: (await stat(mp4Source.path)).size,
+    };
+  }
+
+  const posterPath = join(dir, workLayout.poster);
+  const top = primaryRendition(plan);
+  if (preset.poster && top && (await exists(posterPath))) {
+    await track(item(posterPath, key(packagePaths.poster)), media);
+    manifest.poster = { key: key(packagePaths.poster), width: top.width, height: top.height };
+  }
+
+  if (thumbnailPlan) {
+    const thumbs = (await readdir(join(dir, workLayout.thumbsDir))).filter((f) => f.endsWith(".jpg")).sort();
+    if (thumbs.length > 0) {
+      const spritePath = join(dir, "sprite.jpg");
+      await buildSprite(join(dir, workLayout.thumbPattern), thumbs.length, thumbnailPlan, spritePath, signal);
+      const vttPath = join(dir, "thumbnails.vtt");
+      await writeFile(vttPath, writeThumbnailsVtt(thumbnailPlan, thumbs.length, probe.durationSeconds, "sprite.jpg"));
+      await track(item(spritePath, key(packagePaths.thumbnailsSprite)), media);
+      await track(item(vttPath, key(packagePaths.thumbnailsVtt)), playlists);
+      manifest.thumbnails = {
+        vtt: key(packagePaths.thumbnailsVtt),
+        sprite: key(packagePaths.thumbnailsSprite),
+        intervalSeconds: thumbnailPlan.intervalSeconds,
+        count: thumbs.length,
+        width: thumbnailPlan.width,
+        height: thumbnailPlan.height,
+        columns: Math.min(thumbnailPlan.columns, thumbs.length),
+      };
+    }
+  }
+
+  const manifestPath = join(dir, "manifest.json");
+  await writeFile(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
+  const manifestUpload = item(manifestPath, manifestKey(job.jobId));
+  return { manifest, media, playlists, indexes, manifestUpload };
+}
+
+const exists = (path: string) =>
+  stat(path).then(
+    () => true,
+    () => false,
+  );
