@@ -3,7 +3,14 @@
  * stop once it has been idle long enough. Idle time is measured from when the machine last FINISHED
  * a job (or booted); an empty poll never resets it, so an idle machine always stops.
  */
-import { isPresetName, type JobStage, type MachineEvent, type PlaybackPolicy, presets } from "@tcoder/worker/contract";
+import {
+  isPresetName,
+  type JobStage,
+  type MachineEvent,
+  type PlaybackPolicy,
+  presets,
+  type SourceFetchPolicy,
+} from "@tcoder/worker/contract";
 import type { ControlPlane } from "./control-plane.ts";
 import { AttemptStoppedError, type JobToRun, type TranscodeOutcome } from "./transcode.ts";
 
@@ -14,6 +21,7 @@ export interface Claim {
   preset: string;
   inputKey: string;
   playback?: PlaybackPolicy;
+  source?: SourceFetchPolicy;
 }
 
 export interface JobRunContext {
@@ -167,6 +175,7 @@ async function workOn(claim: Claim, deps: LoopDeps, log: Logger, now: () => numb
       preset: presets[claim.preset],
       inputKey: claim.inputKey,
       ...(claim.playback ? { playback: claim.playback } : {}),
+      ...(claim.source ? { source: claim.source } : {}),
     };
     let outcome: TranscodeOutcome;
     try {

@@ -37,6 +37,8 @@ export const vars = {
   CONTROL_PLANE_URL: { description: "Public URL of this worker", example: "https://tcoder.example.workers.dev" },
   /** "true" only in stacks that deliver callbacks to plain-http or private addresses (local). */
   ALLOW_INSECURE_CALLBACKS: { description: "Allow http:// and private callback targets", example: "false" },
+  /** "true" only in the local stack: source URLs may be http:// and loopback (never other private ranges). */
+  ALLOW_LOOPBACK_SOURCE_URLS: { description: "Allow http:// and loopback source URLs", example: "false" },
   LOG_LEVEL: { description: "debug | info | warn | error", example: "info" },
 } as const;
 
@@ -164,6 +166,7 @@ export const settingsSchema = z.object({
   DEFAULT_PRESET: z.string().min(1),
   CONTROL_PLANE_URL: z.url(),
   ALLOW_INSECURE_CALLBACKS: bool.default(false),
+  ALLOW_LOOPBACK_SOURCE_URLS: bool.default(false),
   LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
   API_TOKEN: z
     .string()
@@ -214,6 +217,7 @@ export const defaultVars = {
   MAX_UPLOAD_BYTES: String(5 * 1024 ** 3),
   DEFAULT_PRESET: "hls-ladder",
   ALLOW_INSECURE_CALLBACKS: "false",
+  ALLOW_LOOPBACK_SOURCE_URLS: "false",
   LOG_LEVEL: "info",
 } as const satisfies Partial<Record<VarName, string>>;
 

@@ -40,6 +40,8 @@ const localVars = {
   FLY_APP_NAME: "tcoder-machines",
   MACHINE_IMAGE: "tcoder-machine:local",
   ALLOW_INSECURE_CALLBACKS: "true",
+  // Test and demo sources are served from this machine, as callbacks are delivered to it.
+  ALLOW_LOOPBACK_SOURCE_URLS: "true",
 } as const satisfies Partial<Record<VarName, string>>;
 const localFlyOrg = "personal";
 

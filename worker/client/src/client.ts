@@ -334,6 +334,28 @@ export function createClient(options: ClientOptions & { resolveSource?: SourceRe
       });
     },
 
+    /**
+     * Creates a job whose source a machine downloads from `url` (https to a public address; the
+     * stack refuses others). Resolves with the queued job; a source that cannot be fetched fails the
+     * job with `source_unreachable`, one over the limits with `source_too_large`.
+     */
+    createJobFromUrl: (
+      url: string,
+      opts: Pick<UploadOptions, "preset" | "playback" | "metadata" | "callbackUrl" | "signal"> = {},
+    ) =>
+      api<Job>(
+        "POST",
+        "/v1/jobs",
+        {
+          url,
+          ...(opts.preset ? { preset: opts.preset } : {}),
+          ...(opts.playback ? { playback: opts.playback } : {}),
+          ...(opts.metadata ? { metadata: opts.metadata } : {}),
+          ...(opts.callbackUrl ? { callbackUrl: opts.callbackUrl } : {}),
+        },
+        opts.signal,
+      ),
+
     /** The open multipart upload of a job and the parts the store holds. */
     getUpload: (jobId: string, opts: { signal?: AbortSignal } = {}) =>
       api<MultipartPlan>("GET", multipartPath(jobId), undefined, opts.signal),

@@ -1,12 +1,15 @@
 /**
  * Managing assets through the SDK against the real local stack (workerd, redis-server, the S3
  * store, machine processes running ffmpeg): deleting a completed and a running job leaves no
- * object under their prefixes.
+ * object under their prefixes; a source ingested from a URL transcodes, and one that redirects to a
+ * private address or grows past MAX_UPLOAD_BYTES while it downloads fails with its code.
  */
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ListObjectsV2Command } from "@aws-sdk/client-s3";
+import { HeadObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { type LocalStack, startLocalStack } from "@tcoder/local/stack";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient, type Job } from "../src/node.ts";
@@ -18,6 +21,10 @@ let client: ReturnType<typeof createClient>;
 let shortClip: string;
 let longClip: string;
 const machineLines: string[] = [];
+/** A web server apps' sources live on: the clip, a redirect into the cloud's metadata range, an endless body. */
+let media: Server;
+let mediaUrl: string;
+const MAX_UPLOAD_BYTES = 40 * 1024 * 1024;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "tcoder-assets-"));
@@ -29,14 +36,38 @@ beforeAll(async () => {
     dir: join(dir, "stack"),
     maxMachines: 1,
     cronIntervalMs: 500,
-    vars: { DEFAULT_PRESET: "hls-small", JOB_LEASE_SECONDS: "6" },
+    vars: { DEFAULT_PRESET: "hls-small", JOB_LEASE_SECONDS: "6", MAX_UPLOAD_BYTES: String(MAX_UPLOAD_BYTES) },
     machineEnv: { X264_PRESET: "ultrafast", POLL_MIN_MS: "200", POLL_MAX_MS: "1000" },
     log: (source, line) => source.startsWith("machine ") && machineLines.push(line),
   });
   client = createClient({ baseUrl: stack.cloud.apiUrl, token: stack.cloud.apiToken });
+  const clipBytes = await readFile(shortClip);
+  media = createServer((req, res) => {
+    if (req.url === "/films/short.mp4")
+      return void res
+        .writeHead(200, { "content-type": "video/mp4", "content-length": clipBytes.length })
+        .end(clipBytes);
+    if (req.url === "/metadata")
+      return void res.writeHead(302, { location: "http://169.254.169.254/latest/meta-data/iam/" }).end();
+    if (req.url === "/endless") {
+      res.writeHead(200, { "content-type": "video/mp4" });
+      const chunk = Buffer.alloc(256 * 1024, 1);
+      const pump = () => {
+        while (!res.destroyed && res.write(chunk));
+        if (!res.destroyed) res.once("drain", pump);
+      };
+      req.socket.on("close", () => res.destroy());
+      return pump();
+    }
+    res.writeHead(404).end();
+  });
+  await new Promise<void>((resolve) => media.listen(0, "127.0.0.1", resolve));
+  mediaUrl = `http://127.0.0.1:${(media.address() as AddressInfo).port}`;
 });
 
 afterAll(async () => {
+  media?.closeAllConnections();
+  await new Promise((resolve) => (media ? media.close(resolve) : resolve(undefined)));
   await stack?.stop();
   await rm(dir, { recursive: true, force: true });
 });
@@ -96,5 +127,40 @@ describe("delete", () => {
     // The machine is free again: a new job runs to completion.
     const next = await client.upload(shortClip);
     expect((await client.waitForJob(next.id, { timeout: 150_000 })).state).toBe("completed");
+  });
+});
+
+describe("ingest from a URL", () => {
+  it("downloads the source on the machine, keeps it under inputs/ and transcodes it", async () => {
+    const created = await client.createJobFromUrl(`${mediaUrl}/films/short.mp4`, { metadata: { from: "url" } });
+    expect(created).toMatchObject({
+      state: "pending",
+      input: { url: `${mediaUrl}/films/short.mp4`, filename: "short.mp4", key: `inputs/${created.id}/short.mp4` },
+    });
+    const done = await client.waitForJob(created.id, { timeout: 150_000 });
+    expect(done.state).toBe("completed");
+    expect(done.probe?.durationSeconds).toBeCloseTo(2, 0);
+    const kept = await stack.cloud.s3.send(
+      new HeadObjectCommand({ Bucket: stack.cloud.settings.INPUT_BUCKET, Key: created.input.key }),
+    );
+    expect(kept.ContentLength).toBe((await readFile(shortClip)).length);
+  });
+
+  it("fails with source_unreachable when the URL redirects into a private range, without retrying", async () => {
+    const created = await client.createJobFromUrl(`${mediaUrl}/metadata`);
+    const done = await client.waitForJob(created.id, { timeout: 120_000 });
+    expect(done).toMatchObject({ state: "failed", attempts: 1, error: { code: "source_unreachable" } });
+    expect(done.error?.message).toContain("redirected to a refused URL");
+  });
+
+  it("fails with source_too_large when the source grows past MAX_UPLOAD_BYTES while it downloads", async () => {
+    const created = await client.createJobFromUrl(`${mediaUrl}/endless`);
+    const done = await client.waitForJob(created.id, { timeout: 120_000 });
+    expect(done).toMatchObject({
+      state: "failed",
+      attempts: 1,
+      error: { code: "source_too_large", message: `the source grew past the limit of ${MAX_UPLOAD_BYTES} bytes` },
+    });
+    expect(await objectsOf(created.id)).toEqual([]);
   });
 });

@@ -1,3 +1,4 @@
+export * from "./addresses.ts";
 export * from "./job.ts";
 export * from "./language.ts";
 export * from "./machine-events.ts";

@@ -12,6 +12,7 @@ export const problemCodes = {
   malformed_json: { status: 400, title: "The request body is not valid JSON" },
   unknown_preset: { status: 400, title: "No such preset" },
   invalid_callback_url: { status: 400, title: "The callback URL is not allowed" },
+  invalid_source_url: { status: 400, title: "The source URL is not allowed" },
   unsupported_media_type: { status: 415, title: "Unsupported media type" },
   payload_too_large: { status: 413, title: "Request body too large" },
   upload_too_large: { status: 413, title: "Declared upload size exceeds the limit" },

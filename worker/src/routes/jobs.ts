@@ -4,7 +4,13 @@
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { enqueueCallback } from "../callbacks/index.ts";
-import { JobState, MAX_PLAYBACK_TOKEN_SECONDS, playbackUrl, signPlaybackUrl } from "../contract/index.ts";
+import {
+  checkSourceUrl,
+  JobState,
+  MAX_PLAYBACK_TOKEN_SECONDS,
+  playbackUrl,
+  signPlaybackUrl,
+} from "../contract/index.ts";
 import { purgeJob } from "../deletion/purge.ts";
 import { admitInBackground } from "../http/admission.ts";
 import { inBackground } from "../http/background.ts";
@@ -25,7 +31,8 @@ import {
   StateError,
   type StoredJob,
 } from "../state/index.ts";
-import { inputKeyProblem } from "../storage/names.ts";
+import { inputKeyFor } from "../state/keys.ts";
+import { filenameProblem, inputKeyProblem, safeFileName } from "../storage/names.ts";
 import { headObject, StorageError } from "../storage/s3.ts";
 import { JobCreationFields, JobIdParams, PublicJob } from "./schemas.ts";
 
@@ -52,10 +59,35 @@ const ListQuery = z.object({
 
 const CreateJobRequest = z
   .object({
-    inputKey: z.string().min(1).max(1024).openapi({ example: "inputs/job_01jf3v6j9g2m4k8q7r5t0w1x2y/holiday.mp4" }),
+    inputKey: z.string().min(1).max(1024).optional().openapi({
+      description: "An object already in the input bucket (exactly one of inputKey and url)",
+      example: "inputs/job_01jf3v6j9g2m4k8q7r5t0w1x2y/holiday.mp4",
+    }),
+    url: z.string().min(1).max(2048).optional().openapi({
+      description: "An https URL the machine downloads the source from (exactly one of inputKey and url)",
+      example: "https://media.example.com/holiday.mp4",
+    }),
     ...JobCreationFields,
   })
+  .refine((body) => (body.inputKey === undefined) !== (body.url === undefined), {
+    message: "give exactly one of inputKey and url",
+  })
   .openapi("CreateJobRequest");
+
+/**
+ * The name a URL's source is kept under: its last path segment when that is an acceptable file
+ * name (also shown as `input.filename`), else `source`.
+ */
+function sourceNameOf(url: URL): string | undefined {
+  const last = url.pathname.split("/").pop() ?? "";
+  let name: string;
+  try {
+    name = decodeURIComponent(last);
+  } catch {
+    return undefined;
+  }
+  return name && !filenameProblem(name) ? name : undefined;
+}
 
 const PlaybackTokenRequest = z
   .object({
@@ -122,12 +154,15 @@ export const jobs = new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
     createRoute({
       method: "post",
       path: "/",
-      summary: "Create a job for an object already in the input bucket",
+      summary: "Create a job for an object already in the input bucket, or for a source at a URL",
+      description:
+        "With `url`, a machine downloads the source (https to public addresses only, checked again after DNS and " +
+        "on each of at most 5 redirects; within MAX_UPLOAD_BYTES) and keeps it at `input.key`.",
       security: [{ bearer: [] }],
       request: { body: { required: true, content: { "application/json": { schema: CreateJobRequest } } } },
       responses: {
         201: jobResponse("Job created and queued"),
-        400: problemContent("invalid_request, unknown_preset, invalid_callback_url"),
+        400: problemContent("invalid_request, unknown_preset, invalid_callback_url, invalid_source_url"),
         401: problemContent("unauthorized"),
         404: problemContent("input_not_found"),
         415: problemContent("unsupported_media_type"),
@@ -136,12 +171,39 @@ export const jobs = new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
     async (c) => {
       const body = c.req.valid("json");
       const settings = c.get("settings");
-      const badKey = inputKeyProblem(body.inputKey);
+      if (body.url !== undefined) {
+        const check = checkSourceUrl(body.url, { allowLoopback: settings.ALLOW_LOOPBACK_SOURCE_URLS });
+        if (!check.ok) throw new ProblemError("invalid_source_url", { detail: check.reason });
+        const options = resolveJobOptions(settings, body);
+        const nowMs = Date.now();
+        const id = newJobId(nowMs);
+        const name = sourceNameOf(check.url);
+        const job = await createJob(
+          c.get("redis"),
+          {
+            id,
+            ...options,
+            input: { key: inputKeyFor(id, safeFileName(name ?? "source")), ...(name ? { filename: name } : {}) },
+            source: {
+              url: check.url.toString(),
+              maxBytes: settings.MAX_UPLOAD_BYTES,
+              allowLoopback: settings.ALLOW_LOOPBACK_SOURCE_URLS,
+            },
+            state: "pending",
+            maxAttempts: settings.JOB_MAX_ATTEMPTS,
+          },
+          nowMs,
+        );
+        await admitInBackground(c);
+        return c.json(presentJob(settings, job), 201);
+      }
+      const inputKey = body.inputKey ?? "";
+      const badKey = inputKeyProblem(inputKey);
       if (badKey) throw new ProblemError("invalid_request", { detail: badKey });
       const options = resolveJobOptions(settings, body);
       let head: Awaited<ReturnType<typeof headObject>>;
       try {
-        head = await headObject(settings, settings.INPUT_BUCKET, body.inputKey);
+        head = await headObject(settings, settings.INPUT_BUCKET, inputKey);
       } catch (err) {
         if (err instanceof StorageError)
           throw new ProblemError("storage_unavailable", { detail: "the input bucket could not be read" });
@@ -155,7 +217,7 @@ export const jobs = new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
           id: newJobId(nowMs),
           ...options,
           input: {
-            key: body.inputKey,
+            key: inputKey,
             ...(head.contentType ? { contentType: head.contentType } : {}),
             ...(head.sizeBytes !== undefined ? { sizeBytes: head.sizeBytes } : {}),
           },

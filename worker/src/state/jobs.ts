@@ -8,7 +8,9 @@
  * `purgeNotBefore` (the earliest a purge may settle the job) and `purgedAt`; JSON: `probe`, `outputs`, `error`,
  * `callback`, and `client` (filename, content type, callback URL, metadata: the values a client
  * chose, kept in JSON so no client string is ever mistaken for a number by a Redis client);
- * while a multipart upload is open, `multipartUploadId` and `multipartPartBytes` (uploads.ts).
+ * while a multipart upload is open, `multipartUploadId` and `multipartPartBytes` (uploads.ts); for
+ * a job ingested from a URL, `sourceUrl`, `sourceMaxBytes` and `sourceAllowLoopback` ("1"/"0"), the
+ * fetch policy the claim hands to the machine.
  * Each state change is one Lua script (scripts.ts) whose allowed `from` states come from the
  * contract's `transitions`, so no event order can move a job backwards.
  */
@@ -23,6 +25,7 @@ import {
   PlaybackPolicy,
   type PresetName,
   ProbeSummary,
+  type SourceFetchPolicy,
   terminalStates,
 } from "../contract/index.ts";
 import { keys } from "./keys.ts";
@@ -59,6 +62,8 @@ export interface ClaimedJob {
   inputKey: string;
   /** Decides the bucket the package is published to (contract `packageBucketVar`). */
   playback: PlaybackPolicy;
+  /** For a job ingested from a URL: where and within which limits the machine fetches the source. */
+  source?: SourceFetchPolicy;
   /** Epoch ms. */
   leaseExpiresAt: number;
 }
@@ -138,6 +143,7 @@ export function jobFromHash(flat: unknown): StoredJob | null {
     maxAttempts: Number(h.maxAttempts ?? 1),
     input: withoutUndefined({
       key: h.inputKey ?? "",
+      url: h.sourceUrl,
       filename: client.filename,
       contentType: client.contentType,
       sizeBytes: num(h.inputSizeBytes),
@@ -174,6 +180,8 @@ export interface NewJob {
   input: { key: string; filename?: string; contentType?: string; sizeBytes?: number };
   callbackUrl?: string;
   metadata?: Record<string, string>;
+  /** Ingest from a URL: the machine downloads the source (always created `pending`). */
+  source?: SourceFetchPolicy;
   state: "awaiting_upload" | "pending";
   /** Epoch ms; only for awaiting_upload. */
   uploadExpiresAt?: number;
@@ -205,6 +213,9 @@ export async function createJob(redis: StateRedis, job: NewJob, nowMs: number): 
     uploadExpiresAt: !queued && job.uploadExpiresAt !== undefined ? String(Math.floor(job.uploadExpiresAt)) : undefined,
     queuedAt: queued ? now : undefined,
     uploadedAt: queued ? now : undefined,
+    sourceUrl: job.source?.url,
+    sourceMaxBytes: job.source ? String(job.source.maxBytes) : undefined,
+    sourceAllowLoopback: job.source ? (job.source.allowLoopback ? "1" : "0") : undefined,
   };
   const flat = Object.entries(fields).flatMap(([k, v]) => (v === undefined ? [] : [k, v]));
   const res = await runScript<{ created: boolean; job: unknown }>(
@@ -369,7 +380,15 @@ export async function claimNextJob(
   const leaseMs = Math.round(args.leaseSeconds * 1000);
   const res = await runScript<
     | { claimed: false }
-    | { claimed: true; jobId: string; attempt: number; preset: string; inputKey: string; playback: string | false }
+    | {
+        claimed: true;
+        jobId: string;
+        attempt: number;
+        preset: string;
+        inputKey: string;
+        playback: string | false;
+        source: (string | false)[];
+      }
   >(redis, claimScript, [keys.queue, keys.leases], {
     ...common(nowMs),
     machineId: args.machineId,
@@ -386,8 +405,15 @@ export async function claimNextJob(
     preset: res.preset as PresetName,
     inputKey: String(res.inputKey),
     playback: PlaybackPolicy.catch("public").parse(res.playback),
+    ...sourcePolicy(asList<string | false>(res.source)),
     leaseExpiresAt: nowMs + leaseMs,
   };
+}
+
+/** The claim's `HMGET sourceUrl sourceMaxBytes sourceAllowLoopback`, for a job ingested from a URL. */
+function sourcePolicy([url, maxBytes, allowLoopback]: (string | false)[]): { source?: SourceFetchPolicy } {
+  if (typeof url !== "string" || typeof maxBytes !== "string") return {};
+  return { source: { url, maxBytes: Number(maxBytes), allowLoopback: allowLoopback === "1" } };
 }
 
 export interface MachineEventOutcome {

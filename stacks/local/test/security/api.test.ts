@@ -1,8 +1,9 @@
 /**
  * The API's doors, tried from outside against the local stack configured like a deployed one
- * (ALLOW_INSECURE_CALLBACKS=false): no or a wrong token is 401, an unknown job is a 404 that says
- * nothing else, oversized and malformed bodies are refused with a problem document, forged and
- * stale machine-event signatures change nothing, and callbacks to private addresses are refused.
+ * (ALLOW_INSECURE_CALLBACKS=false, ALLOW_LOOPBACK_SOURCE_URLS=false): no or a wrong token is 401,
+ * an unknown job is a 404 that says nothing else, oversized and malformed bodies are refused with a
+ * problem document, forged and stale machine-event signatures change nothing, and callbacks and
+ * source URLs pointing at private addresses are refused.
  */
 import { MACHINE_EVENTS_PATH, type MachineEvent, SIGNATURE_HEADER, signPayload } from "@tcoder/worker/contract";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -35,7 +36,9 @@ describe("the API against intruders and bad requests", () => {
     });
 
   beforeAll(async () => {
-    fault = await startFaultStack("security-api", { vars: { ALLOW_INSECURE_CALLBACKS: "false" } });
+    fault = await startFaultStack("security-api", {
+      vars: { ALLOW_INSECURE_CALLBACKS: "false", ALLOW_LOOPBACK_SOURCE_URLS: "false" },
+    });
     api = fault.stack.cloud.apiUrl;
     token = fault.stack.cloud.apiToken;
     const created = await createUpload({});
@@ -148,5 +151,21 @@ describe("the API against intruders and bad requests", () => {
       expect(problemCode(answer.text)).toBe("invalid_callback_url");
     }
     expect((await createUpload({ callbackUrl: "https://hooks.example.com/tcoder" })).status).toBe(201);
+  });
+
+  it("refuses source URLs that point into this network or are not https", async () => {
+    for (const url of [
+      `${api}/v1/stats`,
+      "http://127.0.0.1/clip.mp4",
+      "https://127.0.0.1/clip.mp4",
+      "https://localhost/clip.mp4",
+      "https://169.254.169.254/latest/meta-data",
+      "https://[::ffff:7f00:1]/clip.mp4",
+      "https://user:pass@example.com/clip.mp4",
+    ]) {
+      const answer = await call("/v1/jobs", { method: "POST", body: JSON.stringify({ url }) });
+      expect([url, answer.status]).toEqual([url, 400]);
+      expect(problemCode(answer.text)).toBe("invalid_source_url");
+    }
   });
 });
