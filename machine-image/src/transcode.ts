@@ -6,9 +6,18 @@
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { S3Client } from "@aws-sdk/client-s3";
-import type { JobError, JobStage, OutputKeys, PlaybackPolicy, Preset, ProbeSummary } from "@tcoder/worker/contract";
+import type {
+  JobError,
+  JobStage,
+  OutputKeys,
+  PlaybackPolicy,
+  Preset,
+  ProbeSummary,
+  SourceFetchPolicy,
+} from "@tcoder/worker/contract";
 import { buildTranscodeArgs, outputDirs, type TranscodeSpec, type X264Preset } from "./media/ffmpeg-args.ts";
 import { readHdrMetadata } from "./media/hdr.ts";
+import { encodedDurationSeconds } from "./media/inspect.ts";
 import { planLadder } from "./media/ladder.ts";
 import { machineMemoryBytes, oomKillCount } from "./media/out-of-memory.ts";
 import { type MediaLimits, probeFile } from "./media/probe.ts";
@@ -26,6 +35,7 @@ import {
   type UploadItem,
   uploadFile,
 } from "./storage/s3.ts";
+import { downloadSourceUrl, SourceFetchError } from "./storage/source-url.ts";
 
 export interface JobToRun {
   jobId: string;
@@ -34,6 +44,11 @@ export interface JobToRun {
   inputKey: string;
   /** Which bucket the package goes to (contract `packageBucketVar`); absent means public. */
   playback?: PlaybackPolicy;
+  /**
+   * A job ingested from a URL: when `inputKey` does not exist yet (the first attempt), the source is
+   * downloaded from there within these limits and then kept at `inputKey` for later attempts.
+   */
+  source?: SourceFetchPolicy;
 }
 
 export interface TranscodeDeps {
@@ -118,6 +133,12 @@ async function runAttempt(job: JobToRun, deps: TranscodeDeps, dir: string): Prom
       break;
     } catch (error) {
       if (signal?.aborted) throw error;
+      if (error instanceof ObjectMissingError && job.source) {
+        const fetched = await fetchSourceFromUrl(job, job.source, deps, sourcePath, report);
+        if ("kind" in fetched) return fetched;
+        ({ sizeBytes } = fetched);
+        break;
+      }
       if (error instanceof ObjectMissingError)
         return failure("input_missing", `source ${job.inputKey} not found`, false);
       if (attempt >= DOWNLOAD_ATTEMPTS)
@@ -204,6 +225,49 @@ async function runAttempt(job: JobToRun, deps: TranscodeDeps, dir: string): Prom
   );
   report("publishing", 1);
   return { kind: "completed", outputs: outputKeysOf(built.manifest), probe, manifest: built.manifest };
+}
+
+/**
+ * The first attempt at a job ingested from a URL: download it (source-url.ts enforces the address
+ * rules and MAX_UPLOAD_BYTES while it streams; a container that declares a duration over the limit
+ * in its first megabyte stops it too), then keep it at `inputKey` like an uploaded source, so later
+ * attempts transcode the same bytes and deleting the job removes it.
+ */
+async function fetchSourceFromUrl(
+  job: JobToRun,
+  source: SourceFetchPolicy,
+  deps: TranscodeDeps,
+  path: string,
+  report: (stage: "downloading", fraction: number) => void,
+): Promise<{ sizeBytes: number } | TranscodeOutcome> {
+  const { maxDurationSeconds } = deps.limits;
+  let fetched: Awaited<ReturnType<typeof downloadSourceUrl>>;
+  try {
+    fetched = await downloadSourceUrl(source, path, {
+      ...(deps.signal ? { signal: deps.signal } : {}),
+      onBytes: (received, total) => total && report("downloading", received / total),
+      checkPartial: async (partial) => {
+        const declared = await encodedDurationSeconds(partial);
+        return declared !== undefined && declared > maxDurationSeconds
+          ? `the source declares ${Math.round(declared)} s, over the limit of ${maxDurationSeconds} s`
+          : null;
+      },
+    });
+  } catch (error) {
+    if (error instanceof SourceFetchError) return failure(error.code, error.message, error.retryable);
+    throw error;
+  }
+  const keep: UploadItem = {
+    path,
+    key: job.inputKey,
+    contentType: fetched.contentType ?? "application/octet-stream",
+    cacheControl: "private, no-store",
+  };
+  await uploadFile(deps.s3, deps.inputBucket, keep, deps.signal ? { signal: deps.signal } : {}).catch((error: Error) =>
+    // Not fatal: a later attempt fetches the URL again.
+    deps.log?.("could not keep the downloaded source in the input bucket", { error: error.message }),
+  );
+  return { sizeBytes: fetched.sizeBytes };
 }
 
 /**
