@@ -138,3 +138,33 @@ describe("planAudio", () => {
     expect(planLadder(presets["hls-ladder"], probe).audio.map((a) => a.label)).toEqual(["English", "English (2)"]);
   });
 });
+
+describe("planSubtitles", () => {
+  it("plans text streams as WebVTT renditions and reports image streams as skipped", () => {
+    const probe: ProbeSummary = {
+      ...video(1920, 1080),
+      subtitleStreams: [
+        { index: 0, codec: "subrip", text: true, language: "en", default: true, forced: false },
+        { index: 1, codec: "hdmv_pgs_subtitle", text: false, language: "de", default: false, forced: false },
+        { index: 2, codec: "dvb_subtitle", text: false, default: false, forced: false },
+      ],
+    };
+    const plan = planLadder(presets["hls-ladder"], probe);
+    expect(plan.subtitles).toEqual([
+      { name: "subs-0", sourceIndex: 0, label: "English", language: "en", default: true, forced: false },
+    ]);
+    expect(plan.skippedSubtitles).toEqual([
+      {
+        index: 1,
+        codec: "hdmv_pgs_subtitle",
+        language: "de",
+        reason: "hdmv_pgs_subtitle subtitles are images; only text subtitles become WebVTT",
+      },
+      {
+        index: 2,
+        codec: "dvb_subtitle",
+        reason: "dvb_subtitle subtitles are images; only text subtitles become WebVTT",
+      },
+    ]);
+  });
+});

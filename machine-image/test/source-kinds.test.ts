@@ -159,11 +159,11 @@ describe("HDR sources", () => {
       const range = transfer === "pq" ? "PQ" : "HLG";
       expect(master).toMatch(
         new RegExp(
-          `#EXT-X-STREAM-INF:[^\\n]*CODECS="hvc1\\.2\\.4\\.L\\d+(\\.[0-9A-F]{1,2})+,mp4a\\.40\\.2"[^\\n]*VIDEO-RANGE=${range}\\n360p-hevc/playlist\\.m3u8`,
+          `#EXT-X-STREAM-INF:[^\\n]*CODECS="hvc1\\.2\\.4\\.L\\d+(\\.[0-9A-F]{1,2})+,mp4a\\.40\\.2"[^\\n]*VIDEO-RANGE=${range}[^\\n]*\\n360p-hevc/playlist\\.m3u8`,
         ),
       );
       expect(master).toMatch(
-        /#EXT-X-STREAM-INF:[^\n]*CODECS="avc1\.[0-9A-F]{6},mp4a\.40\.2"[^\n]*VIDEO-RANGE=SDR\n360p\/playlist\.m3u8/,
+        /#EXT-X-STREAM-INF:[^\n]*CODECS="avc1\.[0-9A-F]{6},mp4a\.40\.2"[^\n]*VIDEO-RANGE=SDR[^\n]*\n360p\/playlist\.m3u8/,
       );
     },
   );
@@ -210,5 +210,53 @@ describe("several audio tracks", () => {
       { codec: "aac", channels: 2, language: "fre", default: false },
       { codec: "aac", channels: 6, language: "fre", default: false },
     ]);
+  });
+});
+
+describe("subtitles", () => {
+  const cue1 = "00:00:01.000 --> 00:00:02.500\nHello there";
+  const cue2 = "00:00:05.500 --> 00:00:06.500\nAcross the boundary";
+  const cue3 = "00:00:07.000 --> 00:00:07.800\n<i>Last</i> line";
+
+  it.each([
+    ["SubRip and ASS in Matroska", "mkv"],
+    ["mov_text in MP4", "mp4"],
+  ] as const)("turns %s into WebVTT renditions cut on the video's segment boundaries", async (_, container) => {
+    const run = await pipeline.transcode(await clips.subtitled(pipeline.dir, container), {
+      preset: presets["hls-small"],
+    });
+    const { outputs } = completed(run);
+    const expected =
+      container === "mkv"
+        ? [
+            { name: "subs-0", label: "English", language: "en", default: false, forced: false },
+            { name: "subs-1", label: "Français (forcés)", language: "fr", default: false, forced: true },
+          ]
+        : // MP4 muxers mark their one text track default.
+          [{ name: "subs-0", label: "English", language: "en", default: true, forced: false }];
+    expect(outputs.subtitles?.map(({ playlist: _, vtt: __, ...s }) => s)).toEqual(expected);
+    expect(outputs.skippedSubtitles).toBeUndefined();
+
+    const master = await readFile(run.local(outputs.hlsMaster ?? ""), "utf8");
+    expect(master).toContain(
+      `#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="subs",NAME="English",LANGUAGE="en",DEFAULT=${container === "mp4" ? "YES" : "NO"},AUTOSELECT=YES,FORCED=NO,URI="subs-0/playlist.m3u8"`,
+    );
+    for (const variant of master.split("\n").filter((l) => l.startsWith("#EXT-X-STREAM-INF:")))
+      expect(variant).toContain('SUBTITLES="subs"');
+
+    const durations = (text: string) => text.match(/#EXTINF:[\d.]+/g)?.map((l) => Number(l.slice(8)));
+    const videoPlaylist = await readFile(run.local(outputs.renditions[0]?.playlist ?? ""), "utf8");
+    expect(durations(videoPlaylist)).toEqual([6, 2]);
+    for (const subtitle of outputs.subtitles ?? []) {
+      const playlist = await readFile(run.local(subtitle.playlist), "utf8");
+      expect(durations(playlist)).toEqual(durations(videoPlaylist));
+      const segment = async (n: number) =>
+        readFile(run.local(subtitle.playlist.replace("playlist.m3u8", `seg_0000${n}.vtt`)), "utf8");
+      const header = "WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:0,LOCAL:00:00:00.000\n\n";
+      // The cue across the boundary is in both segments, at the source's times.
+      expect(await segment(0)).toBe(`${header}${cue1}\n\n${cue2}\n`);
+      expect(await segment(1)).toBe(`${header}${cue2}\n\n${cue3}\n`);
+      expect(await readFile(run.local(subtitle.vtt), "utf8")).toBe(`WEBVTT\n\n${cue1}\n\n${cue2}\n\n${cue3}\n`);
+    }
   });
 });

@@ -28,6 +28,9 @@ export const workLayout = {
   initSegment: "init.mp4",
   /** Progressive MP4 written directly by presets without HLS. */
   directMp4: "direct.mp4",
+  /** Each text subtitle stream as one WebVTT file, segmented when packaging. */
+  subtitle: (rendition: string) => join("subs", `${rendition}.vtt`),
+  subtitlesDir: "subs",
   thumbsDir: "thumbs",
   thumbPattern: join("thumbs", "t_%05d.jpg"),
   poster: "poster.jpg",
@@ -183,6 +186,7 @@ export function outputDirs(spec: TranscodeSpec): string[] {
     for (const { name } of [...spec.plan.renditions, ...spec.plan.audio])
       dirs.push(join(spec.workDir, workLayout.hlsDir(name)));
   if (spec.thumbnail) dirs.push(join(spec.workDir, workLayout.thumbsDir));
+  if (spec.preset.hls && spec.plan.subtitles.length > 0) dirs.push(join(spec.workDir, workLayout.subtitlesDir));
   return dirs;
 }
 
@@ -303,6 +307,18 @@ export function buildTranscodeArgs(spec: TranscodeSpec): string[] {
   if (wantPoster)
     outputs.push(["-map", "[poster]", "-frames:v", "1", "-q:v", "2", "-update", "1", join(workDir, workLayout.poster)]);
   if (outputs.length === 0) throw new Error("nothing to encode: no video rendition and no audio");
+  // Text subtitles ride along the same run (no decode of their own): WebVTT, cut up when packaging.
+  if (preset.hls)
+    for (const sub of plan.subtitles)
+      outputs.push([
+        "-map",
+        `0:s:${sub.sourceIndex}`,
+        "-c:s",
+        "webvtt",
+        "-f",
+        "webvtt",
+        join(workDir, workLayout.subtitle(sub.name)),
+      ]);
   for (const output of outputs) args.push(...output);
   return args;
 }

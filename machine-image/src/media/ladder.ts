@@ -2,9 +2,10 @@
  * Which renditions a source gets: the preset's ladder cut to the source (never upscaling),
  * sized to keep the displayed aspect ratio, with even dimensions H.264 needs.
  */
-import type { DynamicRange, Preset, ProbeSummary, Rendition } from "@tcoder/worker/contract";
+import type { DynamicRange, Preset, ProbeSummary, Rendition, SkippedSubtitle } from "@tcoder/worker/contract";
 import { type PlannedAudio, planAudio } from "./audio-plan.ts";
 import { type Conditioning, planConditioning } from "./conditioning.ts";
+import { type PlannedSubtitle, planSubtitles } from "./subtitle-plan.ts";
 
 export interface PlannedRendition {
   name: string;
@@ -24,6 +25,9 @@ export interface LadderPlan {
   renditions: PlannedRendition[];
   /** Alternate audio renditions, one stereo per source stream (+ 5.1); empty without audio. */
   audio: PlannedAudio[];
+  /** Text subtitle streams, each a WebVTT rendition; image ones are in `skippedSubtitles`. */
+  subtitles: PlannedSubtitle[];
+  skippedSubtitles: SkippedSubtitle[];
   /** Output frame rate as ffmpeg's rational string and as a number. */
   frameRate: { expr: string; value: number } | null;
   /** Frames between keyframes; identical in every rendition so HLS can switch at any segment. */
@@ -81,9 +85,19 @@ export const primaryRendition = (plan: LadderPlan): PlannedRendition | undefined
 
 export function planLadder(preset: Preset, probe: ProbeSummary): LadderPlan {
   const audio = planAudio(preset, probe);
+  const { renditions: subtitles, skipped: skippedSubtitles } = planSubtitles(probe);
   const video = probe.video;
   if (!video)
-    return { renditions: [], audio, frameRate: null, gopFrames: 0, gopSeconds: preset.gopSeconds, conditioning: null };
+    return {
+      renditions: [],
+      audio,
+      subtitles,
+      skippedSubtitles,
+      frameRate: null,
+      gopFrames: 0,
+      gopSeconds: preset.gopSeconds,
+      conditioning: null,
+    };
 
   const { displayWidth, displayHeight } = video;
   const shortSide = Math.min(displayWidth, displayHeight);
@@ -118,6 +132,8 @@ export function planLadder(preset: Preset, probe: ProbeSummary): LadderPlan {
   return {
     renditions,
     audio,
+    subtitles,
+    skippedSubtitles,
     frameRate,
     gopFrames: Math.max(1, Math.round(frameRate.value * preset.gopSeconds)),
     gopSeconds: preset.gopSeconds,

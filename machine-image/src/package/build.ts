@@ -5,7 +5,7 @@
  * Returns what to upload, in the order players may reference it.
  */
 import { createReadStream, createWriteStream } from "node:fs";
-import { readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import type { ProbeSummary } from "@tcoder/worker/contract";
@@ -27,9 +27,12 @@ import {
   writeMasterPlaylist,
 } from "./hls-master.ts";
 import { cacheControlFor, contentTypeFor, manifestKey } from "./layout.ts";
-import type { Manifest, ManifestAudio, ManifestRendition } from "./manifest.ts";
+import type { Manifest, ManifestAudio, ManifestRendition, ManifestSubtitle } from "./manifest.ts";
 import { packageKey, packagePaths } from "./manifest.ts";
 import { buildSprite, type ThumbnailPlan, writeThumbnailsVtt } from "./thumbnails.ts";
+import { parseCues, segmentCues, writeVtt } from "./webvtt.ts";
+
+const SUBTITLES_GROUP = "subs";
 
 export interface PackageJob {
   jobId: string;
@@ -116,6 +119,7 @@ export async function buildPackage(
     durationSeconds: probe.durationSeconds,
     probe,
     files,
+    ...(plan.skippedSubtitles.length > 0 ? { skippedSubtitles: plan.skippedSubtitles } : {}),
   };
 
   let mp4Source: { path: string; width: number; height: number } | null = null;
@@ -155,6 +159,49 @@ export async function buildPackage(
       };
     };
 
+    // Subtitles are cut on the primary video rendition's segment boundaries (so a player fetches
+    // the cues of the segment it plays), or the first audio rendition's for audio-only sources.
+    const primaryName = primaryRendition(plan)?.name;
+    const timeline = (primaryName ? video.get(primaryName)?.measured : undefined) ?? [...audio.values()][0]?.measured;
+    const boundaries = timeline?.playlist.segments.map((segment) => segment.durationSeconds) ?? [probe.durationSeconds];
+    const subtitles: ManifestSubtitle[] = [];
+    for (const sub of plan.subtitles) {
+      const cues = parseCues(await readFile(join(dir, workLayout.subtitle(sub.name)), "utf8"));
+      const subDir = join(dir, workLayout.hlsDir(sub.name));
+      await mkdir(subDir, { recursive: true });
+      const segmented = segmentCues(cues, boundaries, (i) => `seg_${String(i).padStart(5, "0")}.vtt`);
+      for (const segment of segmented.segments) {
+        await writeFile(join(subDir, segment.uri), segment.text);
+        await track(item(join(subDir, segment.uri), key(`hls/${sub.name}/${segment.uri}`)), media);
+      }
+      await writeFile(join(subDir, "playlist.m3u8"), segmented.playlist);
+      await track(item(join(subDir, "playlist.m3u8"), key(packagePaths.renditionPlaylist(sub.name))), playlists);
+      const wholePath = join(dir, workLayout.subtitle(`${sub.name}-whole`));
+      await writeFile(wholePath, writeVtt(cues));
+      await track(item(wholePath, key(packagePaths.subtitleFile(sub.name))), media);
+      subtitles.push({
+        name: sub.name,
+        label: sub.label,
+        ...(sub.language ? { language: sub.language } : {}),
+        default: sub.default,
+        forced: sub.forced,
+        cues: cues.length,
+        segments: segmented.segments.length,
+        playlist: key(packagePaths.renditionPlaylist(sub.name)),
+        vtt: key(packagePaths.subtitleFile(sub.name)),
+      });
+      mediaRenditions.push({
+        type: "SUBTITLES",
+        groupId: SUBTITLES_GROUP,
+        name: sub.label,
+        ...(sub.language ? { language: sub.language } : {}),
+        default: sub.default,
+        forced: sub.forced,
+        uri: uriOf(sub.name),
+      });
+    }
+    const subtitlesGroup = subtitles.length > 0 ? { subtitlesGroup: SUBTITLES_GROUP } : {};
+
     const variants: VariantStream[] = [];
     for (const { planned: r, measured, codec } of video.values()) {
       const videoPart = {
@@ -163,7 +210,14 @@ export async function buildPackage(
         ...(plan.frameRate ? { frameRate: plan.frameRate.value } : {}),
         videoRange: videoRangeOf(r.dynamicRange),
       };
-      if (groups.length === 0) variants.push({ ...videoPart, ...measured.rates, codecs: [codec] });
+      if (groups.length === 0)
+        variants.push({
+          ...videoPart,
+          bandwidth: measured.rates.bandwidth,
+          averageBandwidth: measured.rates.averageBandwidth,
+          codecs: [codec],
+          ...subtitlesGroup,
+        });
       for (const { group, members } of groups) {
         const rates = groupRates(members);
         variants.push({
@@ -172,6 +226,7 @@ export async function buildPackage(
           averageBandwidth: measured.rates.averageBandwidth + rates.averageBandwidth,
           codecs: [codec, AAC_LC_CODEC],
           audioGroup: group,
+          ...subtitlesGroup,
         });
       }
     }
@@ -179,7 +234,13 @@ export async function buildPackage(
       // Audio only: each group's default rendition is the variant; the group offers the others.
       for (const { group, members } of groups) {
         const main = members.find((a) => a.default) ?? (members[0] as PlannedAudio);
-        variants.push({ uri: uriOf(main.name), ...groupRates(members), codecs: [AAC_LC_CODEC], audioGroup: group });
+        variants.push({
+          uri: uriOf(main.name),
+          ...groupRates(members),
+          codecs: [AAC_LC_CODEC],
+          audioGroup: group,
+          ...subtitlesGroup,
+        });
       }
 
     const renditions: ManifestRendition[] = [];
@@ -229,6 +290,7 @@ export async function buildPackage(
       gopSeconds: preset.gopSeconds,
       renditions,
       audio: audioRenditions,
+      subtitles,
     };
 
     if (preset.mp4) {

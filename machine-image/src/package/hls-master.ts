@@ -116,15 +116,19 @@ export interface VariantStream {
   videoRange?: "SDR" | "PQ" | "HLG";
   /** GROUP-ID of the alternate audio renditions this variant plays with. */
   audioGroup?: string;
+  /** GROUP-ID of the subtitle renditions offered with this variant. */
+  subtitlesGroup?: string;
 }
 
 /** An alternate rendition (`EXT-X-MEDIA`). */
 export interface MediaRendition {
-  type: "AUDIO";
+  type: "AUDIO" | "SUBTITLES";
   groupId: string;
   name: string;
   language?: string;
   default: boolean;
+  /** Subtitles only: shown even when the viewer chose none (foreign-language dialog). */
+  forced?: boolean;
   channels?: number;
   uri: string;
 }
@@ -140,6 +144,7 @@ const mediaLine = (m: MediaRendition) =>
     ...(m.language ? [`LANGUAGE=${quoted(m.language)}`] : []),
     `DEFAULT=${m.default ? "YES" : "NO"}`,
     "AUTOSELECT=YES",
+    ...(m.type === "SUBTITLES" ? [`FORCED=${m.forced ? "YES" : "NO"}`] : []),
     ...(m.channels ? [`CHANNELS=${quoted(String(m.channels))}`] : []),
     `URI=${quoted(m.uri)}`,
   ].join(",")}`;
@@ -155,6 +160,7 @@ export function writeMasterPlaylist(variants: readonly VariantStream[], media: r
       ...(v.frameRate ? [`FRAME-RATE=${v.frameRate.toFixed(3)}`] : []),
       ...(v.videoRange ? [`VIDEO-RANGE=${v.videoRange}`] : []),
       ...(v.audioGroup ? [`AUDIO=${quoted(v.audioGroup)}`] : []),
+      ...(v.subtitlesGroup ? [`SUBTITLES=${quoted(v.subtitlesGroup)}`] : []),
     ];
     lines.push(`#EXT-X-STREAM-INF:${attributes.join(",")}`, v.uri);
   }

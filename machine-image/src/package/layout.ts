@@ -21,6 +21,8 @@ export const manifestKey = (jobId: string) => `${outputPrefixFor(jobId)}manifest
 export const packagePaths = {
   hlsMaster: "hls/master.m3u8",
   renditionPlaylist: (name: string) => `hls/${name}/playlist.m3u8`,
+  /** A subtitle rendition as one whole WebVTT file (for the MP4, DASH and downloads). */
+  subtitleFile: (name: string) => `subtitles/${name}.vtt`,
   mp4: "video.mp4",
   poster: "poster.jpg",
   thumbnailsSprite: "thumbnails/sprite.jpg",

@@ -2,7 +2,7 @@
  * `manifest.json`: the description of a published package (what players and operators read),
  * and the `OutputKeys` a machine reports in its `completed` event.
  */
-import type { OutputKeys, ProbeSummary } from "@tcoder/worker/contract";
+import type { OutputKeys, ProbeSummary, SkippedSubtitle } from "@tcoder/worker/contract";
 import { attemptPrefix, manifestKey, packagePaths } from "./layout.ts";
 
 export interface ManifestRendition {
@@ -37,6 +37,20 @@ export interface ManifestAudio {
   playlist: string;
 }
 
+/** A WebVTT subtitle rendition (`EXT-X-MEDIA TYPE=SUBTITLES`), segmented like the video. */
+export interface ManifestSubtitle {
+  name: string;
+  label: string;
+  language?: string;
+  default: boolean;
+  forced: boolean;
+  cues: number;
+  segments: number;
+  playlist: string;
+  /** The same cues as one WebVTT file. */
+  vtt: string;
+}
+
 export interface Manifest {
   version: 1;
   jobId: string;
@@ -52,7 +66,10 @@ export interface Manifest {
     /** Video renditions (each a variant, played with one of the audio groups). */
     renditions: ManifestRendition[];
     audio: ManifestAudio[];
+    subtitles: ManifestSubtitle[];
   };
+  /** Subtitle streams of the source that could not become WebVTT. */
+  skippedSubtitles?: SkippedSubtitle[];
   mp4?: { key: string; width: number; height: number; durationSeconds: number; sizeBytes: number };
   poster?: { key: string; width: number; height: number };
   thumbnails?: {
@@ -90,6 +107,16 @@ export function outputKeysOf(manifest: Manifest): OutputKeys {
       bandwidth: a.bandwidth,
       playlist: a.playlist,
     })),
+    subtitles: (manifest.hls?.subtitles ?? []).map((t) => ({
+      name: t.name,
+      label: t.label,
+      ...(t.language ? { language: t.language } : {}),
+      default: t.default,
+      forced: t.forced,
+      playlist: t.playlist,
+      vtt: t.vtt,
+    })),
+    ...(manifest.skippedSubtitles?.length ? { skippedSubtitles: manifest.skippedSubtitles } : {}),
     ...(manifest.mp4 ? { mp4: manifest.mp4.key } : {}),
     ...(manifest.poster ? { poster: manifest.poster.key } : {}),
     ...(manifest.thumbnails

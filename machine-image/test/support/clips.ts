@@ -22,6 +22,12 @@ const video = (size: string, rate: number, seconds: number) => [
 const tone = (seconds: number) => ["-f", "lavfi", "-i", `sine=frequency=440:sample_rate=48000:duration=${seconds}`];
 const fastH264 = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"];
 
+const SUBTITLE_CUES = [
+  "1\n00:00:01,000 --> 00:00:02,500\nHello there\n",
+  "2\n00:00:05,500 --> 00:00:06,500\nAcross the boundary\n",
+  "3\n00:00:07,000 --> 00:00:07,800\n<i>Last</i> line\n",
+].join("\n");
+
 export const clips = {
   /** 1080p, 30 fps, stereo-less sine audio, 3 s. */
   async landscape1080(dir: string, seconds = 3) {
@@ -161,6 +167,28 @@ export const clips = {
       ...["-metadata:s:a:0", "language=eng", "-metadata:s:a:1", "language=fre", "-metadata:s:a:1", "title=Doublage"],
       ...["-disposition:a:0", "default", "-disposition:a:1", "0", "-shortest", path],
     ]);
+    return path;
+  },
+  /**
+   * Text subtitles, 320×180 at 10 fps for 8 s (two 6 s HLS segments): in Matroska an English
+   * SubRip and a French ASS track titled "Français (forcés)", or in MP4 an English mov_text track.
+   * Cues: 1.0–2.5 s, 5.5–6.5 s (across the segment boundary), 7.0–7.8 s.
+   */
+  async subtitled(dir: string, container: "mkv" | "mp4") {
+    const srt = join(dir, "cues.srt");
+    await writeFile(srt, SUBTITLE_CUES);
+    const ass = join(dir, "cues.ass");
+    await ffmpeg(["-i", srt, ass]);
+    const path = join(dir, `subtitled.${container}`);
+    const tracks =
+      container === "mkv"
+        ? [
+            ...["-i", srt, "-i", ass, "-map", "0:v", "-map", "1:s", "-map", "2:s", "-c:s:0", "srt", "-c:s:1", "ass"],
+            ...["-metadata:s:s:0", "language=eng", "-metadata:s:s:1", "language=fre"],
+            ...["-metadata:s:s:1", "title=Français (forcés)", "-disposition:s:1", "forced"],
+          ]
+        : ["-i", srt, "-map", "0:v", "-map", "1:s", "-c:s", "mov_text", "-metadata:s:s:0", "language=eng"];
+    await ffmpeg([...video("320x180", 10, 8), ...tracks, ...fastH264, path]);
     return path;
   },
   /** The first half of an MP4 whose index (moov) is at the end: unreadable. */

@@ -165,6 +165,26 @@ export const AudioRendition = z.object({
 });
 export type AudioRendition = z.infer<typeof AudioRendition>;
 
+/** One WebVTT subtitle rendition of a package (`EXT-X-MEDIA TYPE=SUBTITLES`). */
+export const SubtitleRendition = z.object({
+  name: z.string(),
+  /** HLS NAME: the stream's title, else its language's name. */
+  label: z.string(),
+  language: z.string().optional(),
+  default: z.boolean(),
+  forced: z.boolean(),
+});
+export type SubtitleRendition = z.infer<typeof SubtitleRendition>;
+
+/** A subtitle stream of the source that could not become WebVTT (image subtitles: PGS, DVB, DVD). */
+export const SkippedSubtitle = z.object({
+  index: z.number().int().nonnegative(),
+  codec: z.string(),
+  language: z.string().optional(),
+  reason: z.string(),
+});
+export type SkippedSubtitle = z.infer<typeof SkippedSubtitle>;
+
 /** Keys (relative to the output bucket) of a published package, as machines report them. */
 export const OutputKeys = z.object({
   manifest: z.string(),
@@ -182,6 +202,10 @@ export const OutputKeys = z.object({
     .default([]),
   /** Alternate audio renditions (`EXT-X-MEDIA TYPE=AUDIO`): one stereo per source stream, plus 5.1 where kept. */
   audio: z.array(AudioRendition.extend({ playlist: z.string() })).optional(),
+  /** WebVTT subtitle renditions: `playlist` is segmented on the video's boundaries, `vtt` the whole file. */
+  subtitles: z.array(SubtitleRendition.extend({ playlist: z.string(), vtt: z.string() })).optional(),
+  /** Subtitle streams of the source that were not converted, and why. */
+  skippedSubtitles: z.array(SkippedSubtitle).optional(),
   mp4: z.string().optional(),
   poster: z.string().optional(),
   thumbnailsVtt: z.string().optional(),
@@ -205,6 +229,8 @@ export const JobOutputs = z.object({
     }),
   ),
   audio: z.array(AudioRendition.extend({ playlist: ObjectRef })).optional(),
+  subtitles: z.array(SubtitleRendition.extend({ playlist: ObjectRef, vtt: ObjectRef })).optional(),
+  skippedSubtitles: z.array(SkippedSubtitle).optional(),
   mp4: ObjectRef.optional(),
   poster: ObjectRef.optional(),
   thumbnailsVtt: ObjectRef.optional(),
@@ -219,6 +245,29 @@ export type PlaybackPolicy = z.infer<typeof PlaybackPolicy>;
 export const Metadata = z
   .record(z.string().max(64), z.string().max(512))
   .refine((m) => Object.keys(m).length <= 32, "at most 32 metadata keys");
+
+/**
+ * What a job has cost so far: machine time per attempt (from its claim to its outcome, or to the
+ * machine's last heartbeat when its lease ran out), the encoded output and what it keeps stored.
+ */
+export const JobUsage = z.object({
+  machineSeconds: z.number().nonnegative(),
+  attempts: z.array(
+    z.object({
+      attempt: z.number().int().nonnegative(),
+      machineId: z.string(),
+      startedAt: z.iso.datetime(),
+      seconds: z.number().nonnegative(),
+      /** The event or transition that ended it: completed, failed, released, canceled, deleted, lease_expired. */
+      outcome: z.string(),
+    }),
+  ),
+  /** Minutes of video (or audio) in the published package. */
+  outputMinutes: z.number().nonnegative().optional(),
+  /** Source plus package, while the job keeps them (0 once deleted). */
+  storedBytes: z.number().int().nonnegative().optional(),
+});
+export type JobUsage = z.infer<typeof JobUsage>;
 
 /** The public job record (GET /v1/jobs/:id). Timestamps are ISO 8601. */
 export const Job = z.object({
@@ -259,6 +308,7 @@ export const Job = z.object({
   startedAt: z.iso.datetime().optional(),
   finishedAt: z.iso.datetime().optional(),
   leaseExpiresAt: z.iso.datetime().optional(),
+  usage: JobUsage.optional(),
   /** When the job was deleted: its record is then a tombstone without outputs. */
   deletedAt: z.iso.datetime().optional(),
   /** When every object of a deleted job (source, every attempt's outputs) was confirmed gone. */
