@@ -10,6 +10,7 @@ import { clips } from "./support/clips.ts";
 import {
   audioStreams,
   channelRmsLevels,
+  decodeAll,
   firstFrameSideData,
   firstFrameStats,
   interlaceDetection,
@@ -258,5 +259,36 @@ describe("subtitles", () => {
       expect(await segment(1)).toBe(`${header}${cue2}\n\n${cue3}\n`);
       expect(await readFile(run.local(subtitle.vtt), "utf8")).toBe(`WEBVTT\n\n${cue1}\n\n${cue2}\n\n${cue3}\n`);
     }
+  });
+});
+
+describe("DASH", () => {
+  it("describes the same CMAF segments in manifest.mpd, and ffmpeg decodes every representation from it", async () => {
+    const run = await pipeline.transcode(await clips.twoLanguages(pipeline.dir));
+    const { outputs } = completed(run);
+    const mpdKey = outputs.dashManifest ?? "";
+    expect(mpdKey).toBe(`outputs/${run.jobId}/1/manifest.mpd`);
+    const mpd = await readFile(run.local(mpdKey), "utf8");
+    // No second copy of the media: every file it names is an HLS rendition's init or segment.
+    const templates = [...mpd.matchAll(/initialization="([^"]+)" media="([^"]+)"/g)];
+    expect(templates.map((m) => m[1])).toEqual([
+      "hls/180p/init.mp4",
+      "hls/audio-0/init.mp4",
+      "hls/audio-1/init.mp4",
+      "hls/audio-1-5.1/init.mp4",
+    ]);
+    expect(run.keys.filter((k) => !k.includes("/hls/") && /\.(m4s|mp4)$/.test(k))).toEqual([
+      `outputs/${run.jobId}/1/video.mp4`,
+    ]);
+    expect(mpd).toContain('lang="fr"');
+    const streams = await decodeAll(run.local(mpdKey));
+    expect(streams).toEqual([
+      { type: "video", codec: "h264" },
+      { type: "audio", codec: "aac" },
+      { type: "audio", codec: "aac" },
+      { type: "audio", codec: "aac" },
+    ]);
+    const declared = Number(/mediaPresentationDuration="PT([\d.]+)S"/.exec(mpd)?.[1]);
+    expect(Math.abs(declared - 1.5)).toBeLessThan(0.2);
   });
 });

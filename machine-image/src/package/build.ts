@@ -15,6 +15,7 @@ import { encodedDurationSeconds } from "../media/inspect.ts";
 import { type PlannedRendition, primaryRendition } from "../media/ladder.ts";
 import { ffmpegQuiet, runFfmpeg } from "../media/run-ffmpeg.ts";
 import type { UploadItem } from "../storage/s3.ts";
+import { writeDashManifest } from "./dash.ts";
 import {
   AAC_LC_CODEC,
   type MediaPlaylist,
@@ -284,6 +285,32 @@ export async function buildPackage(
     const masterPath = join(dir, "hls", "master.m3u8");
     await writeFile(masterPath, writeMasterPlaylist(variants, mediaRenditions));
     await track(item(masterPath, key(packagePaths.hlsMaster)), indexes);
+    const mpdPath = join(dir, packagePaths.dashManifest);
+    await writeFile(
+      mpdPath,
+      writeDashManifest({
+        durationSeconds: timeline?.playlist.durationSeconds ?? probe.durationSeconds,
+        ...(plan.frameRate ? { frameRate: plan.frameRate.expr } : {}),
+        video: [...video.values()].map((v) => ({
+          rendition: v.planned,
+          codec: v.codec,
+          bandwidth: v.measured.rates.bandwidth,
+          playlist: v.measured.playlist,
+        })),
+        audio: [...audio.values()].map((a) => ({
+          rendition: a.planned,
+          bandwidth: a.measured.rates.bandwidth,
+          playlist: a.measured.playlist,
+        })),
+        text: subtitles.map((t) => ({
+          name: t.name,
+          label: t.label,
+          ...(t.language ? { language: t.language } : {}),
+          uri: packagePaths.subtitleFile(t.name),
+        })),
+      }),
+    );
+    await track(item(mpdPath, key(packagePaths.dashManifest)), indexes);
     manifest.hls = {
       master: key(packagePaths.hlsMaster),
       segmentSeconds: preset.segmentSeconds,
@@ -292,6 +319,7 @@ export async function buildPackage(
       audio: audioRenditions,
       subtitles,
     };
+    manifest.dash = { manifest: key(packagePaths.dashManifest) };
 
     if (preset.mp4) {
       // The progressive MP4 is the primary video rendition and every audio rendition, remuxed: no

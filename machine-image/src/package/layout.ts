@@ -2,6 +2,7 @@
  * Where a package lives in the output bucket, and how each file is served.
  *
  *   outputs/<jobId>/<attempt>/hls/master.m3u8
+ *   outputs/<jobId>/<attempt>/manifest.mpd         (DASH, over the same segments)
  *   outputs/<jobId>/<attempt>/hls/<rendition>/playlist.m3u8, init.mp4, seg_00000.m4s …
  *   outputs/<jobId>/<attempt>/video.mp4            (faststart)
  *   outputs/<jobId>/<attempt>/poster.jpg
@@ -20,6 +21,8 @@ export const manifestKey = (jobId: string) => `${outputPrefixFor(jobId)}manifest
 
 export const packagePaths = {
   hlsMaster: "hls/master.m3u8",
+  /** DASH manifest over the same CMAF segments as the HLS renditions. */
+  dashManifest: "manifest.mpd",
   renditionPlaylist: (name: string) => `hls/${name}/playlist.m3u8`,
   /** A subtitle rendition as one whole WebVTT file (for the MP4, DASH and downloads). */
   subtitleFile: (name: string) => `subtitles/${name}.vtt`,
@@ -31,6 +34,7 @@ export const packagePaths = {
 
 const contentTypes: Record<string, string> = {
   ".m3u8": "application/vnd.apple.mpegurl",
+  ".mpd": "application/dash+xml",
   ".m4s": "video/iso.segment",
   ".mp4": "video/mp4",
   ".m4a": "audio/mp4",
@@ -50,6 +54,6 @@ export const MANIFEST_CACHE = "public, max-age=10, must-revalidate";
 export const cacheControlFor = (key: string) => {
   const ext = extname(key);
   if (ext === ".json") return MANIFEST_CACHE;
-  if (ext === ".m3u8" || ext === ".vtt") return SHORT;
+  if (ext === ".m3u8" || ext === ".mpd" || ext === ".vtt") return SHORT;
   return IMMUTABLE;
 };

@@ -68,6 +68,8 @@ export interface Manifest {
     audio: ManifestAudio[];
     subtitles: ManifestSubtitle[];
   };
+  /** The DASH manifest describing the HLS renditions' CMAF segments. */
+  dash?: { manifest: string };
   /** Subtitle streams of the source that could not become WebVTT. */
   skippedSubtitles?: SkippedSubtitle[];
   mp4?: { key: string; width: number; height: number; durationSeconds: number; sizeBytes: number };
@@ -91,6 +93,7 @@ export function outputKeysOf(manifest: Manifest): OutputKeys {
   return {
     manifest: manifestKey(manifest.jobId),
     ...(manifest.hls ? { hlsMaster: manifest.hls.master } : {}),
+    ...(manifest.dash ? { dashManifest: manifest.dash.manifest } : {}),
     renditions: (manifest.hls?.renditions ?? []).map((r) => ({
       name: r.name,
       width: r.width,

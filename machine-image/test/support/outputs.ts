@@ -259,3 +259,34 @@ export async function channelRmsLevels(path: string): Promise<number[]> {
     m[1] === "-inf" ? -Infinity : Number(m[1]),
   );
 }
+
+/** Decodes every stream of a file or manifest to nowhere; returns the streams ffmpeg found. */
+export async function decodeAll(path: string): Promise<{ type: string; codec: string }[]> {
+  await execFileAsync("ffmpeg", [
+    "-hide_banner",
+    "-nostats",
+    "-v",
+    "error",
+    "-xerror",
+    "-i",
+    path,
+    "-map",
+    "0",
+    "-f",
+    "null",
+    "-",
+  ]);
+  const { stdout } = await execFileAsync("ffprobe", [
+    "-v",
+    "error",
+    "-show_entries",
+    "stream=codec_type,codec_name",
+    "-of",
+    "json",
+    path,
+  ]);
+  return (JSON.parse(stdout) as { streams: { codec_type: string; codec_name: string }[] }).streams.map((s) => ({
+    type: s.codec_type,
+    codec: s.codec_name,
+  }));
+}

@@ -189,6 +189,8 @@ export type SkippedSubtitle = z.infer<typeof SkippedSubtitle>;
 export const OutputKeys = z.object({
   manifest: z.string(),
   hlsMaster: z.string().optional(),
+  /** DASH manifest (`manifest.mpd`) over the same CMAF segments as the HLS renditions. */
+  dashManifest: z.string().optional(),
   renditions: z
     .array(
       z.object({
@@ -219,6 +221,7 @@ const ObjectRef = z.object({ key: z.string(), url: z.url() });
 export const JobOutputs = z.object({
   manifest: ObjectRef,
   hlsMaster: ObjectRef.optional(),
+  dashManifest: ObjectRef.optional(),
   renditions: z.array(
     z.object({
       name: z.string(),
