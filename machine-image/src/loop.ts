@@ -203,7 +203,14 @@ async function workOn(claim: Claim, deps: LoopDeps, log: Logger, now: () => numb
     // Outcomes matter more than progress: keep trying through a control-plane blip.
     if (outcome.kind === "completed") {
       jobLog("info", "completed", { renditions: outcome.outputs.renditions.length });
-      await send({ type: "completed", ...base, outputs: outcome.outputs, probe: outcome.probe }, 12);
+      const { manifest } = outcome;
+      // What the package costs to keep: every file it lists, plus the manifest itself.
+      const usage = {
+        outputSeconds: manifest.durationSeconds,
+        packageBytes: manifest.files.reduce((sum, file) => sum + file.sizeBytes, 0),
+        objects: manifest.files.length + 1,
+      };
+      await send({ type: "completed", ...base, outputs: outcome.outputs, probe: outcome.probe, usage }, 12);
     } else {
       jobLog("warn", "failed", { code: outcome.error.code, message: outcome.error.message });
       await send(

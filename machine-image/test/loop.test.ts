@@ -4,11 +4,24 @@ import type { ControlPlane } from "../src/control-plane.ts";
 import { type Claim, type LoopDeps, pollDelayMs, runMachineLoop } from "../src/loop.ts";
 import { AttemptStoppedError, type TranscodeOutcome } from "../src/transcode.ts";
 
+const probe = { formatName: "mp4", durationSeconds: 3, sizeBytes: 10 };
 const completed: TranscodeOutcome = {
   kind: "completed",
   outputs: { manifest: "outputs/j1/manifest.json", renditions: [] },
-  probe: { formatName: "mp4", durationSeconds: 3, sizeBytes: 10 },
-  manifest: {} as never,
+  probe,
+  manifest: {
+    version: 1,
+    jobId: "j1",
+    attempt: 1,
+    preset: "hls-ladder",
+    createdAt: new Date(0).toISOString(),
+    durationSeconds: 2.96,
+    probe,
+    files: [
+      { key: "outputs/j1/1/video.mp4", sizeBytes: 700, contentType: "video/mp4" },
+      { key: "outputs/j1/1/poster.jpg", sizeBytes: 50, contentType: "image/jpeg" },
+    ],
+  },
 };
 
 function recorder(answer: (event: MachineEvent) => MachineEventResponse["action"] = () => "continue") {
@@ -122,6 +135,8 @@ describe("machine loop", () => {
     expect(events[3]).toMatchObject({
       type: "completed",
       outputs: completed.kind === "completed" ? completed.outputs : {},
+      // What the package costs to keep: its files and the manifest itself.
+      usage: { outputSeconds: 2.96, packageBytes: 750, objects: 3 },
     });
   });
 

@@ -40,6 +40,14 @@ export const vars = {
   /** "true" only in the local stack: source URLs may be http:// and loopback (never other private ranges). */
   ALLOW_LOOPBACK_SOURCE_URLS: { description: "Allow http:// and loopback source URLs", example: "false" },
   LOG_LEVEL: { description: "debug | info | warn | error", example: "info" },
+  /** Prices `GET /v1/stats` estimates cost with (docs/cloud.md says where the defaults come from). */
+  PRICE_MACHINE_SECOND_USD: {
+    description: "Fly price per second of the configured machine size",
+    example: "0.0000239",
+  },
+  PRICE_STORAGE_GB_MONTH_USD: { description: "R2 storage price per GB-month", example: "0.015" },
+  PRICE_CLASS_A_MILLION_USD: { description: "R2 Class A (write, list) operations per million", example: "4.50" },
+  PRICE_CLASS_B_MILLION_USD: { description: "R2 Class B (read) operations per million", example: "0.36" },
 } as const;
 
 /** Secret settings: bound as `secret_text`, never plain text, never logged. */
@@ -141,6 +149,7 @@ export const apiTokens = (raw: string): string[] =>
     .map((token) => token.trim())
     .filter((token) => token.length > 0);
 const bool = z.enum(["true", "false"]).transform((v) => v === "true");
+const price = z.coerce.number().nonnegative();
 
 /** Typed settings parsed from `env` once per request; a missing or bad value names itself. */
 export const settingsSchema = z.object({
@@ -168,6 +177,10 @@ export const settingsSchema = z.object({
   ALLOW_INSECURE_CALLBACKS: bool.default(false),
   ALLOW_LOOPBACK_SOURCE_URLS: bool.default(false),
   LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
+  PRICE_MACHINE_SECOND_USD: price,
+  PRICE_STORAGE_GB_MONTH_USD: price,
+  PRICE_CLASS_A_MILLION_USD: price,
+  PRICE_CLASS_B_MILLION_USD: price,
   API_TOKEN: z
     .string()
     .refine(
@@ -219,6 +232,11 @@ export const defaultVars = {
   ALLOW_INSECURE_CALLBACKS: "false",
   ALLOW_LOOPBACK_SOURCE_URLS: "false",
   LOG_LEVEL: "info",
+  // Fly performance-2x with 4 GB (the default size above) and R2 Standard, list prices in USD.
+  PRICE_MACHINE_SECOND_USD: "0.0000239",
+  PRICE_STORAGE_GB_MONTH_USD: "0.015",
+  PRICE_CLASS_A_MILLION_USD: "4.50",
+  PRICE_CLASS_B_MILLION_USD: "0.36",
 } as const satisfies Partial<Record<VarName, string>>;
 
 /**

@@ -14,6 +14,7 @@ import type {
   MultipartPlan,
   PartUrls,
   PlaybackToken,
+  Stats,
   UploadCreated,
   UploadOptions,
   UploadProgress,
@@ -411,6 +412,9 @@ export function createClient(options: ClientOptions & { resolveSource?: SourceRe
         opts.expiresInSeconds === undefined ? {} : { expiresInSeconds: opts.expiresInSeconds },
         opts.signal,
       ),
+
+    /** Queue, machine pool, and usage over the last 24 hours and 30 days with its estimated cost. */
+    stats: (opts: { signal?: AbortSignal } = {}) => api<Stats>("GET", "/v1/stats", undefined, opts.signal),
 
     /**
      * Polls the job (with backoff) until it is completed, failed, canceled, expired or deleted and resolves

@@ -24,6 +24,8 @@ export type MultipartPlan = InferResponseType<Multipart["$get"], 200>;
 export type PartUrls = InferResponseType<Multipart["parts"]["$post"], 200>;
 /** `GET /v1/jobs` */
 export type JobPage = InferResponseType<Api["v1"]["jobs"]["$get"], 200>;
+/** `GET /v1/stats` */
+export type Stats = InferResponseType<Api["v1"]["stats"]["$get"], 200>;
 /** `POST /v1/jobs/{id}/playback-tokens` */
 export type PlaybackToken = InferResponseType<Api["v1"]["jobs"][":id"]["playback-tokens"]["$post"], 200>;
 

@@ -164,3 +164,30 @@ describe("ingest from a URL", () => {
     expect(await objectsOf(created.id)).toEqual([]);
   });
 });
+
+describe("cost per job", () => {
+  it("records machine time per attempt, output minutes and bytes stored, and totals them in stats", async () => {
+    const uploaded = await client.upload(shortClip);
+    const done = await client.waitForJob(uploaded.id, { timeout: 150_000 });
+    expect(done.state).toBe("completed");
+    const usage = done.usage;
+    expect(usage?.attempts).toEqual([expect.objectContaining({ attempt: 1, outcome: "completed" })]);
+    expect(usage?.machineSeconds).toBeGreaterThan(0);
+    expect(usage?.machineSeconds).toBe(usage?.attempts[0]?.seconds);
+    expect(usage?.outputMinutes).toBeCloseTo(2 / 60, 2);
+    const stored = await objectsOf(done.id);
+    expect(stored.length).toBeGreaterThan(0);
+    expect(usage?.storedBytes).toBeGreaterThan((await readFile(shortClip)).length);
+
+    const stats = await client.stats();
+    expect(stats.usage.last24Hours.jobsCompleted).toBeGreaterThanOrEqual(1);
+    expect(stats.usage.last24Hours.machineSeconds).toBeGreaterThanOrEqual(usage?.machineSeconds ?? 0);
+    expect(stats.usage.storedBytes).toBeGreaterThanOrEqual(usage?.storedBytes ?? 0);
+    const { estimateUsd, prices } = stats.usage;
+    expect(estimateUsd.last30Days.machines).toBeCloseTo(
+      stats.usage.last30Days.machineSeconds * prices.machineSecondUsd,
+      9,
+    );
+    expect(estimateUsd.last30Days.total).toBeGreaterThan(0);
+  });
+});

@@ -249,6 +249,29 @@ export const Metadata = z
   .record(z.string().max(64), z.string().max(512))
   .refine((m) => Object.keys(m).length <= 32, "at most 32 metadata keys");
 
+/**
+ * What a job has cost so far: machine time per attempt (from its claim to its outcome, or to the
+ * machine's last heartbeat when its lease ran out), the encoded output and what it keeps stored.
+ */
+export const JobUsage = z.object({
+  machineSeconds: z.number().nonnegative(),
+  attempts: z.array(
+    z.object({
+      attempt: z.number().int().nonnegative(),
+      machineId: z.string(),
+      startedAt: z.iso.datetime(),
+      seconds: z.number().nonnegative(),
+      /** The event or transition that ended it: completed, failed, released, canceled, deleted, lease_expired. */
+      outcome: z.string(),
+    }),
+  ),
+  /** Minutes of video (or audio) in the published package. */
+  outputMinutes: z.number().nonnegative().optional(),
+  /** Source plus package, while the job keeps them (0 once deleted). */
+  storedBytes: z.number().int().nonnegative().optional(),
+});
+export type JobUsage = z.infer<typeof JobUsage>;
+
 /** The public job record (GET /v1/jobs/:id). Timestamps are ISO 8601. */
 export const Job = z.object({
   id: z.string(),
@@ -288,6 +311,7 @@ export const Job = z.object({
   startedAt: z.iso.datetime().optional(),
   finishedAt: z.iso.datetime().optional(),
   leaseExpiresAt: z.iso.datetime().optional(),
+  usage: JobUsage.optional(),
   /** When the job was deleted: its record is then a tombstone without outputs. */
   deletedAt: z.iso.datetime().optional(),
   /** When every object of a deleted job (source, every attempt's outputs) was confirmed gone. */

@@ -18,7 +18,20 @@ export const MachineEvent = z.discriminatedUnion("type", [
   z.object({ type: z.literal("claimed"), ...base }),
   z.object({ type: z.literal("progress"), ...base, progress: z.number().min(0).max(1), stage: JobStage }),
   z.object({ type: z.literal("heartbeat"), ...base }),
-  z.object({ type: z.literal("completed"), ...base, outputs: OutputKeys, probe: ProbeSummary }),
+  z.object({
+    type: z.literal("completed"),
+    ...base,
+    outputs: OutputKeys,
+    probe: ProbeSummary,
+    /** What the package costs to keep: its encoded duration, bytes and objects (manifest included). */
+    usage: z
+      .object({
+        outputSeconds: z.number().nonnegative(),
+        packageBytes: z.number().int().nonnegative(),
+        objects: z.number().int().nonnegative(),
+      })
+      .optional(),
+  }),
   z.object({
     type: z.literal("failed"),
     ...base,

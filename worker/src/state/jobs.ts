@@ -5,7 +5,9 @@
  * (claims that counted), `maxAttempts`, `inputKey`, `inputSizeBytes`, `inputETag`, `machineId`,
  * `leaseMs`; times in epoch ms: `createdAt`, `updatedAt`, `uploadExpiresAt`, `uploadedAt`,
  * `queuedAt`, `startedAt`, `finishedAt`, `leaseExpiresAt`, and once deleted `deletedAt`,
- * `purgeNotBefore` (the earliest a purge may settle the job) and `purgedAt`; JSON: `probe`, `outputs`, `error`,
+ * `purgeNotBefore` (the earliest a purge may settle the job) and `purgedAt`; usage (scripts.ts):
+ * `machineTime` (JSON, one entry per ended attempt), `endedStartedAt`, `outputSeconds`,
+ * `storedBytes`; JSON: `probe`, `outputs`, `error`,
  * `callback`, and `client` (filename, content type, callback URL, metadata: the values a client
  * chose, kept in JSON so no client string is ever mistaken for a number by a Redis client);
  * while a multipart upload is open, `multipartUploadId` and `multipartPartBytes` (uploads.ts); for
@@ -19,6 +21,7 @@ import {
   type Job,
   JobError,
   JobState,
+  type JobUsage,
   jobStates,
   type MachineEvent,
   OutputKeys,
@@ -28,7 +31,7 @@ import {
   type SourceFetchPolicy,
   terminalStates,
 } from "../contract/index.ts";
-import { keys } from "./keys.ts";
+import { HOUR_MS, hourStart, keys, USAGE_TTL_SECONDS } from "./keys.ts";
 import { machineStateNames, machineStates } from "./pool.ts";
 import {
   asList,
@@ -107,6 +110,10 @@ const common = (nowMs: number) => ({
   statePrefix: keys.jobsInStatePrefix,
   machinePrefix: keys.machinePrefix,
   m: machineStateNames,
+  // Where this moment's usage is counted (scripts.ts end_attempt, count_completion).
+  usageKey: keys.usageHour(hourStart(nowMs)),
+  usageTtl: USAGE_TTL_SECONDS,
+  storedBytesKey: keys.storedBytes,
 });
 
 interface ClientFields {
@@ -162,8 +169,31 @@ export function jobFromHash(flat: unknown): StoredJob | null {
     startedAt: iso(h.startedAt),
     finishedAt: iso(h.finishedAt),
     leaseExpiresAt: iso(h.leaseExpiresAt),
+    usage: usageFromHash(h),
     deletedAt: iso(h.deletedAt),
     purgedAt: iso(h.purgedAt),
+  });
+}
+
+/** The job's cost so far, from the fields the scripts record; absent until something was spent. */
+function usageFromHash(h: Record<string, string>): JobUsage | undefined {
+  const entries = asList<{ attempt: number; machineId: string; startedAt: string; seconds: number; outcome: string }>(
+    json(h.machineTime),
+  );
+  if (entries.length === 0 && h.outputSeconds === undefined) return undefined;
+  const attempts = entries.map((e) => ({
+    attempt: Number(e.attempt),
+    machineId: String(e.machineId),
+    startedAt: new Date(Number(e.startedAt)).toISOString(),
+    seconds: Number(e.seconds),
+    outcome: String(e.outcome),
+  }));
+  const machineSeconds = Math.round(attempts.reduce((sum, a) => sum + a.seconds, 0) * 1000) / 1000;
+  return withoutUndefined<JobUsage>({
+    machineSeconds,
+    attempts,
+    outputMinutes: h.outputSeconds === undefined ? undefined : Math.round((Number(h.outputSeconds) / 60) * 1000) / 1000,
+    storedBytes: num(h.storedBytes),
   });
 }
 
@@ -315,6 +345,7 @@ export function cancelJob(redis: StateRedis, id: string, nowMs: number): Promise
     jobKey: keys.job(id),
     from: allowedFrom(S.canceled),
     to: S.canceled,
+    running: S.running,
   });
 }
 
@@ -436,6 +467,7 @@ function eventChange(event: MachineEvent) {
         to: S.completed,
         replayState: S.completed,
         set: ["progress", "1", "outputs", JSON.stringify(event.outputs), "probe", JSON.stringify(event.probe)],
+        usage: event.usage,
       };
     case "failed":
       return {
@@ -462,6 +494,7 @@ export async function applyMachineEvent(
     {
       ...common(nowMs),
       ...eventChange(event),
+      outcome: event.type,
       id: event.jobId,
       jobKey: keys.job(event.jobId),
       machineId: event.machineId,
@@ -475,6 +508,17 @@ export async function applyMachineEvent(
   return { action: res.action, job: jobFromHash(res.job), becameTerminal: res.terminal === true };
 }
 
+/** Usage summed over a window (state/keys.ts hourly buckets). */
+export interface UsageTotals {
+  machineSeconds: number;
+  /** Attempts that ended: each read the source once. */
+  attempts: number;
+  jobsCompleted: number;
+  outputSeconds: number;
+  objectsWritten: number;
+  bytesWritten: number;
+}
+
 export interface JobStats {
   queued: number;
   running: number;
@@ -483,7 +527,11 @@ export interface JobStats {
   machines: Record<string, number>;
   /** The last Fly failure admission hit (after its retries), if any. */
   lastAdmissionError?: { message: string; status: number; at: string };
+  usage: { last24Hours: UsageTotals; last30Days: UsageTotals; storedBytes: number };
 }
+
+const DAY_HOURS = 24;
+const MONTH_HOURS = 30 * 24;
 
 export async function getStats(redis: StateRedis, nowMs: number): Promise<JobStats> {
   const res = await runScript<{
@@ -492,7 +540,21 @@ export async function getStats(redis: StateRedis, nowMs: number): Promise<JobSta
     oldestQueuedAt: string | number | false;
     machines: Record<string, number>;
     admission: unknown;
-  }>(redis, statsScript, [keys.queue, keys.jobsInState(S.running), keys.machines, keys.admission], common(nowMs));
+    usage: { day: UsageTotals; month: UsageTotals; storedBytes: number };
+  }>(redis, statsScript, [keys.queue, keys.jobsInState(S.running), keys.machines, keys.admission], {
+    ...common(nowMs),
+    usageHourPrefix: keys.usageHourPrefix,
+    hours: Array.from({ length: MONTH_HOURS }, (_, i) => String(hourStart(nowMs) - i * HOUR_MS)),
+    dayHours: DAY_HOURS,
+  });
+  const totals = (t: UsageTotals): UsageTotals => ({
+    machineSeconds: Math.round(Number(t.machineSeconds) * 1000) / 1000,
+    attempts: Number(t.attempts),
+    jobsCompleted: Number(t.jobsCompleted),
+    outputSeconds: Math.round(Number(t.outputSeconds) * 1000) / 1000,
+    objectsWritten: Number(t.objectsWritten),
+    bytesWritten: Number(t.bytesWritten),
+  });
   const machines: Record<string, number> = Object.fromEntries(machineStates.map((s) => [s, 0]));
   for (const [state, count] of Object.entries(res.machines ?? {})) machines[state] = Number(count);
   const oldest = res.oldestQueuedAt === false ? null : Number(res.oldestQueuedAt);
@@ -502,6 +564,11 @@ export async function getStats(redis: StateRedis, nowMs: number): Promise<JobSta
     running: Number(res.running),
     oldestQueuedAgeSeconds: oldest === null ? null : Math.max(0, Math.floor((nowMs - oldest) / 1000)),
     machines,
+    usage: {
+      last24Hours: totals(res.usage.day),
+      last30Days: totals(res.usage.month),
+      storedBytes: Math.max(0, Number(res.usage.storedBytes)),
+    },
     ...(admission.lastError === undefined
       ? {}
       : {

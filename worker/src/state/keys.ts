@@ -16,6 +16,11 @@
  *                                   while it creates a machine through the Fly API
  * - `tcoder:admission`              hash: the last Fly failure admission saw (`lastError`,
  *                                   `lastErrorStatus`, `lastErrorAt`), shown in stats
+ * - `tcoder:usage:hour:<ms>`        hash per hour (start in epoch ms): `machineSeconds`, `attempts`,
+ *                                   `jobsCompleted`, `outputSeconds`, `objectsWritten`, `bytesWritten`,
+ *                                   counted when an attempt ends or a job completes; expires after 32 days
+ * - `tcoder:usage:stored-bytes`     integer: bytes completed jobs keep stored (source + package),
+ *                                   less what deleting them removed
  *
  * Scripts receive fixed keys as KEYS and the per-id prefixes below in their config, so a key name
  * is still only ever built from this file.
@@ -37,6 +42,9 @@ export const keys = {
   machines: `${prefix}machines`,
   machineReservations: `${prefix}machine-reservations`,
   admission: `${prefix}admission`,
+  usageHourPrefix: `${prefix}usage:hour:`,
+  usageHour: (hourStartMs: number) => `${prefix}usage:hour:${hourStartMs}`,
+  storedBytes: `${prefix}usage:stored-bytes`,
 } as const;
 
 /** Uploaded sources live at `inputs/<jobId>/<name>` in the input bucket. */
@@ -63,3 +71,9 @@ export function jobIdFromInputKey(key: string): string | null {
   if (slash <= 0 || slash === rest.length - 1) return null;
   return rest.slice(0, slash);
 }
+
+/** Usage is counted in hourly buckets; this is the start (epoch ms) of the hour `ms` falls in. */
+export const HOUR_MS = 3_600_000;
+export const hourStart = (ms: number): number => Math.floor(ms / HOUR_MS) * HOUR_MS;
+/** Hourly usage buckets outlive the longest window the stats sum (30 days) by two days. */
+export const USAGE_TTL_SECONDS = 32 * 24 * 3600;

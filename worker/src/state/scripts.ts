@@ -29,6 +29,33 @@ local function set_state(key, id, from, to)
   redis.call('ZREM', cfg.statePrefix .. from, id)
   redis.call('ZADD', cfg.statePrefix .. to, created, id)
 end
+-- The attempt a job is running ends at ended_ms (a string): its machine time is added to the job's
+-- \`machineTime\` list and to this hour's usage, once per attempt (\`endedStartedAt\` remembers it).
+local function end_attempt(key, ended_ms, outcome)
+  local started = redis.call('HGET', key, 'startedAt')
+  if not started or redis.call('HGET', key, 'endedStartedAt') == started then return end
+  local seconds = math.max(0, (tonumber(ended_ms) - tonumber(started)) / 1000)
+  local list = cjson.decode(redis.call('HGET', key, 'machineTime') or '[]')
+  table.insert(list, {attempt = tonumber(redis.call('HGET', key, 'attempts') or '0'),
+    machineId = redis.call('HGET', key, 'machineId') or '', startedAt = started,
+    seconds = tonumber(string.format('%.3f', seconds)), outcome = outcome})
+  redis.call('HSET', key, 'machineTime', cjson.encode(list), 'endedStartedAt', started)
+  redis.call('HINCRBYFLOAT', cfg.usageKey, 'machineSeconds', string.format('%.3f', seconds))
+  redis.call('HINCRBY', cfg.usageKey, 'attempts', 1)
+  redis.call('EXPIRE', cfg.usageKey, cfg.usageTtl)
+end
+-- A completed package: the job records what it keeps stored, and this hour's usage counts it.
+local function count_completion(key, usage)
+  local source = tonumber(cjson.decode(redis.call('HGET', key, 'probe') or '{}').sizeBytes or 0)
+  local stored = source + usage.packageBytes
+  redis.call('HSET', key, 'outputSeconds', string.format('%.3f', usage.outputSeconds), 'storedBytes', string.format('%d', stored))
+  redis.call('INCRBY', cfg.storedBytesKey, string.format('%d', stored))
+  redis.call('HINCRBY', cfg.usageKey, 'jobsCompleted', 1)
+  redis.call('HINCRBYFLOAT', cfg.usageKey, 'outputSeconds', string.format('%.3f', usage.outputSeconds))
+  redis.call('HINCRBY', cfg.usageKey, 'objectsWritten', string.format('%d', usage.objects))
+  redis.call('HINCRBY', cfg.usageKey, 'bytesWritten', string.format('%d', usage.packageBytes))
+  redis.call('EXPIRE', cfg.usageKey, cfg.usageTtl)
+end
 -- The machine no longer works on job_id: it becomes idle and its idle clock starts now.
 local function machine_finished(machine_id, job_id)
   if not machine_id or machine_id == '' then return end
@@ -148,7 +175,9 @@ if cfg.to then
   local to = cfg.to
   local max = tonumber(redis.call('HGET', cfg.jobKey, 'maxAttempts') or '1')
   if cfg.retryTo and attempts < max then to = cfg.retryTo end
+  end_attempt(cfg.jobKey, cfg.now, cfg.outcome or to)
   set_state(cfg.jobKey, cfg.id, state, to)
+  if cfg.usage and to == cfg.to then count_completion(cfg.jobKey, cfg.usage) end
   redis.call('ZREM', KEYS[2], cfg.id)
   redis.call('HDEL', cfg.jobKey, 'leaseExpiresAt', 'leaseMs')
   if to == cfg.queuedState then
@@ -168,6 +197,7 @@ export const cancelScript = script(`
 local state = redis.call('HGET', cfg.jobKey, 'state')
 if not state then return reply({result = 'not_found'}) end
 if not includes(cfg.from, state) then return reply({result = 'invalid_state', job = job_flat(cfg.jobKey)}) end
+if state == cfg.running then end_attempt(cfg.jobKey, cfg.now, cfg.to) end
 set_state(cfg.jobKey, cfg.id, state, cfg.to)
 redis.call('ZREM', KEYS[1], cfg.id)
 redis.call('ZREM', KEYS[2], cfg.id)
@@ -194,6 +224,13 @@ local not_before = cfg.now
 if state == cfg.running then
   local lease = tonumber(redis.call('HGET', cfg.jobKey, 'leaseExpiresAt') or cfg.now)
   if lease > tonumber(cfg.now) then not_before = string.format('%d', lease) end
+  end_attempt(cfg.jobKey, cfg.now, cfg.to)
+end
+-- What the job kept stored goes with it.
+local stored = tonumber(redis.call('HGET', cfg.jobKey, 'storedBytes') or '0')
+if stored > 0 then
+  redis.call('INCRBY', cfg.storedBytesKey, string.format('%d', -stored))
+  redis.call('HSET', cfg.jobKey, 'storedBytes', '0')
 end
 set_state(cfg.jobKey, cfg.id, state, cfg.to)
 redis.call('ZREM', KEYS[1], cfg.id)
@@ -270,6 +307,10 @@ for _, id in ipairs(ids) do
     local attempts = tonumber(redis.call('HGET', key, 'attempts') or '0')
     local max = tonumber(redis.call('HGET', key, 'maxAttempts') or '1')
     local machine_id = redis.call('HGET', key, 'machineId')
+    -- The machine was last heard of when it last extended its lease.
+    local heard = expires - tonumber(redis.call('HGET', key, 'leaseMs') or '0')
+    end_attempt(key, string.format('%d', math.max(heard, tonumber(redis.call('HGET', key, 'startedAt') or heard))),
+      'lease_expired')
     redis.call('HDEL', key, 'leaseExpiresAt', 'leaseMs')
     if attempts >= max then
       set_state(key, id, state, cfg.failed)
@@ -329,8 +370,22 @@ if #collected > limit then next_cursor = collected[limit][2] .. ':' .. collected
 return reply({jobs = jobs, nextCursor = next_cursor})
 `);
 
-/** KEYS: queue, running index, machines, admission. */
+/**
+ * KEYS: queue, running index, machines, admission. `cfg.hours` are the hour starts of the last 30
+ * days, newest first; the first `cfg.dayHours` of them make the last 24 hours.
+ */
 export const statsScript = script(`
+local fields = {'machineSeconds', 'attempts', 'jobsCompleted', 'outputSeconds', 'objectsWritten', 'bytesWritten'}
+local day, month = {}, {}
+for _, f in ipairs(fields) do day[f] = 0; month[f] = 0 end
+for i, hour in ipairs(cfg.hours) do
+  local values = redis.call('HMGET', cfg.usageHourPrefix .. hour, unpack(fields))
+  for j, f in ipairs(fields) do
+    local v = tonumber(values[j] or '0') or 0
+    month[f] = month[f] + v
+    if i <= cfg.dayHours then day[f] = day[f] + v end
+  end
+end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local machines = {}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[3])) do
@@ -338,7 +393,8 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[3])) do
   machines[state] = (machines[state] or 0) + 1
 end
 return reply({queued = redis.call('ZCARD', KEYS[1]), running = redis.call('ZCARD', KEYS[2]),
-  oldestQueuedAt = oldest[2] or false, machines = machines, admission = redis.call('HGETALL', KEYS[4])})
+  oldestQueuedAt = oldest[2] or false, machines = machines, admission = redis.call('HGETALL', KEYS[4]),
+  usage = {day = day, month = month, storedBytes = tonumber(redis.call('GET', cfg.storedBytesKey) or '0')}})
 `);
 
 /** KEYS: none. Records client-callback delivery state without resurrecting a deleted job. */

@@ -344,6 +344,7 @@ test("stats count queued and running jobs, the oldest queued age and machines by
     running: 1,
     oldestQueuedAgeSeconds: 10,
     machines: { starting: 1, idle: 0, busy: 1, stopping: 0, stopped: 0 },
+    usage: expect.objectContaining({ storedBytes: 0 }),
   });
 });
 
