@@ -91,6 +91,10 @@ export function createApiClient({ baseUrl, token }: { baseUrl: string; token: st
       return call<{ jobs: Job[]; nextCursor: string | null }>("GET", `/v1/jobs?${params}`);
     },
     cancel: (id: string) => call<Job>("POST", `/v1/jobs/${encodeURIComponent(id)}/cancel`),
+    /** A job whose source the machine downloads from `url` (`POST /v1/jobs {url}`). */
+    createJobFromUrl: (input: { url: string; preset?: string }) => call<Job>("POST", "/v1/jobs", input),
+    /** Deletes the job's source and outputs; answers 204 (also for a job already deleted). */
+    deleteJob: (id: string) => call<undefined>("DELETE", `/v1/jobs/${encodeURIComponent(id)}`),
     stats: () => call<Stats>("GET", "/v1/stats"),
   };
 }

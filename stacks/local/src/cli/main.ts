@@ -2,8 +2,8 @@
  * `tcoder`: run the pipeline locally and talk to any tcoder API.
  *
  *   tcoder up [--demo] [--once] [--fresh]        the local cloud (npm start = up --demo)
- *   tcoder transcode <file…> [--preset] [--out] [--json]
- *   tcoder status [jobId] | jobs | cancel <jobId> | down
+ *   tcoder transcode <file…> [--url URL…] [--preset] [--out] [--json]
+ *   tcoder status [jobId] | jobs | cancel <jobId> | delete <jobId> | down
  *
  * Commands other than `up` talk to --api/--token, else TCODER_API_URL/TCODER_API_TOKEN, else the
  * stack running from --dir; `transcode` starts an embedded stack for its duration when none runs.
@@ -25,17 +25,19 @@ import {
 } from "./arguments.ts";
 import { createProgress } from "./progress.ts";
 import { ensureSampleVideo } from "./sample.ts";
-import { copyOutputs, describeJob, transcodeFile } from "./transcode.ts";
+import { copyOutputs, describeJob, transcodeFile, transcodeUrl } from "./transcode.ts";
 import { UnreachableError } from "./unreachable.ts";
 
 const usage = `usage: tcoder <command> [options]
 
 commands:
   up [--demo] [--once] [--fresh] [--sample FILE]   start the local stack (and transcode a sample with --demo)
-  transcode <file...> [--preset NAME] [--out DIR] [--json]
+  transcode <file...> [--url URL...] [--preset NAME] [--out DIR] [--json]
+                                                   (--url: the machine downloads the source itself)
   status [jobId]                                   a job, or the pipeline's stats
   jobs [--state STATE] [--limit N]                 recent jobs
   cancel <jobId>
+  delete <jobId>                                   remove a job's source and outputs (a tombstone stays)
   down                                             stop the stack running from --dir
 
 options:
@@ -56,6 +58,7 @@ const options = {
   fresh: { type: "boolean" },
   sample: { type: "string" },
   preset: { type: "string" },
+  url: { type: "string", multiple: true },
   out: { type: "string" },
   json: { type: "boolean" },
   state: { type: "string" },
@@ -172,11 +175,14 @@ async function transcodeAll(
   flags: Flags,
   preset: string | undefined,
   signal: AbortSignal,
+  urls: string[] = [],
 ): Promise<number> {
   const progress = createProgress();
-  const jobs = await Promise.all(
-    files.map((file) => transcodeFile(api, file, { progress, signal, ...(preset ? { preset } : {}) })),
-  );
+  const options = { progress, signal, ...(preset ? { preset } : {}) };
+  const jobs = await Promise.all([
+    ...files.map((file) => transcodeFile(api, file, options)),
+    ...urls.map((url) => transcodeUrl(api, url, options)),
+  ]);
   if (flags.out) {
     for (const job of jobs) {
       if (job.state !== "completed") continue;
@@ -274,18 +280,20 @@ async function run(argv: string[]): Promise<number> {
     case "down":
       return down(flags);
     case "transcode": {
-      if (args.length === 0) throw new UsageError("transcode needs at least one file");
+      const urls = (flags.url ?? []).map((url) => httpUrlFlag("--url", url).href);
+      if (args.length === 0 && urls.length === 0) throw new UsageError("transcode needs at least one file or --url");
       const target = targetOf(flags);
       const preset = flags.preset === undefined ? undefined : presetFlag(flags.preset);
       if (flags.out) await outputDirFlag("--out", flags.out);
-      const files = await inputFiles(args, target.kind === "local" ? { maxBytes: localUploadLimit } : {});
+      const files =
+        args.length === 0 ? [] : await inputFiles(args, target.kind === "local" ? { maxBytes: localUploadLimit } : {});
       const embed = target.kind === "local" ? await localStackOptions(flags) : undefined;
       const { signal, interrupted, takeOver } = interruption();
       const { api, stack } = await connect(target, embed);
       takeOver();
       try {
         const paths = files.map((file) => file.path);
-        return await Promise.race([transcodeAll(api, paths, flags, preset, signal), interrupted.then(() => 130)]);
+        return await Promise.race([transcodeAll(api, paths, flags, preset, signal, urls), interrupted.then(() => 130)]);
       } finally {
         await stack?.stop();
         if (stack && !flags.out) {
@@ -321,6 +329,14 @@ async function run(argv: string[]): Promise<number> {
       const { api } = await connect(targetOf(flags));
       const job = await api.cancel(id);
       process.stdout.write(`${job.id}: ${job.state}\n`);
+      return 0;
+    }
+    case "delete": {
+      const [id] = args;
+      if (!id) throw new UsageError("delete needs a job id");
+      const { api } = await connect(targetOf(flags));
+      await api.deleteJob(id);
+      process.stdout.write(`${id}: deleted\n`);
       return 0;
     }
     default:

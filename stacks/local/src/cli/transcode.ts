@@ -1,4 +1,7 @@
-/** Upload files through the public API, follow their jobs to the end, optionally copy the outputs. */
+/**
+ * Upload files (or have sources fetched from URLs) through the public API, follow their jobs to the
+ * end, optionally copy the outputs.
+ */
 import { mkdir, stat, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -30,6 +33,12 @@ export async function transcodeFile(api: ApiClient, path: string, opts: Transcod
     opts.progress.update(id, { label, phase: "upload", fraction: total === 0 ? 1 : sent / total, detail: id }),
   );
   return followJob(api, id, label, opts);
+}
+
+/** Creates a job whose source the machine downloads from `url`, and follows it to the end. */
+export async function transcodeUrl(api: ApiClient, url: string, opts: TranscodeOptions): Promise<Job> {
+  const job = await api.createJobFromUrl({ url, ...(opts.preset ? { preset: opts.preset } : {}) });
+  return followJob(api, job.id, job.input.filename ?? url, opts);
 }
 
 export async function followJob(api: ApiClient, id: string, label: string, opts: TranscodeOptions): Promise<Job> {
