@@ -13,6 +13,6 @@ export {
   type UploadSource,
 } from "./client.ts";
 export { type ClientErrorCode, clientErrorCodes, type ProblemDocument, TcoderError } from "./errors.ts";
-export { signPlaybackUrl } from "./playback.ts";
+export { signPlaybackUrl, withPlaybackToken } from "./playback.ts";
 export * from "./types.ts";
 export { verifyWebhook, WEBHOOK_SIGNATURE_HEADER, type WebhookVerification } from "./webhook.ts";

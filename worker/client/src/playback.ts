@@ -4,7 +4,14 @@
  * it) into one that plays until it expires. The scheme is the contract's (WebCrypto HMAC-SHA256),
  * so it runs in Node 20, browsers, workers and Deno alike; keep the secret on your server.
  */
-import { signPlaybackUrl as signWithContract } from "@tcoder/worker/contract/playback.ts";
+import { PLAYBACK_TOKEN_PARAM, signPlaybackUrl as signWithContract } from "@tcoder/worker/contract/playback.ts";
+
+/** Any output URL of a signed job with a token for that job (from `createPlaybackToken` or `signPlaybackUrl`). */
+export function withPlaybackToken(url: string, token: string): string {
+  const signed = new URL(url);
+  signed.searchParams.set(PLAYBACK_TOKEN_PARAM, token);
+  return signed.toString();
+}
 
 /**
  * `url` plus `?token=…`, valid `expiresInSeconds` (at most a week) from now; the token opens every

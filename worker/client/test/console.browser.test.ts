@@ -1,11 +1,12 @@
 /**
  * The web console in real Chromium (Debian's `chromium`, driven by playwright-core; no browser
  * download) against the local stack: sign in with the API token, upload a clip, watch it reach
- * done, and play the HLS output until the video's clock moves. `UPDATE_SCREENSHOTS=1` saves the
+ * done, and play the HLS output until the video's clock moves; play a signed job with a token the
+ * console asks the API for; delete a job after confirming. `UPDATE_SCREENSHOTS=1` saves the
  * screenshots as docs/console-*.png.
  */
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { type LocalStack, repoRoot, startLocalStack } from "@tcoder/local/stack";
@@ -181,5 +182,72 @@ describe("web console", () => {
     await job.and(page.locator('[data-state="failed"]')).waitFor({ timeout: 60_000 });
     expect(await job.getByRole("alert").textContent()).toMatch(/^input_missing /);
     expect(await page.getByRole("button", { name: "Retry" }).isVisible()).toBe(true);
+  });
+
+  it("plays a signed job with a token the console asks the API for", async () => {
+    const api = (path: string, init: RequestInit = {}) =>
+      fetch(`${stack.cloud.apiUrl}${path}`, {
+        ...init,
+        headers: { authorization: `Bearer ${stack.cloud.apiToken}`, "content-type": "application/json" },
+      }).then((res) => res.json() as Promise<Record<string, unknown>>);
+    const bytes = await readFile(clip);
+    const ticket = (await api("/v1/uploads", {
+      method: "POST",
+      body: JSON.stringify({
+        filename: "signed.mp4",
+        contentType: "video/mp4",
+        size: bytes.length,
+        preset: "hls-small",
+        playback: "signed",
+      }),
+    })) as { jobId: string; upload: { url: string; headers: Record<string, string> } };
+    await fetch(ticket.upload.url, { method: "PUT", headers: ticket.upload.headers, body: bytes });
+    await expect
+      .poll(async () => (await api(`/v1/jobs/${ticket.jobId}`)).state, { timeout: 150_000, interval: 500 })
+      .toBe("completed");
+
+    await page.goto(`${stack.cloud.apiUrl}/#/jobs/${ticket.jobId}`);
+    const video = page.locator(".player video");
+    await video.waitFor({ timeout: 30_000 });
+    const played = await video.evaluate(async (v) => {
+      const el = v as HTMLVideoElement;
+      el.muted = true;
+      await el.play().catch(() => {});
+      const until = Date.now() + 15_000;
+      while (el.currentTime < 1 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+      el.pause();
+      return el.currentTime;
+    });
+    expect(played).toBeGreaterThan(1);
+    const master = await page.getByRole("link", { name: "HLS master playlist" }).getAttribute("href");
+    expect(master).toMatch(new RegExp(`/v1/playback/${ticket.jobId}/.*master\\.m3u8\\?token=\\d+\\.`));
+    expect(await page.getByText("signed (token required)").isVisible()).toBe(true);
+  });
+
+  it("deletes a job from its page only after the person confirms", async () => {
+    const created = (await fetch(`${stack.cloud.apiUrl}/v1/uploads`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${stack.cloud.apiToken}`, "content-type": "application/json" },
+      body: JSON.stringify({ filename: "unwanted.mp4", contentType: "video/mp4", size: 1000 }),
+    }).then((res) => res.json())) as { jobId: string };
+    await page.goto(`${stack.cloud.apiUrl}/#/jobs/${created.jobId}`);
+    const job = page.locator("article.job");
+    await job.and(page.locator('[data-state="awaiting_upload"]')).waitFor();
+
+    await page.getByRole("button", { name: "Delete…" }).click();
+    const question = page.getByRole("alertdialog");
+    expect(await question.textContent()).toContain("Delete unwanted.mp4? Its source and every output are removed");
+    await page.getByRole("button", { name: "Keep" }).click();
+    expect(await question.count()).toBe(0);
+    expect(await job.getAttribute("data-state")).toBe("awaiting_upload");
+
+    await page.getByRole("button", { name: "Delete…" }).click();
+    await page.getByRole("button", { name: "Delete for good" }).click();
+    await job.and(page.locator('[data-state="deleted"]')).waitFor();
+    expect(await page.getByRole("button", { name: "Delete…" }).count()).toBe(0);
+    const record = (await fetch(`${stack.cloud.apiUrl}/v1/jobs/${created.jobId}`, {
+      headers: { authorization: `Bearer ${stack.cloud.apiToken}` },
+    }).then((res) => res.json())) as { state: string };
+    expect(record.state).toBe("deleted");
   });
 });

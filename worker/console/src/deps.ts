@@ -3,5 +3,5 @@
  * imported one by one: the contract's index carries zod, which the page does not need.
  */
 export type { Job, TcoderClient, UploadProgress } from "@tcoder/client";
-export { DEFAULT_MULTIPART_THRESHOLD, isTerminal, TcoderError } from "@tcoder/client";
+export { DEFAULT_MULTIPART_THRESHOLD, isTerminal, TcoderError, withPlaybackToken } from "@tcoder/client";
 export { presetNames } from "@tcoder/worker/contract/presets.ts";

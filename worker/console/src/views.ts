@@ -7,6 +7,7 @@ import {
   type TcoderClient,
   TcoderError,
   type UploadProgress,
+  withPlaybackToken,
 } from "./deps.ts";
 import { clear, describeError, errorLine, formatBytes, h, percent } from "./dom.ts";
 import { hlsPlayer } from "./player.ts";
@@ -253,6 +254,100 @@ export function jobView(client: TcoderClient, id: string): View {
   const controller = new AbortController();
   let player: { dispose(): void } | null = null;
 
+  /** Delete asks first, in place: what goes, and a second button that does it. */
+  const deleteAction = (job: Job) => {
+    const ask = h("button", { type: "button", class: "secondary" }, "Delete…");
+    ask.addEventListener("click", () => {
+      const confirm = h("button", { type: "button", class: "danger" }, "Delete for good");
+      const keep = h("button", { type: "button", class: "secondary" }, "Keep");
+      const question = h(
+        "div",
+        { role: "alertdialog", "aria-labelledby": "delete-q", class: "confirm" },
+        h(
+          "p",
+          { id: "delete-q" },
+          `Delete ${jobName(job)}? Its source and every output are removed; this cannot be undone.`,
+        ),
+        h("div", { class: "row" }, confirm, keep),
+      );
+      keep.addEventListener("click", () => {
+        question.replaceWith(ask);
+        ask.focus();
+      });
+      confirm.addEventListener("click", async () => {
+        confirm.disabled = true;
+        keep.disabled = true;
+        try {
+          await client.deleteJob(job.id);
+          render(await client.getJob(job.id));
+          announce("Job deleted");
+        } catch (err) {
+          question.append(errorLine(err));
+          confirm.disabled = false;
+          keep.disabled = false;
+        }
+      });
+      ask.replaceWith(question);
+      confirm.focus();
+    });
+    return ask;
+  };
+
+  /** Playback and output links; `urlOf` adds the playback token to a signed job's URLs. */
+  const showPackage = (job: Job, out: NonNullable<Job["outputs"]>, urlOf: (url: string) => string) => {
+    const src = out.hlsMaster?.url;
+    if (src) {
+      const handle = hlsPlayer({
+        src: urlOf(src),
+        title: jobName(job),
+        ...(out.poster ? { poster: urlOf(out.poster.url) } : {}),
+        ...(out.thumbnailsVtt ? { thumbnailsVtt: urlOf(out.thumbnailsVtt.url) } : {}),
+      });
+      player = handle;
+      clear(media, h("h3", {}, "Playback"), handle.element);
+    } else if (out.mp4) {
+      clear(
+        media,
+        h("h3", {}, "Playback"),
+        h("video", {
+          controls: true,
+          src: urlOf(out.mp4.url),
+          ...(out.poster ? { poster: urlOf(out.poster.url) } : {}),
+        }),
+      );
+      player = { dispose() {} };
+    }
+    const link = (label: string, ref: { url: string } | undefined) =>
+      ref ? h("li", {}, h("a", { href: urlOf(ref.url), target: "_blank", rel: "noopener" }, label)) : null;
+    clear(
+      outputs,
+      h("h3", {}, "Outputs"),
+      job.playback === "signed"
+        ? h("p", { class: "muted" }, "Signed playback: these links carry a token that expires in an hour.")
+        : null,
+      h(
+        "ul",
+        { class: "outputs" },
+        link("HLS master playlist", out.hlsMaster),
+        ...out.renditions.map((r) => link(`${r.name} playlist (${r.width}×${r.height})`, r.playlist)),
+        link("MP4", out.mp4),
+        link("Poster", out.poster),
+        link("Thumbnail sprite", out.thumbnailsSprite),
+        link("Thumbnail index (WebVTT)", out.thumbnailsVtt),
+        link("Manifest (JSON)", out.manifest),
+      ),
+    );
+    if (out.thumbnailsSprite)
+      outputs.append(
+        h("img", {
+          class: "sprite",
+          src: urlOf(out.thumbnailsSprite.url),
+          alt: "Thumbnail sprite sheet",
+          loading: "lazy",
+        }),
+      );
+  };
+
   const act = (label: string, run: () => Promise<Job>) => {
     const button = h("button", { type: "button" }, label);
     button.addEventListener("click", async () => {
@@ -289,6 +384,7 @@ export function jobView(client: TcoderClient, id: string): View {
       actions,
       ["awaiting_upload", "pending", "running"].includes(job.state) ? act("Cancel", () => client.cancel(job.id)) : null,
       ["failed", "canceled"].includes(job.state) ? act("Retry", () => client.retry(job.id)) : null,
+      job.state === "deleted" ? null : deleteAction(job),
     );
     const row = (term: string, value: string | number | undefined) =>
       value === undefined || value === "" ? [] : [h("dt", {}, term), h("dd", {}, String(value))];
@@ -303,48 +399,38 @@ export function jobView(client: TcoderClient, id: string): View {
       ...row("Duration", job.probe ? `${job.probe.durationSeconds.toFixed(1)} s` : undefined),
       ...row("Created", new Date(job.createdAt).toLocaleString()),
       ...row("Finished", job.finishedAt ? new Date(job.finishedAt).toLocaleString() : undefined),
+      ...row("Playback", job.playback === "signed" ? "signed (token required)" : undefined),
+      ...row("Machine time", job.usage ? `${job.usage.machineSeconds.toFixed(1)} s` : undefined),
+      ...row("Stored", formatBytes(job.usage?.storedBytes)),
+      ...row("Deleted", job.deletedAt ? new Date(job.deletedAt).toLocaleString() : undefined),
     );
-    const out = job.outputs;
-    if (job.state === "completed" && out && !player) {
-      const src = out.hlsMaster?.url;
-      if (src) {
-        const handle = hlsPlayer({
-          src,
-          title: jobName(job),
-          ...(out.poster ? { poster: out.poster.url } : {}),
-          ...(out.thumbnailsVtt ? { thumbnailsVtt: out.thumbnailsVtt.url } : {}),
-        });
-        player = handle;
-        clear(media, h("h3", {}, "Playback"), handle.element);
-      } else if (out.mp4) {
-        clear(
-          media,
-          h("h3", {}, "Playback"),
-          h("video", { controls: true, src: out.mp4.url, ...(out.poster ? { poster: out.poster.url } : {}) }),
-        );
-        player = { dispose() {} };
-      }
-      const link = (label: string, ref: { url: string } | undefined) =>
-        ref ? h("li", {}, h("a", { href: ref.url, target: "_blank", rel: "noopener" }, label)) : null;
+    if (job.state === "deleted") {
+      player?.dispose();
+      player = null;
+      clear(media);
       clear(
         outputs,
-        h("h3", {}, "Outputs"),
         h(
-          "ul",
-          { class: "outputs" },
-          link("HLS master playlist", out.hlsMaster),
-          ...out.renditions.map((r) => link(`${r.name} playlist (${r.width}×${r.height})`, r.playlist)),
-          link("MP4", out.mp4),
-          link("Poster", out.poster),
-          link("Thumbnail sprite", out.thumbnailsSprite),
-          link("Thumbnail index (WebVTT)", out.thumbnailsVtt),
-          link("Manifest (JSON)", out.manifest),
+          "p",
+          { class: "muted" },
+          job.purgedAt ? "Its source and outputs are removed." : "Removing its source and outputs…",
         ),
       );
-      if (out.thumbnailsSprite)
-        outputs.append(
-          h("img", { class: "sprite", src: out.thumbnailsSprite.url, alt: "Thumbnail sprite sheet", loading: "lazy" }),
-        );
+      return;
+    }
+    const out = job.outputs;
+    if (job.state === "completed" && out && !player) {
+      if (job.playback !== "signed") showPackage(job, out, (url) => url);
+      else {
+        // A signed job plays only with a token: ask the API for one (an hour) before showing anything.
+        player = { dispose() {} };
+        client
+          .createPlaybackToken(job.id, { expiresInSeconds: 3600, signal: controller.signal })
+          .then(({ token }) => showPackage(job, out, (url) => withPlaybackToken(url, token)))
+          .catch((err: unknown) => {
+            if (!controller.signal.aborted) clear(media, errorLine(err));
+          });
+      }
     }
   };
 
