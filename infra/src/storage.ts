@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import * as cloudflare from "@pulumi/cloudflare";
 import * as pulumi from "@pulumi/pulumi";
-import { uploadNotification } from "@tcoder/worker/bindings";
+import { type BucketCorsRule, bucketCors, uploadNotification } from "@tcoder/worker/bindings";
 import type { DomainConfig } from "./config.ts";
 
 export interface StorageArgs {
@@ -58,39 +58,26 @@ export class Storage extends pulumi.ComponentResource {
       parent,
     );
 
-    // Browsers PUT sources straight to presigned URLs and players GET outputs (with Range for HLS).
-    new cloudflare.R2BucketCors(
-      `${name}-inputs-cors`,
-      {
-        accountId,
-        bucketName: this.inputBucket.name,
-        rules: [
-          {
-            id: "browser-upload",
-            allowed: { methods: ["PUT"], origins: args.corsOrigins, headers: ["content-type", "content-length"] },
-            exposeHeaders: ["ETag"],
-            maxAgeSeconds: 3600,
-          },
-        ],
-      },
-      parent,
-    );
-    new cloudflare.R2BucketCors(
-      `${name}-outputs-cors`,
-      {
-        accountId,
-        bucketName: this.outputBucket.name,
-        rules: [
-          {
-            id: "player-read",
-            allowed: { methods: ["GET", "HEAD"], origins: args.corsOrigins, headers: ["range"] },
-            exposeHeaders: ["Content-Length", "Content-Range", "ETag"],
-            maxAgeSeconds: 3600,
-          },
-        ],
-      },
-      parent,
-    );
+    // What browsers may do with each bucket is declared once, in bindings.ts (the local store enforces it too).
+    const cors = (resourceName: string, bucket: cloudflare.R2Bucket, rule: BucketCorsRule) =>
+      new cloudflare.R2BucketCors(
+        resourceName,
+        {
+          accountId,
+          bucketName: bucket.name,
+          rules: [
+            {
+              id: rule.id,
+              allowed: { methods: [...rule.methods], origins: args.corsOrigins, headers: [...rule.headers] },
+              exposeHeaders: [...rule.exposeHeaders],
+              maxAgeSeconds: rule.maxAgeSeconds,
+            },
+          ],
+        },
+        parent,
+      );
+    cors(`${name}-inputs-cors`, this.inputBucket, bucketCors.INPUT_BUCKET);
+    cors(`${name}-outputs-cors`, this.outputBucket, bucketCors.OUTPUT_BUCKET);
 
     const abortIncompleteUploads = (id: string) => ({
       id,

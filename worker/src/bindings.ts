@@ -114,6 +114,41 @@ export const uploadNotification = {
   queue: queues.uploads.name,
 } as const;
 
+/** One CORS rule of a bucket, in the S3 `CORSRule` shape R2 takes; the allowed origins are a stack setting. */
+export interface BucketCorsRule {
+  id: string;
+  methods: readonly ("GET" | "HEAD" | "PUT" | "POST" | "DELETE")[];
+  /** Request headers a browser may send (matched case-insensitively). */
+  headers: readonly string[];
+  /** Response headers scripts may read. */
+  exposeHeaders: readonly string[];
+  maxAgeSeconds: number;
+}
+
+/**
+ * What browsers may do with each bucket, from the origins a stack allows (`tcoder:corsOrigins` in
+ * the cloud; the local stack allows its own console). Browsers PUT sources straight to presigned
+ * URLs, with the content type and length those URLs sign, and read the part ETags back for
+ * multipart completion; players GET outputs, with Range for byte-range HLS and MP4 seeking. `infra/`
+ * deploys these as the buckets' R2 CORS rules and the local store enforces the same ones.
+ */
+export const bucketCors = {
+  INPUT_BUCKET: {
+    id: "browser-upload",
+    methods: ["PUT"],
+    headers: ["content-type", "content-length"],
+    exposeHeaders: ["ETag"],
+    maxAgeSeconds: 3600,
+  },
+  OUTPUT_BUCKET: {
+    id: "player-read",
+    methods: ["GET", "HEAD"],
+    headers: ["range"],
+    exposeHeaders: ["Content-Length", "Content-Range", "ETag"],
+    maxAgeSeconds: 3600,
+  },
+} as const satisfies Record<"INPUT_BUCKET" | "OUTPUT_BUCKET", BucketCorsRule>;
+
 /** Cron triggers: idle-machine stop, lease recovery, upload expiry. */
 export const crons = ["* * * * *"] as const;
 

@@ -9,6 +9,8 @@ import { join } from "node:path";
 import { S3Client } from "@aws-sdk/client-s3";
 import {
   apiTokens,
+  type BucketCorsRule,
+  bucketCors,
   defaultVars,
   type SecretName,
   type Settings,
@@ -77,6 +79,11 @@ export interface StartLocalCloudOptions {
   flyFaults?: FlyApiFaults;
   /** Failures the object store injects from the start (change them later with `store.setFaults`). */
   s3Faults?: S3Faults;
+  /**
+   * Browser origins the buckets' CORS rules allow besides the worker's own (the web console's), as
+   * `tcoder:corsOrigins` does in the cloud: a page on any other origin is refused as R2 would.
+   */
+  corsOrigins?: string[];
   /** Receives the worker's log lines; default appends them to `workerLogPath(dir)`. */
   workerLog?: (stream: "stdout" | "stderr", line: string) => void;
 }
@@ -174,6 +181,13 @@ export async function startLocalCloud(opts: StartLocalCloudOptions): Promise<Loc
       await (currentWorker ?? runtime).sendToQueue(uploadNotification.queue, event);
     };
 
+    // The worker's URL is known before it starts: the console it serves (by address or as
+    // localhost) is an origin the buckets allow.
+    const workerPort = opts.ports?.worker ?? (await freePort());
+    const workerUrl = `http://127.0.0.1:${workerPort}`;
+    const origins = [workerUrl, `http://localhost:${workerPort}`, ...(opts.corsOrigins ?? [])];
+    const corsRule = (rule: BucketCorsRule) => [{ ...rule, origins }];
+
     const store = await startS3Store({
       dir: join(opts.dir, "s3"),
       port: opts.ports?.s3,
@@ -181,6 +195,7 @@ export async function startLocalCloud(opts: StartLocalCloudOptions): Promise<Loc
       region: s3Region,
       buckets: [inputBucket, outputBucket],
       publicReadBuckets: [outputBucket],
+      cors: { [inputBucket]: corsRule(bucketCors.INPUT_BUCKET), [outputBucket]: corsRule(bucketCors.OUTPUT_BUCKET) },
       onObjectCreated: notifyUpload,
       ...(opts.s3Faults ? { faults: opts.s3Faults } : {}),
     });
@@ -205,8 +220,6 @@ export async function startLocalCloud(opts: StartLocalCloudOptions): Promise<Loc
     fly.resetCalls();
     if (opts.flyFaults) fly.setFaults(opts.flyFaults);
 
-    const workerPort = opts.ports?.worker ?? (await freePort());
-    const workerUrl = `http://127.0.0.1:${workerPort}`;
     const vars = {
       ...chosen,
       S3_ENDPOINT: store.endpoint,

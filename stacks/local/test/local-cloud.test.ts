@@ -74,6 +74,21 @@ describe("local cloud", () => {
     expect(await cloud.redis.get("local-cloud:probe")).toBe(1);
   });
 
+  it("lets the console's origin (the worker's) PUT uploads and read outputs, and no other origin", async () => {
+    const { S3_ENDPOINT, INPUT_BUCKET, OUTPUT_BUCKET } = cloud.settings;
+    const preflight = (origin: string, bucket: string, method: string, headers: string) =>
+      fetch(`${S3_ENDPOINT}/${bucket}/inputs/job-9/clip.mp4`, {
+        method: "OPTIONS",
+        headers: { origin, "access-control-request-method": method, "access-control-request-headers": headers },
+      });
+    const upload = await preflight(cloud.apiUrl, INPUT_BUCKET, "PUT", "content-type");
+    expect(upload.status).toBe(200);
+    expect(upload.headers.get("access-control-allow-origin")).toBe(cloud.apiUrl);
+    expect((await preflight(cloud.apiUrl, OUTPUT_BUCKET, "GET", "range")).status).toBe(200);
+    expect((await preflight("http://127.0.0.1:1", INPUT_BUCKET, "PUT", "content-type")).status).toBe(403);
+    expect((await preflight(cloud.apiUrl, OUTPUT_BUCKET, "PUT", "content-type")).status).toBe(403);
+  });
+
   it("turns a PUT under inputs/ in the input bucket into an R2 event at the uploads consumer, and nothing else", async () => {
     const put = (bucket: string, key: string) =>
       cloud.s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: "video bytes", ContentType: "video/mp4" }));

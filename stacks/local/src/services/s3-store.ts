@@ -5,9 +5,10 @@
  * after the response, as R2 does, so consumers see the same ordering they will in the cloud.
  */
 import { randomUUID } from "node:crypto";
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { R2EventNotification } from "@tcoder/worker/contract";
+import { serveLocal } from "./http-service.ts";
+import { type CorsConfig, corsHeaders, preflight } from "./s3/cors.ts";
 import { DiskStore } from "./s3/disk-store.ts";
 import { accessDenied, noSuchBucket, S3Error } from "./s3/errors.ts";
 import { type Created, dispatch, type Route } from "./s3/operations.ts";
@@ -33,6 +34,8 @@ export interface S3StoreOptions {
   publicReadBuckets?: string[];
   onObjectCreated?: (bucket: string, event: R2EventNotification) => void | Promise<void>;
   faults?: S3Faults;
+  /** Each bucket's CORS rules (`bucketCors` with the stack's origins); a bucket without any answers no browser. */
+  cors?: CorsConfig;
   /** `account` in event notifications. */
   accountId?: string;
 }
@@ -74,10 +77,12 @@ export async function startS3Store(opts: S3StoreOptions): Promise<S3Store> {
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? "/", "http://s3.local");
     const method = req.method ?? "GET";
-    if (method === "OPTIONS") return preflight(req, res);
-
     const [bucketSegment = "", ...keySegments] = url.pathname.slice(1).split("/");
     const bucket = decodePath(bucketSegment);
+    // Set first so error responses carry them too: a page can read why the store refused it.
+    for (const [name, value] of Object.entries(corsHeaders(opts.cors?.[bucket], req))) res.setHeader(name, value);
+    if (method === "OPTIONS") return void res.writeHead(200, preflight(opts.cors?.[bucket], req)).end();
+
     const key = decodePath(keySegments.join("/"));
     const auth = isSigned(req, url) ? verifySigV4(req, url, [opts.credentials]) : null;
     if (auth === null && !(publicBuckets.has(bucket) && key !== "" && (method === "GET" || method === "HEAD"))) {
@@ -92,18 +97,12 @@ export async function startS3Store(opts: S3StoreOptions): Promise<S3Store> {
     if (created) res.once("close", () => deliver(bucket, created));
   };
 
-  const server = createServer((req, res) => {
+  const service = await serveLocal((req, res) => {
     const requestId = randomUUID().replace(/-/g, "").slice(0, 16).toUpperCase();
     res.setHeader("x-amz-request-id", requestId);
-    res.setHeader("access-control-allow-origin", "*");
-    res.setHeader(
-      "access-control-expose-headers",
-      "ETag, Content-Length, Content-Range, Content-Type, Accept-Ranges, Last-Modified, x-amz-request-id, x-amz-version-id",
-    );
     handle(req, res).catch((error: unknown) => sendError(req, res, error, requestId));
-  });
-  await new Promise<void>((done) => server.listen(opts.port ?? 0, "127.0.0.1", done));
-  const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }, opts.port);
+  const endpoint = service.url;
 
   return {
     endpoint,
@@ -112,22 +111,11 @@ export async function startS3Store(opts: S3StoreOptions): Promise<S3Store> {
       faults = next;
     },
     async stop() {
-      server.closeAllConnections();
-      await new Promise<void>((done) => server.close(() => done()));
+      await service.stop();
       // A consumer that never settles must not keep the store from stopping.
       await Promise.race([Promise.allSettled([...deliveries]), new Promise((r) => setTimeout(r, 10_000).unref())]);
     },
   };
-}
-
-function preflight(req: IncomingMessage, res: ServerResponse) {
-  res.writeHead(200, {
-    "access-control-allow-methods": "GET, PUT, POST, DELETE, HEAD",
-    "access-control-allow-headers": req.headers["access-control-request-headers"] ?? "*",
-    "access-control-max-age": "3600",
-    vary: "Origin, Access-Control-Request-Headers, Access-Control-Request-Method",
-  });
-  res.end();
 }
 
 function injectFault(faults: S3Faults | undefined, method: string, key: string) {

@@ -26,6 +26,7 @@ import { Upload } from "@aws-sdk/lib-storage";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { HttpRequest } from "@smithy/protocol-http";
 import { SignatureV4 } from "@smithy/signature-v4";
+import { bucketCors } from "@tcoder/worker/bindings";
 import { R2EventNotification } from "@tcoder/worker/contract";
 import { AwsClient } from "aws4fetch";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -35,6 +36,8 @@ import { type S3Store, startS3Store } from "../../src/services/s3-store.ts";
 
 const credentials = { accessKeyId: "local-access-key", secretAccessKey: "local-secret-key" };
 const region = "auto";
+/** The page origin the buckets' CORS rules allow (as `tcoder:corsOrigins` does in the cloud). */
+const appOrigin = "https://app.example";
 const md5 = (bytes: Buffer | string) => createHash("md5").update(bytes).digest("hex");
 const crc32Base64 = (text: string) => {
   const bytes = Buffer.alloc(4);
@@ -59,6 +62,10 @@ async function start() {
     region,
     buckets: ["uploads", "outputs"],
     publicReadBuckets: ["outputs"],
+    cors: {
+      uploads: [{ ...bucketCors.INPUT_BUCKET, origins: [appOrigin] }],
+      outputs: [{ ...bucketCors.OUTPUT_BUCKET, origins: [appOrigin] }],
+    },
     onObjectCreated: (bucket, event) => {
       if (failNextDelivery) {
         failNextDelivery = false;
@@ -507,7 +514,6 @@ describe("browsers and players", () => {
     const response = await fetch(`${store.publicBaseUrl("outputs")}/job-1/hls/master.m3u8`);
     expect(response.status).toBe(200);
     expect(response.headers.get("content-type")).toBe("application/vnd.apple.mpegurl");
-    expect(response.headers.get("access-control-allow-origin")).toBe("*");
     expect(await response.text()).toBe("#EXTM3U");
     expect((await fetch(`${store.publicBaseUrl("outputs")}/job-1/hls/master.m3u8`, { method: "HEAD" })).status).toBe(
       200,
@@ -525,22 +531,97 @@ describe("browsers and players", () => {
     );
     expect((await fetch(`${store.publicBaseUrl("outputs")}?list-type=2`)).status).toBe(403);
   });
+});
 
-  it("answers CORS preflights and exposes the ETag", async () => {
-    const preflight = await fetch(`${store.endpoint}/uploads/browser.mp4`, {
+describe("CORS, from the same rules the Pulumi program deploys", () => {
+  const preflight = (path: string, origin: string, method: string, headers?: string) =>
+    fetch(`${store.endpoint}${path}`, {
       method: "OPTIONS",
       headers: {
-        origin: "https://app.example",
-        "access-control-request-method": "PUT",
-        "access-control-request-headers": "content-type",
+        origin,
+        "access-control-request-method": method,
+        ...(headers ? { "access-control-request-headers": headers } : {}),
       },
     });
-    expect(preflight.status).toBe(200);
-    expect(preflight.headers.get("access-control-allow-origin")).toBe("*");
-    expect(preflight.headers.get("access-control-allow-methods")).toContain("PUT");
-    expect(preflight.headers.get("access-control-allow-headers")).toBe("content-type");
-    const put = await fetch(await presign("PUT", "/uploads/browser.mp4"), { method: "PUT", body: "x" });
-    expect(put.headers.get("access-control-expose-headers")).toContain("ETag");
+
+  it("lets a page on an allowed origin PUT to a presigned URL and read the ETag", async () => {
+    // What a browser does: a preflight for the PUT with its content-type, then the PUT itself.
+    const allowed = await preflight("/uploads/browser.mp4", appOrigin, "PUT", "content-type");
+    expect(allowed.status).toBe(200);
+    expect(allowed.headers.get("access-control-allow-origin")).toBe(appOrigin);
+    expect(allowed.headers.get("access-control-allow-methods")).toBe("PUT");
+    expect(allowed.headers.get("access-control-allow-headers")).toBe("content-type");
+    expect(allowed.headers.get("access-control-max-age")).toBe("3600");
+    expect(allowed.headers.get("vary")).toContain("Origin");
+
+    const url = await getSignedUrl(
+      s3,
+      new PutObjectCommand({ Bucket: "uploads", Key: "browser.mp4", ContentType: "video/mp4" }),
+      { expiresIn: 60 },
+    );
+    const put = await fetch(url, {
+      method: "PUT",
+      body: "x",
+      headers: { origin: appOrigin, "content-type": "video/mp4" },
+    });
+    expect(put.status).toBe(200);
+    expect(put.headers.get("access-control-allow-origin")).toBe(appOrigin);
+    expect(put.headers.get("access-control-expose-headers")).toBe("ETag");
+    expect(put.headers.get("etag")).toBe(`"${md5("x")}"`);
+  });
+
+  it("gives a page on another origin no CORS headers and refuses its preflight with 403", async () => {
+    const refused = await preflight("/uploads/browser.mp4", "https://evil.example", "PUT", "content-type");
+    expect(refused.status).toBe(403);
+    expect(await refused.text()).toContain("<Code>AccessForbidden</Code>");
+    expect(refused.headers.get("access-control-allow-origin")).toBeNull();
+    // Without a preflight (a simple request) the store still answers; the browser hides the answer.
+    const url = await presign("PUT", "/uploads/elsewhere.mp4");
+    const put = await fetch(url, { method: "PUT", body: "x", headers: { origin: "https://evil.example" } });
+    expect(put.status).toBe(200);
+    expect(put.headers.get("access-control-allow-origin")).toBeNull();
+    expect(put.headers.get("access-control-expose-headers")).toBeNull();
+    // A request without an Origin (not from a browser) gets none either.
+    const plain = await fetch(await presign("PUT", "/uploads/plain.mp4"), { method: "PUT", body: "x" });
+    expect(plain.headers.get("access-control-allow-origin")).toBeNull();
+  });
+
+  it("refuses a preflight for a method or header the bucket's rule does not allow", async () => {
+    expect((await preflight("/uploads/browser.mp4", appOrigin, "DELETE")).status).toBe(403);
+    expect((await preflight("/uploads/browser.mp4", appOrigin, "GET")).status).toBe(403);
+    expect((await preflight("/uploads/browser.mp4", appOrigin, "PUT", "content-type, x-amz-meta-owner")).status).toBe(
+      403,
+    );
+    expect((await preflight("/outputs/job/master.m3u8", appOrigin, "PUT", "content-type")).status).toBe(403);
+    const missing = await fetch(`${store.endpoint}/uploads/browser.mp4`, { method: "OPTIONS" });
+    expect(missing.status).toBe(400);
+  });
+
+  it("lets a player on an allowed origin GET outputs with Range and read Content-Range", async () => {
+    await s3.send(new PutObjectCommand({ Bucket: "outputs", Key: "job-2/video.mp4", Body: "0123456789" }));
+    const allowed = await preflight("/outputs/job-2/video.mp4", appOrigin, "GET", "range");
+    expect(allowed.status).toBe(200);
+    expect(allowed.headers.get("access-control-allow-methods")).toBe("GET, HEAD");
+    const got = await fetch(`${store.publicBaseUrl("outputs")}/job-2/video.mp4`, {
+      headers: { origin: appOrigin, range: "bytes=2-4" },
+    });
+    expect(got.status).toBe(206);
+    expect(got.headers.get("access-control-allow-origin")).toBe(appOrigin);
+    expect(got.headers.get("access-control-expose-headers")).toBe("Content-Length, Content-Range, ETag");
+    expect(await got.text()).toBe("234");
+    const elsewhere = await fetch(`${store.publicBaseUrl("outputs")}/job-2/video.mp4`, {
+      headers: { origin: "https://evil.example" },
+    });
+    expect(elsewhere.headers.get("access-control-allow-origin")).toBeNull();
+  });
+
+  it("adds the CORS headers to an error answer for an allowed origin, so the page can read it", async () => {
+    const url = await presign("PUT", "/uploads/tampered-in-browser.mp4");
+    url.searchParams.set("X-Amz-Signature", "0".repeat(64));
+    const refused = await fetch(url, { method: "PUT", body: "x", headers: { origin: appOrigin } });
+    expect(refused.status).toBe(403);
+    expect(refused.headers.get("access-control-allow-origin")).toBe(appOrigin);
+    expect(await refused.text()).toContain("<Code>SignatureDoesNotMatch</Code>");
   });
 });
 

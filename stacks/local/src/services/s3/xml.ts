@@ -1,5 +1,6 @@
 /** The few XML documents S3 speaks: rendering responses and reading the two request bodies it takes. */
 import type { ServerResponse } from "node:http";
+import { sendBody } from "../http-service.ts";
 
 export type XmlNode = string | number | boolean | null | undefined | XmlElement | XmlNode[];
 export interface XmlElement {
@@ -54,6 +55,5 @@ export function xmlText(xml: string, tag: string): string | undefined {
 }
 
 export function sendXml(res: ServerResponse, status: number, xml: string) {
-  res.writeHead(status, { "content-type": "application/xml", "content-length": Buffer.byteLength(xml) });
-  res.end(xml);
+  sendBody(res, status, "application/xml", xml);
 }
