@@ -62,30 +62,45 @@ export const isLocalhostName = (host: string): boolean => {
   return name === "localhost" || name.endsWith(".localhost");
 };
 
-export type SourceUrlCheck = { ok: true; url: URL } | { ok: false; reason: string };
+export type UrlCheck = { ok: true; url: URL } | { ok: false; reason: string };
+
+/** What a URL a client gives may be; `field` names it in the reasons. */
+export interface ClientUrlRules {
+  field: string;
+  /** `http:` as well as `https:`. */
+  allowHttp: boolean;
+  allowLoopback: boolean;
+  /** Private, link-local, CGNAT and multicast addresses too (only callbacks of the local stack). */
+  allowInternal: boolean;
+}
 
 /**
- * A source URL as far as it can be judged without DNS: `https` (or `http` where loopback sources
- * are allowed, the local stack), no credentials, and not a host that names loopback (unless
- * allowed) or an internal address. The machine checks every resolved address again, on every hop.
+ * A URL a client gave, as far as it can be judged without DNS: parseable, no credentials, an
+ * allowed scheme, and not a host that names loopback or an internal address unless allowed.
  */
-export function checkSourceUrl(raw: string, { allowLoopback }: { allowLoopback: boolean }): SourceUrlCheck {
+export function checkClientUrl(raw: string, rules: ClientUrlRules): UrlCheck {
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    return { ok: false, reason: "url is not a URL" };
+    return { ok: false, reason: `${rules.field} is not a URL` };
   }
-  if (url.username || url.password) return { ok: false, reason: "url must not carry credentials" };
-  const schemes = allowLoopback ? ["https:", "http:"] : ["https:"];
+  if (url.username || url.password) return { ok: false, reason: `${rules.field} must not carry credentials` };
+  const schemes = rules.allowHttp ? ["https:", "http:"] : ["https:"];
   if (!schemes.includes(url.protocol))
-    return { ok: false, reason: `url must use ${allowLoopback ? "http(s)" : "https"}` };
-  const host = url.hostname;
-  const kind = isLocalhostName(host) ? "loopback" : addressKind(host);
-  if (kind === "internal" || (kind === "loopback" && !allowLoopback))
-    return { ok: false, reason: "url must not point at a private, loopback or link-local address" };
+    return { ok: false, reason: `${rules.field} must use ${rules.allowHttp ? "http(s)" : "https"}` };
+  const kind = isLocalhostName(url.hostname) ? "loopback" : addressKind(url.hostname);
+  if ((kind === "internal" && !rules.allowInternal) || (kind === "loopback" && !rules.allowLoopback))
+    return { ok: false, reason: `${rules.field} must not point at a private, loopback or link-local address` };
   return { ok: true, url };
 }
+
+/**
+ * A source URL: `https` (or `http` where loopback sources are allowed, the local stack), never an
+ * internal address. The machine checks every resolved address again, on every hop.
+ */
+export const checkSourceUrl = (raw: string, { allowLoopback }: { allowLoopback: boolean }): UrlCheck =>
+  checkClientUrl(raw, { field: "url", allowHttp: allowLoopback, allowLoopback, allowInternal: false });
 
 /**
  * What a machine needs to fetch a job's source from a URL, fixed when the job was accepted (the

@@ -29,6 +29,7 @@ import {
   listJobs,
   retryJob,
   StateError,
+  type StateRedis,
   type StoredJob,
 } from "../state/index.ts";
 import { inputKeyFor } from "../state/keys.ts";
@@ -48,6 +49,14 @@ function changedJob(change: JobChange, refusal: (state: string | undefined) => s
 /** Longer than any id this API issues: answered like any other unknown id, without a lookup. */
 const MAX_JOB_ID_LENGTH = 128;
 const lookupId = (id: string) => (id.length > MAX_JOB_ID_LENGTH ? null : id);
+
+/** The job a path names, or the 404 every missing (or impossible) id gets. */
+async function findJob(redis: StateRedis, rawId: string): Promise<StoredJob> {
+  const id = lookupId(rawId);
+  const job = id ? await getJob(redis, id) : null;
+  if (!job) throw jobNotFound();
+  return job;
+}
 
 const JobList = z.object({ jobs: z.array(PublicJob), nextCursor: z.string().nullable() }).openapi("JobList");
 
@@ -244,9 +253,7 @@ export const jobs = new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
       },
     }),
     async (c) => {
-      const id = lookupId(c.req.valid("param").id);
-      const job = id ? await getJob(c.get("redis"), id) : null;
-      if (!job) throw jobNotFound();
+      const job = await findJob(c.get("redis"), c.req.valid("param").id);
       return c.json(presentJob(c.get("settings"), job), 200);
     },
   )
@@ -341,9 +348,7 @@ export const jobs = new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
       },
     }),
     async (c) => {
-      const id = lookupId(c.req.valid("param").id);
-      const job = id ? await getJob(c.get("redis"), id) : null;
-      if (!job) throw jobNotFound();
+      const job = await findJob(c.get("redis"), c.req.valid("param").id);
       if (job.playback !== "signed")
         throw new ProblemError("invalid_state", {
           detail: "this job's playback is public: players read its output URLs as they are",
