@@ -92,8 +92,11 @@ describe("containerRunner behind the local Fly API", () => {
       (await podman(["ps", "--filter", `label=tcoder.fly-machine=${machineId}`, "--format", "{{.Names}}"])).trim();
     const placed = await Promise.all(
       machines.map(async (m) => {
+        // The program's first log line: its container is up (a busy machine may take seconds).
         await expect
-          .poll(() => lines.some((line) => line.startsWith(`${m.id} `) && line.includes("machine started")))
+          .poll(() => lines.some((line) => line.startsWith(`${m.id} `) && line.includes("machine started")), {
+            timeout: 60_000,
+          })
           .toBe(true);
         const name = await containerOf(m.id);
         const cpus = (await podman(["exec", name, "grep", "Cpus_allowed_list", "/proc/self/status"])).trim();
