@@ -95,6 +95,9 @@ export async function ensureMachineImage(opts: BuildOptions = {}): Promise<Machi
     );
     const image = await inspectImage(machineImageRef);
     if (!image) throw new Error(`podman build finished but ${machineImageRef} is not in the store`);
+    // Earlier builds (and replaced stand-ins) are left untagged; without this every source edit
+    // would keep another copy. The builder stage's untagged layers stay: they are the build cache.
+    await podman(["image", "prune", "--force", "--filter", `label=${inputsLabel}`]).catch(() => "");
     return summary(image, true);
 
     function summary(image: { id: string; size: number }, built: boolean): MachineImageBuild {
