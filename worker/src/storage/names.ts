@@ -2,6 +2,7 @@
  * Object names for uploads. The client's file name is kept verbatim on the job (`input.filename`)
  * but never reaches an object key as-is: the key uses a derived safe name.
  */
+import { MAX_KEY_BYTES } from "../contract/object-store.ts";
 import { INPUT_KEY_PREFIX } from "../state/keys.ts";
 
 const MAX_FILENAME_BYTES = 255;
@@ -38,7 +39,9 @@ export function safeFileName(name: string): string {
 /** Keys a client may name in `POST /v1/jobs`: inside the inputs prefix, no dot segments. */
 export function inputKeyProblem(key: string): string | null {
   if (!key.startsWith(INPUT_KEY_PREFIX)) return `inputKey must start with ${INPUT_KEY_PREFIX}`;
-  if (key.length > 1024) return "inputKey is longer than 1024 characters";
+  // The store counts UTF-8 bytes, not characters.
+  if (new TextEncoder().encode(key).byteLength > MAX_KEY_BYTES)
+    return `inputKey is longer than ${MAX_KEY_BYTES} bytes (UTF-8)`;
   if (FORBIDDEN.test(key.replaceAll("/", ""))) return "inputKey must not contain control characters or backslashes";
   if (key.split("/").some((segment) => segment === "." || segment === ".." || segment === ""))
     return "inputKey must not contain empty or dot segments";

@@ -49,6 +49,10 @@ describe("input keys named by clients", () => {
   it("accepts keys under inputs/", () => {
     expect(inputKeyProblem("inputs/job_x/clip.mp4")).toBeNull();
   });
+  it("counts a key's length in UTF-8 bytes, as the store does", () => {
+    expect(inputKeyProblem(`inputs/${"é".repeat(508)}`)).toBeNull(); // 1,023 bytes
+    expect(inputKeyProblem(`inputs/${"é".repeat(509)}`)).toContain("1024 bytes"); // 509 characters, 1,025 bytes
+  });
   it.each(["clip.mp4", "/inputs/x.mp4", "inputs/../outputs/x", "inputs//x", "inputs/./x", "inputs/a\\b"])(
     "refuses %j",
     (key) => {

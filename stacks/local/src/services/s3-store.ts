@@ -7,10 +7,12 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { R2EventNotification } from "@tcoder/worker/contract";
+import { MAX_SINGLE_UPLOAD_BYTES } from "@tcoder/worker/contract/object-store.ts";
 import { serveLocal } from "./http-service.ts";
 import { type CorsConfig, corsHeaders, preflight } from "./s3/cors.ts";
 import { DiskStore } from "./s3/disk-store.ts";
 import { accessDenied, noSuchBucket, S3Error } from "./s3/errors.ts";
+import { checkKey } from "./s3/limits.ts";
 import { type Created, dispatch, type Route } from "./s3/operations.ts";
 import { type Credentials, isSigned, verifySigV4 } from "./s3/sigv4.ts";
 import { renderXml, sendXml } from "./s3/xml.ts";
@@ -89,6 +91,7 @@ export async function startS3Store(opts: S3StoreOptions): Promise<S3Store> {
       throw accessDenied();
     }
     if (bucket !== "" && !store.hasBucket(bucket)) throw noSuchBucket(bucket);
+    checkKey(key);
     injectFault(faults, method, key);
 
     const route: Route = { method, url, bucket, key, auth };
@@ -134,8 +137,10 @@ function sendError(req: IncomingMessage, res: ServerResponse, error: unknown, re
       : new S3Error(500, "InternalError", `We encountered an internal error: ${(error as Error).message}`);
   if (!(error instanceof S3Error)) console.error("[s3-store]", error);
   if (res.headersSent) return void res.destroy();
-  // Whatever the client is still sending is not wanted; read it so the response reaches it.
-  req.resume();
+  // Whatever the client is still sending is not wanted: read it so the response reaches it, unless
+  // it is more than any upload may be (then the connection closes after the answer).
+  if (Number(req.headers["content-length"] ?? 0) > MAX_SINGLE_UPLOAD_BYTES) res.setHeader("connection", "close");
+  else req.resume();
   if (req.method === "HEAD") return void res.writeHead(s3Error.status).end();
   const resource = decodeURIComponentSafe((req.url ?? "/").split("?")[0] ?? "/");
   sendXml(

@@ -28,6 +28,7 @@ import { HttpRequest } from "@smithy/protocol-http";
 import { SignatureV4 } from "@smithy/signature-v4";
 import { bucketCors } from "@tcoder/worker/bindings";
 import { R2EventNotification } from "@tcoder/worker/contract";
+import { MAX_SINGLE_UPLOAD_BYTES } from "@tcoder/worker/contract/object-store.ts";
 import { AwsClient } from "aws4fetch";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { decodeAwsChunked } from "../../src/services/s3/aws-chunked.ts";
@@ -418,7 +419,7 @@ describe("presigned URLs", () => {
     expect(await response.text()).toContain("<Code>InvalidAccessKeyId</Code>");
   });
 
-  it("refuses an expired presigned URL with AccessDenied 'Request has expired'", async () => {
+  it("refuses an expired presigned URL as R2 does: 403 ExpiredRequest", async () => {
     const anHourAgo = new Date(Date.now() - 3600_000).toISOString().replace(/[:-]|\.\d{3}/g, "");
     const signed = await aws.sign(`${store.endpoint}/uploads/late.mp4?X-Amz-Expires=900`, {
       method: "PUT",
@@ -426,9 +427,27 @@ describe("presigned URLs", () => {
     });
     const response = await fetch(signed.url, { method: "PUT", body: "x" });
     expect(response.status).toBe(403);
+    expect(await response.text()).toContain("<Code>ExpiredRequest</Code>");
+  });
+
+  it("refuses a presigned URL valid for more than a week as R2 does: 400 InvalidArgument", async () => {
+    const signed = await aws.sign(`${store.endpoint}/uploads/long.mp4?X-Amz-Expires=604801`, {
+      method: "PUT",
+      aws: { signQuery: true },
+    });
+    const response = await fetch(signed.url, { method: "PUT", body: "x" });
+    expect(response.status).toBe(400);
     const xml = await response.text();
-    expect(xml).toContain("<Code>AccessDenied</Code>");
-    expect(xml).toContain("Request has expired");
+    expect(xml).toContain("<Code>InvalidArgument</Code>");
+    expect(xml).toContain("X-Amz-Expires must be less than a week");
+  });
+
+  it("refuses a SigV2 or other non-SigV4 Authorization header as R2 does: 401 Unauthorized", async () => {
+    for (const authorization of [`AWS ${credentials.accessKeyId}:c2lnbmF0dXJl`, "Bearer some-token"]) {
+      const response = await fetch(`${store.endpoint}/uploads/v2.mp4`, { headers: { authorization } });
+      expect(response.status).toBe(401);
+      expect(await response.text()).toContain("<Code>Unauthorized</Code>");
+    }
   });
 
   it("refuses a presigned PUT whose content-length or content-type differ from what was signed", async () => {
@@ -530,6 +549,109 @@ describe("browsers and players", () => {
       403,
     );
     expect((await fetch(`${store.publicBaseUrl("outputs")}?list-type=2`)).status).toBe(403);
+  });
+});
+
+describe("R2's limits", () => {
+  it("refuses a single PUT over 4.995 GiB with EntityTooLarge before storing a byte", async () => {
+    // The AWS SDK declares the length; the store answers from the headers, with the body still coming.
+    const neverEnding = new Readable({ read() {} });
+    neverEnding.push(Buffer.alloc(64 * 1024));
+    const refused = await s3
+      .send(
+        new PutObjectCommand({
+          Bucket: "uploads",
+          Key: "huge.bin",
+          Body: neverEnding,
+          ContentLength: MAX_SINGLE_UPLOAD_BYTES + 1,
+        }),
+      )
+      .catch((error: unknown) => error);
+    neverEnding.destroy();
+    expect(refused).toMatchObject({ name: "EntityTooLarge", $metadata: { httpStatusCode: 400 } });
+    await expect(s3.send(new HeadObjectCommand({ Bucket: "uploads", Key: "huge.bin" }))).rejects.toMatchObject({
+      $metadata: { httpStatusCode: 404 },
+    });
+  });
+
+  it("refuses a part over 4.995 GiB too, storing nothing", async () => {
+    const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: "uploads", Key: "huge-part.bin" }));
+    const neverEnding = new Readable({ read() {} });
+    neverEnding.push(Buffer.alloc(1024));
+    const refused = await s3
+      .send(
+        new UploadPartCommand({
+          Bucket: "uploads",
+          Key: "huge-part.bin",
+          UploadId,
+          PartNumber: 1,
+          Body: neverEnding,
+          ContentLength: MAX_SINGLE_UPLOAD_BYTES + 1,
+        }),
+      )
+      .catch((error: unknown) => error);
+    neverEnding.destroy();
+    expect(refused).toMatchObject({ name: "EntityTooLarge" });
+    expect((await s3.send(new ListPartsCommand({ Bucket: "uploads", Key: "huge-part.bin", UploadId }))).Parts).toBe(
+      undefined,
+    );
+  });
+
+  it("refuses to complete an upload whose parts but the last differ in size (R2's InvalidPart)", async () => {
+    const Key = "uneven.bin";
+    const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: "uploads", Key }));
+    const sizes = [6 * 1024 * 1024, 5 * 1024 * 1024, 1];
+    const Parts = await Promise.all(
+      sizes.map(async (size, i) => {
+        const part = await s3.send(
+          new UploadPartCommand({ Bucket: "uploads", Key, UploadId, PartNumber: i + 1, Body: Buffer.alloc(size) }),
+        );
+        return { PartNumber: i + 1, ETag: part.ETag };
+      }),
+    );
+    await expect(
+      s3.send(new CompleteMultipartUploadCommand({ Bucket: "uploads", Key, UploadId, MultipartUpload: { Parts } })),
+    ).rejects.toMatchObject({ name: "InvalidPart", $metadata: { httpStatusCode: 400 } });
+    // The same upload completes from parts of one size (the last smaller).
+    const even = await s3.send(
+      new UploadPartCommand({ Bucket: "uploads", Key, UploadId, PartNumber: 1, Body: Buffer.alloc(sizes[1] ?? 0) }),
+    );
+    const done = await s3.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: "uploads",
+        Key,
+        UploadId,
+        MultipartUpload: { Parts: [{ PartNumber: 1, ETag: even.ETag }, ...Parts.slice(1)] },
+      }),
+    );
+    expect(done.ETag).toMatch(/-3"$/);
+  });
+
+  it("refuses a key over 1,024 bytes (UTF-8) with R2's InvalidObjectName", async () => {
+    const tooLong = "é".repeat(513); // 513 characters, 1,026 bytes
+    await expect(s3.send(new PutObjectCommand({ Bucket: "uploads", Key: tooLong, Body: "x" }))).rejects.toMatchObject({
+      name: "InvalidObjectName",
+      $metadata: { httpStatusCode: 400 },
+    });
+    await expect(s3.send(new CreateMultipartUploadCommand({ Bucket: "uploads", Key: tooLong }))).rejects.toMatchObject({
+      name: "InvalidObjectName",
+    });
+    const longest = "é".repeat(512);
+    await s3.send(new PutObjectCommand({ Bucket: "uploads", Key: longest, Body: "x" }));
+    expect((await s3.send(new HeadObjectCommand({ Bucket: "uploads", Key: longest }))).ContentLength).toBe(1);
+  });
+
+  it("refuses custom metadata over 8,192 bytes with MetadataTooLarge", async () => {
+    const tooMuch = { owner: "o".repeat(8192 - "owner".length + 1) };
+    await expect(
+      s3.send(new PutObjectCommand({ Bucket: "uploads", Key: "meta.bin", Body: "x", Metadata: tooMuch })),
+    ).rejects.toMatchObject({ name: "MetadataTooLarge", $metadata: { httpStatusCode: 400 } });
+    await expect(
+      s3.send(new CreateMultipartUploadCommand({ Bucket: "uploads", Key: "meta.bin", Metadata: tooMuch })),
+    ).rejects.toMatchObject({ name: "MetadataTooLarge" });
+    const atTheLimit = { owner: "o".repeat(8192 - "owner".length) };
+    await s3.send(new PutObjectCommand({ Bucket: "uploads", Key: "meta.bin", Body: "x", Metadata: atTheLimit }));
+    expect((await s3.send(new HeadObjectCommand({ Bucket: "uploads", Key: "meta.bin" }))).Metadata).toEqual(atTheLimit);
   });
 });
 

@@ -9,6 +9,7 @@ import { createReadStream, createWriteStream } from "node:fs";
 import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
+import { MIN_PART_BYTES } from "@tcoder/worker/contract/object-store.ts";
 import { noSuchBucket, noSuchKey, noSuchUpload, S3Error } from "./errors.ts";
 
 /** Headers stored with an object and served back on GET/HEAD. */
@@ -53,8 +54,6 @@ export interface WrittenBytes {
 
 /** Runs after the bytes are on disk, before they become visible; throwing discards them. */
 export type BeforeCommit = (written: WrittenBytes) => void | Promise<void>;
-
-const minPartSize = 5 * 1024 * 1024;
 
 export class DiskStore {
   private readonly index = new Map<string, Map<string, StoredObject>>();
@@ -256,8 +255,13 @@ export class DiskStore {
       if (i > 0 && partNumber <= (chosen[i - 1]?.partNumber ?? 0)) {
         throw new S3Error(400, "InvalidPartOrder", "The list of parts was not in ascending order.");
       }
-      if (i < chosen.length - 1 && part.size < minPartSize) {
+      if (i < chosen.length - 1 && part.size < MIN_PART_BYTES) {
         throw new S3Error(400, "EntityTooSmall", "Your proposed upload is smaller than the minimum allowed size");
+      }
+      // R2, unlike S3, wants every part but the last the same size (its error 10048).
+      const first = stored.get(chosen[0]?.partNumber ?? 0);
+      if (i < chosen.length - 1 && part.size !== first?.size) {
+        throw new S3Error(400, "InvalidPart", "All non-trailing parts must have the same size.");
       }
       return part;
     });

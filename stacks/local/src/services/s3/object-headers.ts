@@ -1,6 +1,7 @@
 /** Which request headers an object keeps, and the headers GET/HEAD answer with. */
 import type { IncomingMessage } from "node:http";
 import type { ObjectHeaders, StoredObject } from "./disk-store.ts";
+import { checkMetadata } from "./limits.ts";
 
 export function objectHeaders(req: IncomingMessage): ObjectHeaders {
   const get = (name: string) => {
@@ -17,6 +18,7 @@ export function objectHeaders(req: IncomingMessage): ObjectHeaders {
   for (const [name, value] of Object.entries(req.headers)) {
     if (name.startsWith("x-amz-meta-") && value !== undefined) userMetadata[name.slice(11)] = String(value);
   }
+  checkMetadata(userMetadata);
   return {
     contentType: get("content-type") ?? "binary/octet-stream",
     cacheControl: get("cache-control"),

@@ -5,6 +5,7 @@ import { pipeline } from "node:stream/promises";
 import type { DiskStore, ObjectHeaders, StoredObject } from "./disk-store.ts";
 import { invalidRequest, noSuchBucket, S3Error } from "./errors.ts";
 import { incomingBody, readSmallBody } from "./incoming-body.ts";
+import { withinUploadLimit } from "./limits.ts";
 import { listObjectsV1Xml, listObjectsXml } from "./list-objects.ts";
 import { httpDate, objectHeaders, parseRange, responseHeaders, storedHeaders } from "./object-headers.ts";
 import type { VerifiedRequest } from "./sigv4.ts";
@@ -57,14 +58,14 @@ export async function dispatch(
           key,
           q.get("uploadId") ?? "",
           Number(q.get("partNumber")),
-          body.bytes,
+          withinUploadLimit(req, body.bytes),
           body.verify,
         );
         return void res.writeHead(200, { etag: `"${part.etag}"` }).end();
       }
       if (req.headers["x-amz-copy-source"] !== undefined) return await copyObject(store, route, req, res);
       const body = incomingBody(req, route.auth);
-      const object = await store.put(bucket, key, body.bytes, objectHeaders(req), body.verify);
+      const object = await store.put(bucket, key, withinUploadLimit(req, body.bytes), objectHeaders(req), body.verify);
       res.writeHead(200, { etag: `"${object.etag}"` }).end();
       return { action: "PutObject", object };
     }

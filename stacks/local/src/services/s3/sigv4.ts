@@ -113,7 +113,13 @@ export function chunkSigner(secret: string, scope: CredentialScope, amzDate: str
 function fromHeader(req: IncomingMessage): SignatureParts {
   const header = req.headers.authorization ?? "";
   const malformed = () => new S3Error(400, "AuthorizationHeaderMalformed", "The authorization header is malformed.");
-  if (!header.startsWith(`${algorithm} `)) throw malformed();
+  // R2 answers any other scheme (SigV2's `AWS id:signature`, a bearer token) 401 Unauthorized,
+  // where AWS says 400: R2's error-codes page (10002) and its own message, quoted in
+  // https://github.com/vastsa/FileCodeBox/issues/148.
+  if (header.startsWith("AWS ")) {
+    throw new S3Error(401, "Unauthorized", "SigV2 authorization is not supported. Please use SigV4 instead.");
+  }
+  if (!header.startsWith(`${algorithm} `)) throw new S3Error(401, "Unauthorized", "Unauthorized");
   const fields = new Map(
     header
       .slice(algorithm.length + 1)
@@ -173,15 +179,20 @@ function checkTime(parts: SignatureParts, url: URL, nowMs: number) {
     throw new S3Error(400, "AuthorizationHeaderMalformed", "X-Amz-Date does not match the credential scope date.");
   }
   if (parts.presigned) {
+    // Where R2 and AWS differ, R2's answer: a week or more of X-Amz-Expires is 400 InvalidArgument
+    // with this message (R2's words, quoted in https://github.com/cloudreve/cloudreve/issues/2176;
+    // AWS: 403 AuthorizationQueryParametersError), and an expired URL is 403 ExpiredRequest (R2's
+    // error-codes page, code 10018, status as corrected in cloudflare/cloudflare-docs#32436; AWS:
+    // 403 AccessDenied "Request has expired").
     const expires = Number(url.searchParams.get("X-Amz-Expires"));
     if (!Number.isInteger(expires) || expires < 1 || expires > maxPresignSeconds) {
       throw new S3Error(
         400,
-        "AuthorizationQueryParametersError",
-        "X-Amz-Expires must be between 1 and 604800 seconds.",
+        "InvalidArgument",
+        `X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires must be less than ${maxPresignSeconds} seconds`,
       );
     }
-    if (nowMs > signedAt + expires * 1000) throw accessDenied("Request has expired");
+    if (nowMs > signedAt + expires * 1000) throw new S3Error(403, "ExpiredRequest", "Request has expired");
     if (signedAt - nowMs > allowedSkewMs) throw accessDenied("Request is not valid yet");
   } else if (Math.abs(nowMs - signedAt) > allowedSkewMs) {
     throw new S3Error(
