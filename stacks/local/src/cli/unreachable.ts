@@ -23,10 +23,21 @@ export class UnreachableError extends Error {
  */
 export async function fetchOrExplain(url: URL | string, init: RequestInit = {}, what?: string): Promise<Response> {
   const target = new URL(url);
+  // When a server closes the connection at one particular moment, Node 20's fetch neither
+  // resolves nor rejects and holds nothing that keeps the process alive: Node would exit 0 with no
+  // word. The event loop running dry while the request is pending means exactly that, so it ends
+  // the request as the socket error it is.
+  let onDrained = () => {};
+  const drained = new Promise<never>((_, reject) => {
+    onDrained = () => reject(new TypeError("fetch failed", { cause: { code: "UND_ERR_SOCKET" } }));
+    process.once("beforeExit", onDrained);
+  });
   try {
-    return await fetch(target, init);
+    return await Promise.race([fetch(target, init), drained]);
   } catch (error) {
     throw new UnreachableError(target.origin, whyNoAnswer(error, target), { cause: error, ...(what ? { what } : {}) });
+  } finally {
+    process.off("beforeExit", onDrained);
   }
 }
 
