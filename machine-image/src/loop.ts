@@ -6,6 +6,7 @@
 import {
   isPresetName,
   type JobStage,
+  type LoudnessSetting,
   type MachineEvent,
   type PlaybackPolicy,
   presets,
@@ -22,6 +23,7 @@ export interface Claim {
   inputKey: string;
   playback?: PlaybackPolicy;
   source?: SourceFetchPolicy;
+  loudness?: LoudnessSetting;
 }
 
 export interface JobRunContext {
@@ -176,6 +178,7 @@ async function workOn(claim: Claim, deps: LoopDeps, log: Logger, now: () => numb
       inputKey: claim.inputKey,
       ...(claim.playback ? { playback: claim.playback } : {}),
       ...(claim.source ? { source: claim.source } : {}),
+      ...(claim.loudness ? { loudness: claim.loudness } : {}),
     };
     let outcome: TranscodeOutcome;
     try {

@@ -9,6 +9,7 @@ import type { S3Client } from "@aws-sdk/client-s3";
 import type {
   JobError,
   JobStage,
+  LoudnessSetting,
   OutputKeys,
   PlaybackPolicy,
   Preset,
@@ -18,7 +19,8 @@ import type {
 import { buildTranscodeArgs, outputDirs, type TranscodeSpec, type X264Preset } from "./media/ffmpeg-args.ts";
 import { readHdrMetadata } from "./media/hdr.ts";
 import { encodedDurationSeconds } from "./media/inspect.ts";
-import { planLadder } from "./media/ladder.ts";
+import { type LadderPlan, planLadder } from "./media/ladder.ts";
+import { type LoudnessPlan, measureLoudness } from "./media/loudness.ts";
 import { machineMemoryBytes, oomKillCount } from "./media/out-of-memory.ts";
 import { type MediaLimits, probeFile } from "./media/probe.ts";
 import { FfmpegAbortedError, FfmpegError, runFfmpeg } from "./media/run-ffmpeg.ts";
@@ -49,6 +51,8 @@ export interface JobToRun {
    * downloaded from there within these limits and then kept at `inputKey` for later attempts.
    */
   source?: SourceFetchPolicy;
+  /** Normalize every audio rendition to this loudness (two-pass loudnorm). */
+  loudness?: LoudnessSetting;
 }
 
 export interface TranscodeDeps {
@@ -164,6 +168,9 @@ async function runAttempt(job: JobToRun, deps: TranscodeDeps, dir: string): Prom
     x264Preset: deps.x264Preset,
     thumbnail: thumbnailPlan,
     ...(probe.video?.dynamicRange === "pq" ? { hdr: await readHdrMetadata(sourcePath) } : {}),
+    ...(job.loudness && plan.audio.length > 0
+      ? { loudness: await measureSourceLoudness(sourcePath, plan, job.loudness, signal) }
+      : {}),
   };
   for (const d of outputDirs(spec)) await mkdir(d, { recursive: true });
   const oomKillsBefore = await oomKillCount();
@@ -225,6 +232,29 @@ async function runAttempt(job: JobToRun, deps: TranscodeDeps, dir: string): Prom
   );
   report("publishing", 1);
   return { kind: "completed", outputs: outputKeysOf(built.manifest), probe, manifest: built.manifest };
+}
+
+/**
+ * Loudness pass 1: each audio rendition's source stream, down-mixed as the rendition will be. A
+ * silent stream has no loudness to correct and is encoded as it is.
+ */
+async function measureSourceLoudness(
+  sourcePath: string,
+  plan: LadderPlan,
+  setting: LoudnessSetting,
+  signal: AbortSignal | undefined,
+): Promise<LoudnessPlan> {
+  const measured = await measureLoudness(
+    plan.audio.map((a) => ({ path: sourcePath, stream: `0:a:${a.sourceIndex}`, channels: a.channels })),
+    setting.targetLufs,
+    signal,
+  );
+  const input: LoudnessPlan["input"] = new Map();
+  plan.audio.forEach((a, i) => {
+    const m = measured[i];
+    if (m && Number.isFinite(m.integratedLufs)) input.set(a.name, m);
+  });
+  return { targetLufs: setting.targetLufs, input };
 }
 
 /**

@@ -16,6 +16,7 @@ import {
 } from "./conditioning.ts";
 import type { HdrMetadata } from "./hdr.ts";
 import { type LadderPlan, type PlannedRendition, primaryRendition } from "./ladder.ts";
+import { type LoudnessPlan, normalizeFilter } from "./loudness.ts";
 import { ffmpegQuiet } from "./run-ffmpeg.ts";
 
 export type X264Preset = "ultrafast" | "superfast" | "veryfast" | "faster" | "fast" | "medium" | "slow";
@@ -47,6 +48,8 @@ export interface TranscodeSpec {
   thumbnail: { width: number; height: number; intervalSeconds: number } | null;
   /** An HDR source's mastering metadata, kept on HEVC HDR renditions. */
   hdr?: HdrMetadata;
+  /** Loudness normalization (pass 2): the target and each audio rendition's measured source. */
+  loudness?: LoudnessPlan;
 }
 
 // Fixed GOP, no scene-cut keyframes, and forced keyframes on the same timestamps in every rendition.
@@ -132,11 +135,14 @@ const videoEncoderArgs = (
 
 /**
  * AAC for one audio rendition; `stream` addresses it among several in one output (the direct MP4).
- * `-ac` down-mixes with ffmpeg's default matrix (centre and surrounds at −3 dB, no LFE).
+ * `-ac` down-mixes with ffmpeg's default matrix (centre and surrounds at −3 dB, no LFE); with a
+ * loudness plan, the down-mix happens in the filter, before `loudnorm` (the same matrix).
  */
-const audioEncoderArgs = (a: PlannedAudio, stream?: number): string[] => {
+const audioEncoderArgs = (a: PlannedAudio, loudness: LoudnessPlan | undefined, stream?: number): string[] => {
   const at = stream === undefined ? "" : `:${stream}`;
+  const measured = loudness?.input.get(a.name);
   return [
+    ...(loudness && measured ? [`-filter:a${at}`, normalizeFilter(a.channels, loudness.targetLufs, measured)] : []),
     `-c:a${at}`,
     "aac",
     `-b:a${at}`,
@@ -149,11 +155,11 @@ const audioEncoderArgs = (a: PlannedAudio, stream?: number): string[] => {
 };
 
 /** Every audio rendition in one output (the progressive MP4), the source's default stream marked default. */
-const allAudioArgs = (plan: LadderPlan): string[] =>
+const allAudioArgs = (plan: LadderPlan, loudness: LoudnessPlan | undefined): string[] =>
   plan.audio.flatMap((a, i) => [
     "-map",
     `0:a:${a.sourceIndex}`,
-    ...audioEncoderArgs(a, i),
+    ...audioEncoderArgs(a, loudness, i),
     `-disposition:a:${i}`,
     a.default && a.group === "stereo" ? "default" : "0",
   ]);
@@ -279,14 +285,14 @@ export function buildTranscodeArgs(spec: TranscodeSpec): string[] {
         "-map",
         `0:a:${a.sourceIndex}`,
         "-vn",
-        ...audioEncoderArgs(a),
+        ...audioEncoderArgs(a, spec.loudness),
         ...hlsMuxerArgs(workDir, a.name, preset.segmentSeconds),
       ]);
   } else if (preset.mp4 && (video || plan.audio.length > 0)) {
     const primary = primaryRendition(plan);
     outputs.push([
       ...(video && primary ? ["-map", "[v0]", ...videoEncoderArgs(primary, plan, spec.x264Preset, spec.hdr)] : []),
-      ...allAudioArgs(plan),
+      ...allAudioArgs(plan, spec.loudness),
       "-movflags",
       "+faststart",
       join(workDir, workLayout.directMp4),
@@ -342,7 +348,7 @@ export function buildSingleRenditionArgs(spec: TranscodeSpec, index: number): st
     "0:v:0",
     ...(spec.plan.audio[0] ? ["-map", `0:a:${spec.plan.audio[0].sourceIndex}`] : []),
     ...videoEncoderArgs(r, spec.plan, spec.x264Preset, spec.hdr),
-    ...(spec.plan.audio[0] ? audioEncoderArgs(spec.plan.audio[0]) : []),
+    ...(spec.plan.audio[0] ? audioEncoderArgs(spec.plan.audio[0], spec.loudness) : []),
     ...hlsMuxerArgs(spec.workDir, r.name, spec.preset.segmentSeconds),
   ];
 }

@@ -54,6 +54,8 @@ export function parseProgressBlock(lines: readonly string[]): FfmpegProgress | n
 export interface RunOptions {
   signal?: AbortSignal;
   onProgress?: (progress: FfmpegProgress) => void;
+  /** Every chunk of stderr (the error keeps only its tail), for runs whose log is their result. */
+  onStderr?: (chunk: string) => void;
   command?: string;
 }
 
@@ -61,7 +63,7 @@ const STDERR_TAIL_BYTES = 4000;
 
 /** Runs ffmpeg to completion; rejects with FfmpegError (non-zero exit) or FfmpegAbortedError. */
 export function runFfmpeg(args: readonly string[], options: RunOptions = {}): Promise<void> {
-  const { signal, onProgress, command = "ffmpeg" } = options;
+  const { signal, onProgress, onStderr, command = "ffmpeg" } = options;
   if (signal?.aborted) return Promise.reject(new FfmpegAbortedError());
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
@@ -84,6 +86,7 @@ export function runFfmpeg(args: readonly string[], options: RunOptions = {}): Pr
     });
     child.stderr.setEncoding("utf8");
     child.stderr.on("data", (chunk: string) => {
+      onStderr?.(chunk);
       stderr = (stderr + chunk).slice(-STDERR_TAIL_BYTES);
     });
     // The work is dropped when stopped, so there is nothing for a graceful ffmpeg exit to finish.

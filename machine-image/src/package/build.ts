@@ -13,6 +13,7 @@ import type { AudioGroup, PlannedAudio } from "../media/audio-plan.ts";
 import { type TranscodeSpec, workLayout } from "../media/ffmpeg-args.ts";
 import { encodedDurationSeconds } from "../media/inspect.ts";
 import { type PlannedRendition, primaryRendition } from "../media/ladder.ts";
+import { type LoudnessInput, loudnessReport, measureLoudness } from "../media/loudness.ts";
 import { ffmpegQuiet, runFfmpeg } from "../media/run-ffmpeg.ts";
 import type { UploadItem } from "../storage/s3.ts";
 import { writeDashManifest } from "./dash.ts";
@@ -124,6 +125,8 @@ export async function buildPackage(
   };
 
   let mp4Source: { path: string; width: number; height: number } | null = null;
+  /** Each encoded audio rendition, for the loudness record. */
+  const encodedAudio: (LoudnessInput & { name: string })[] = [];
   if (preset.hls) {
     const video = new Map<string, { planned: PlannedRendition; measured: Measured; codec: string }>();
     for (const r of plan.renditions) {
@@ -135,6 +138,14 @@ export async function buildPackage(
     }
     const audio = new Map<string, { planned: PlannedAudio; measured: Measured }>();
     for (const a of plan.audio) audio.set(a.name, { planned: a, measured: await measure(dir, a.name) });
+    if (spec.loudness)
+      for (const { planned, measured } of audio.values())
+        encodedAudio.push({
+          name: planned.name,
+          path: await joinFragments(measured, join(dir, `loudness-${planned.name}.mp4`)),
+          stream: "0:a:0",
+          channels: planned.channels,
+        });
 
     const uriOf = (name: string) => `${name}/playlist.m3u8`;
     const groups = (["stereo", "surround"] as const)
@@ -351,6 +362,17 @@ export async function buildPackage(
   } else if (preset.mp4) {
     const top = primaryRendition(plan);
     mp4Source = { path: join(dir, workLayout.directMp4), width: top?.width ?? 0, height: top?.height ?? 0 };
+    for (const [i, a] of plan.audio.entries())
+      encodedAudio.push({ name: a.name, path: mp4Source.path, stream: `0:a:${i}`, channels: a.channels });
+  }
+
+  if (spec.loudness) {
+    // What the listener gets: the encoded renditions, measured like their sources were.
+    const output = await measureLoudness(encodedAudio, spec.loudness.targetLufs, signal);
+    manifest.loudness = loudnessReport(
+      spec.loudness,
+      encodedAudio.flatMap((a, i) => (output[i] ? [{ name: a.name, channels: a.channels, output: output[i] }] : [])),
+    );
   }
 
   if (mp4Source) {

@@ -2,7 +2,7 @@
  * `manifest.json`: the description of a published package (what players and operators read),
  * and the `OutputKeys` a machine reports in its `completed` event.
  */
-import type { OutputKeys, ProbeSummary, SkippedSubtitle } from "@tcoder/worker/contract";
+import type { LoudnessReport, OutputKeys, ProbeSummary, SkippedSubtitle } from "@tcoder/worker/contract";
 import { attemptPrefix, manifestKey, packagePaths } from "./layout.ts";
 
 export interface ManifestRendition {
@@ -72,6 +72,8 @@ export interface Manifest {
   dash?: { manifest: string };
   /** Subtitle streams of the source that could not become WebVTT. */
   skippedSubtitles?: SkippedSubtitle[];
+  /** A job with a loudness setting: each audio rendition's loudness before and after normalization. */
+  loudness?: LoudnessReport;
   mp4?: { key: string; width: number; height: number; durationSeconds: number; sizeBytes: number };
   poster?: { key: string; width: number; height: number };
   thumbnails?: {
@@ -120,6 +122,7 @@ export function outputKeysOf(manifest: Manifest): OutputKeys {
       vtt: t.vtt,
     })),
     ...(manifest.skippedSubtitles?.length ? { skippedSubtitles: manifest.skippedSubtitles } : {}),
+    ...(manifest.loudness ? { loudness: manifest.loudness } : {}),
     ...(manifest.mp4 ? { mp4: manifest.mp4.key } : {}),
     ...(manifest.poster ? { poster: manifest.poster.key } : {}),
     ...(manifest.thumbnails

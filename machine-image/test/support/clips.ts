@@ -191,6 +191,37 @@ export const clips = {
     await ffmpeg([...video("320x180", 10, 8), ...tracks, ...fastH264, path]);
     return path;
   },
+  /**
+   * A quiet programme, 5 s (loudnorm measures in 3 s windows): 320×180 video, a mono tone at about
+   * −42 LUFS and stereo pink noise at about −45 LUFS, two audio streams to normalize.
+   */
+  async quiet(dir: string) {
+    const path = join(dir, "quiet.mkv");
+    await ffmpeg([
+      ...video("320x180", 10, 5),
+      "-f",
+      "lavfi",
+      "-i",
+      "sine=frequency=440:sample_rate=48000:duration=5,volume=-20dB",
+      "-f",
+      "lavfi",
+      "-i",
+      "anoisesrc=color=pink:amplitude=0.02:sample_rate=48000:duration=5,aformat=channel_layouts=stereo",
+      "-map",
+      "0:v",
+      "-map",
+      "1:a",
+      "-map",
+      "2:a",
+      ...fastH264,
+      "-c:a",
+      "aac",
+      "-b:a",
+      "96k",
+      path,
+    ]);
+    return path;
+  },
   /** The first half of an MP4 whose index (moov) is at the end: unreadable. */
   async truncated(dir: string) {
     const whole = join(dir, "whole.mp4");

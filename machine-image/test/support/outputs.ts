@@ -260,6 +260,27 @@ export async function channelRmsLevels(path: string): Promise<number[]> {
   );
 }
 
+/** Integrated loudness (LUFS) of one audio stream, by ffmpeg's EBU R128 meter (ebur128). */
+export async function integratedLoudness(path: string, stream = "0:a:0"): Promise<number> {
+  const { stderr } = await execFileAsync("ffmpeg", [
+    "-hide_banner",
+    "-nostats",
+    "-i",
+    path,
+    "-map",
+    stream,
+    "-af",
+    "ebur128=framelog=verbose",
+    "-f",
+    "null",
+    "-",
+  ]);
+  const summary = stderr.slice(stderr.lastIndexOf("Integrated loudness:"));
+  const match = /I:\s+(-?[\d.]+|-inf) LUFS/.exec(summary);
+  if (!match) throw new Error(`no integrated loudness in ebur128's summary for ${path}`);
+  return match[1] === "-inf" ? -Infinity : Number(match[1]);
+}
+
 /** Decodes every stream of a file or manifest to nowhere; returns the streams ffmpeg found. */
 export async function decodeAll(path: string): Promise<{ type: string; codec: string }[]> {
   await execFileAsync("ffmpeg", [

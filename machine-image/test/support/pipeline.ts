@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { startS3Store } from "@tcoder/local/services/s3-store";
-import { type Preset, presets } from "@tcoder/worker/contract";
+import { type LoudnessSetting, type Preset, presets } from "@tcoder/worker/contract";
 import { outputPrefix } from "../../src/package/layout.ts";
 import { createS3Client } from "../../src/storage/s3.ts";
 import { type TranscodeOutcome, transcodeJob } from "../../src/transcode.ts";
@@ -32,6 +32,7 @@ export interface RunOptions {
   jobId?: string;
   attempt?: number;
   confirmLease?: () => Promise<boolean>;
+  loudness?: LoudnessSetting;
 }
 
 export interface Pipeline {
@@ -55,11 +56,12 @@ export async function startPipeline(): Promise<Pipeline> {
       jobId = `job${++jobCounter}`,
       attempt = 1,
       confirmLease,
+      loudness,
     } = options;
     const inputKey = `inputs/${jobId}/source`;
     if (source) await s3.send(new PutObjectCommand({ Bucket: INPUTS, Key: inputKey, Body: await readFile(source) }));
     const outcome = await transcodeJob(
-      { jobId, attempt, preset, inputKey },
+      { jobId, attempt, preset, inputKey, ...(loudness ? { loudness } : {}) },
       {
         s3,
         inputBucket: INPUTS,

@@ -266,6 +266,7 @@ export function createClient(options: ClientOptions & { resolveSource?: SourceRe
           size: blob.size,
           ...(opts.preset ? { preset: opts.preset } : {}),
           ...(opts.playback ? { playback: opts.playback } : {}),
+          ...(opts.loudness ? { loudness: opts.loudness } : {}),
           ...(opts.metadata ? { metadata: opts.metadata } : {}),
           ...(opts.callbackUrl ? { callbackUrl: opts.callbackUrl } : {}),
         },
@@ -342,7 +343,7 @@ export function createClient(options: ClientOptions & { resolveSource?: SourceRe
      */
     createJobFromUrl: (
       url: string,
-      opts: Pick<UploadOptions, "preset" | "playback" | "metadata" | "callbackUrl" | "signal"> = {},
+      opts: Pick<UploadOptions, "preset" | "playback" | "loudness" | "metadata" | "callbackUrl" | "signal"> = {},
     ) =>
       api<Job>(
         "POST",
@@ -351,6 +352,7 @@ export function createClient(options: ClientOptions & { resolveSource?: SourceRe
           url,
           ...(opts.preset ? { preset: opts.preset } : {}),
           ...(opts.playback ? { playback: opts.playback } : {}),
+          ...(opts.loudness ? { loudness: opts.loudness } : {}),
           ...(opts.metadata ? { metadata: opts.metadata } : {}),
           ...(opts.callbackUrl ? { callbackUrl: opts.callbackUrl } : {}),
         },

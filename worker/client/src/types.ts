@@ -52,6 +52,8 @@ export interface UploadOptions {
   preset?: string;
   /** `signed`: outputs play only through the worker with an expiring token (`createPlaybackToken`). */
   playback?: "public" | "signed";
+  /** Normalize every audio rendition to this integrated loudness (LUFS; −23 EBU R128, −16 streaming). */
+  loudness?: { targetLufs: number };
   metadata?: Record<string, string>;
   callbackUrl?: string;
   /** Defaults to the File's name (or the path's base name). */

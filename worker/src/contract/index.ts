@@ -1,6 +1,7 @@
 export * from "./addresses.ts";
 export * from "./job.ts";
 export * from "./language.ts";
+export * from "./loudness.ts";
 export * from "./machine-events.ts";
 export * from "./playback.ts";
 export * from "./presets.ts";

@@ -3,6 +3,7 @@
  * Every other module imports these; no state name is written as a string anywhere else.
  */
 import { z } from "zod";
+import { LoudnessReport, LoudnessSetting } from "./loudness.ts";
 import { playbackPolicies } from "./playback.ts";
 
 export const jobStates = [
@@ -208,6 +209,8 @@ export const OutputKeys = z.object({
   subtitles: z.array(SubtitleRendition.extend({ playlist: z.string(), vtt: z.string() })).optional(),
   /** Subtitle streams of the source that were not converted, and why. */
   skippedSubtitles: z.array(SkippedSubtitle).optional(),
+  /** A job with a loudness setting: each audio rendition's loudness before and after normalization. */
+  loudness: LoudnessReport.optional(),
   mp4: z.string().optional(),
   poster: z.string().optional(),
   thumbnailsVtt: z.string().optional(),
@@ -234,6 +237,7 @@ export const JobOutputs = z.object({
   audio: z.array(AudioRendition.extend({ playlist: ObjectRef })).optional(),
   subtitles: z.array(SubtitleRendition.extend({ playlist: ObjectRef, vtt: ObjectRef })).optional(),
   skippedSubtitles: z.array(SkippedSubtitle).optional(),
+  loudness: LoudnessReport.optional(),
   mp4: ObjectRef.optional(),
   poster: ObjectRef.optional(),
   thumbnailsVtt: ObjectRef.optional(),
@@ -278,6 +282,8 @@ export const Job = z.object({
   state: JobState,
   preset: z.string(),
   playback: PlaybackPolicy,
+  /** Audio normalized to this integrated loudness (EBU R128); absent: audio keeps the source's level. */
+  loudness: LoudnessSetting.optional(),
   progress: z.number().min(0).max(1),
   stage: JobStage.optional(),
   attempts: z.number().int().nonnegative(),

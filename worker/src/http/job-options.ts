@@ -1,12 +1,13 @@
-/** The options every job-creating request shares: preset, playback policy, callback URL and metadata. */
+/** The options every job-creating request shares: preset, playback policy, loudness, callback URL and metadata. */
 import type { Settings } from "../bindings.ts";
-import { isPresetName, type PlaybackPolicy, type PresetName } from "../contract/index.ts";
+import { isPresetName, type LoudnessSetting, type PlaybackPolicy, type PresetName } from "../contract/index.ts";
 import { checkCallbackUrl } from "./callback-url.ts";
 import { ProblemError } from "./problem.ts";
 
 export interface JobOptions {
   preset: PresetName;
   playback: PlaybackPolicy;
+  loudness?: LoudnessSetting;
   callbackUrl?: string;
   metadata?: Record<string, string>;
 }
@@ -16,6 +17,7 @@ export function resolveJobOptions(
   request: {
     preset?: string | undefined;
     playback?: PlaybackPolicy | undefined;
+    loudness?: LoudnessSetting | undefined;
     callbackUrl?: string | undefined;
     metadata?: Record<string, string> | undefined;
   },
@@ -32,6 +34,7 @@ export function resolveJobOptions(
     if (!check.ok) throw new ProblemError("invalid_callback_url", { detail: check.reason });
     options.callbackUrl = check.url;
   }
+  if (request.loudness !== undefined) options.loudness = request.loudness;
   if (request.metadata !== undefined) options.metadata = request.metadata;
   return options;
 }

@@ -29,6 +29,7 @@ export function presentOutputs(urlOf: (key: string) => string, keys: OutputKeys)
   if (keys.subtitles)
     outputs.subtitles = keys.subtitles.map((s) => ({ ...s, playlist: ref(s.playlist), vtt: ref(s.vtt) }));
   if (keys.skippedSubtitles) outputs.skippedSubtitles = keys.skippedSubtitles;
+  if (keys.loudness) outputs.loudness = keys.loudness;
   for (const name of ["hlsMaster", "dashManifest", "mp4", "poster", "thumbnailsVtt", "thumbnailsSprite"] as const) {
     const value = optional(keys[name]);
     if (value) outputs[name] = value;

@@ -1,6 +1,6 @@
 /** Request/response schemas shared by the resource routers (the OpenAPI document names them). */
 import { z } from "@hono/zod-openapi";
-import { Job, Metadata, PlaybackPolicy } from "../contract/index.ts";
+import { Job, LoudnessSetting, Metadata, PlaybackPolicy } from "../contract/index.ts";
 
 /**
  * Contract schemas may be created before @hono/zod-openapi extends zod (module order decides), and
@@ -13,6 +13,15 @@ export const JobCreationFields = {
   playback: PlaybackPolicy.optional().openapi({
     description: "`signed`: outputs are served only by the worker with an expiring token; default `public`",
   }),
+  loudness: z
+    .object(LoudnessSetting.shape)
+    .strict()
+    .optional()
+    .openapi({
+      description:
+        "Normalize every audio rendition to `targetLufs` (EBU R128 two-pass loudnorm: −23 broadcast, −16 streaming); the measured loudness is on `outputs.loudness`",
+      example: { targetLufs: -23 },
+    }),
   callbackUrl: z.string().max(2048).optional().openapi({ description: "Receives a signed POST when the job ends" }),
   metadata: Metadata.optional().openapi({ description: "Up to 32 string pairs echoed back on the job" }),
 };

@@ -12,7 +12,8 @@
  * chose, kept in JSON so no client string is ever mistaken for a number by a Redis client);
  * while a multipart upload is open, `multipartUploadId` and `multipartPartBytes` (uploads.ts); for
  * a job ingested from a URL, `sourceUrl`, `sourceMaxBytes` and `sourceAllowLoopback` ("1"/"0"), the
- * fetch policy the claim hands to the machine.
+ * fetch policy the claim hands to the machine; `loudness` (JSON, contract LoudnessSetting) when the
+ * client asked for normalized audio, also handed to the machine by the claim.
  * Each state change is one Lua script (scripts.ts) whose allowed `from` states come from the
  * contract's `transitions`, so no event order can move a job backwards.
  */
@@ -23,6 +24,7 @@ import {
   JobState,
   type JobUsage,
   jobStates,
+  LoudnessSetting,
   type MachineEvent,
   OutputKeys,
   PlaybackPolicy,
@@ -67,6 +69,8 @@ export interface ClaimedJob {
   playback: PlaybackPolicy;
   /** For a job ingested from a URL: where and within which limits the machine fetches the source. */
   source?: SourceFetchPolicy;
+  /** Normalize every audio rendition to this loudness. */
+  loudness?: LoudnessSetting;
   /** Epoch ms. */
   leaseExpiresAt: number;
 }
@@ -144,6 +148,7 @@ export function jobFromHash(flat: unknown): StoredJob | null {
     state: h.state as JobState,
     preset: h.preset ?? "",
     playback: PlaybackPolicy.catch("public").parse(h.playback),
+    loudness: loudnessOf(h.loudness),
     progress: Number(h.progress ?? 0),
     stage: h.stage as StoredJob["stage"],
     attempts: Number(h.attempts ?? 0),
@@ -197,6 +202,13 @@ function usageFromHash(h: Record<string, string>): JobUsage | undefined {
   });
 }
 
+/** The stored loudness setting; one that does not parse (never written by this code) counts as none. */
+function loudnessOf(stored: string | false | undefined): LoudnessSetting | undefined {
+  if (typeof stored !== "string") return undefined;
+  const parsed = LoudnessSetting.safeParse(JSON.parse(stored));
+  return parsed.success ? parsed.data : undefined;
+}
+
 function requireJob(flat: unknown): StoredJob {
   const job = jobFromHash(flat);
   if (!job) throw new Error("state: script answered without the job it changed");
@@ -207,6 +219,7 @@ export interface NewJob {
   id: string;
   preset: string;
   playback?: PlaybackPolicy;
+  loudness?: LoudnessSetting;
   input: { key: string; filename?: string; contentType?: string; sizeBytes?: number };
   callbackUrl?: string;
   metadata?: Record<string, string>;
@@ -232,6 +245,7 @@ export async function createJob(redis: StateRedis, job: NewJob, nowMs: number): 
     state: job.state,
     preset: job.preset,
     playback: job.playback ?? PlaybackPolicy.enum.public,
+    loudness: job.loudness === undefined ? undefined : JSON.stringify(job.loudness),
     progress: "0",
     attempts: "0",
     maxAttempts: String(job.maxAttempts),
@@ -418,6 +432,7 @@ export async function claimNextJob(
         preset: string;
         inputKey: string;
         playback: string | false;
+        loudness: string | false;
         source: (string | false)[];
       }
   >(redis, claimScript, [keys.queue, keys.leases], {
@@ -430,6 +445,7 @@ export async function claimNextJob(
     leaseExpiresAt: String(nowMs + leaseMs),
   });
   if (!res.claimed) return null;
+  const loudness = loudnessOf(res.loudness);
   return {
     jobId: String(res.jobId),
     attempt: Number(res.attempt),
@@ -437,6 +453,7 @@ export async function claimNextJob(
     inputKey: String(res.inputKey),
     playback: PlaybackPolicy.catch("public").parse(res.playback),
     ...sourcePolicy(asList<string | false>(res.source)),
+    ...(loudness ? { loudness } : {}),
     leaseExpiresAt: nowMs + leaseMs,
   };
 }

@@ -137,6 +137,7 @@ for _ = 1, 100 do
     redis.call('HSETNX', cfg.machineKey, 'startedAt', cfg.now)
     return reply({claimed = true, jobId = id, attempt = attempt, preset = redis.call('HGET', key, 'preset'),
       inputKey = redis.call('HGET', key, 'inputKey'), playback = redis.call('HGET', key, 'playback'),
+      loudness = redis.call('HGET', key, 'loudness'),
       source = redis.call('HMGET', key, 'sourceUrl', 'sourceMaxBytes', 'sourceAllowLoopback'),
       leaseExpiresAt = cfg.leaseExpiresAt})
   end

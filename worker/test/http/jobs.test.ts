@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { app } from "../../src/app.ts";
 import type { Job } from "../../src/contract/index.ts";
+import { claimNextJob } from "../../src/state/index.ts";
 import { API_TOKEN, type ControlPlaneServices, startControlPlaneServices } from "./harness.ts";
 
 let cp: ControlPlaneServices;
@@ -89,6 +90,27 @@ describe("POST /v1/jobs", () => {
     expect((await createDirectJob(key, { preset: "nope" })).body.code).toBe("unknown_preset");
     expect((await createDirectJob(key, { callbackUrl: "https://10.0.0.1/cb" })).body.code).toBe("invalid_callback_url");
   });
+
+  it("keeps a loudness setting on the job and hands it to the machine that claims it", async () => {
+    const { key } = await uploadSource();
+    const { res, body } = await createDirectJob(key, { loudness: { targetLufs: -16 } });
+    expect(res.status).toBe(201);
+    expect(body.loudness).toEqual({ targetLufs: -16 });
+    let claim = await claimNextJob(cp.redis, { machineId: "m-loud", leaseSeconds: 60 });
+    while (claim && claim.jobId !== body.id)
+      claim = await claimNextJob(cp.redis, { machineId: "m-loud", leaseSeconds: 60 });
+    expect(claim).toMatchObject({ jobId: body.id, loudness: { targetLufs: -16 } });
+  });
+
+  it.each([{ targetLufs: -50 }, { targetLufs: "-23" }, {}, { targetLufs: -23, mode: "fast" }])(
+    "refuses the loudness setting %j with invalid_request",
+    async (loudness) => {
+      const { key } = await uploadSource();
+      const { res, body } = await createDirectJob(key, { loudness });
+      expect(res.status).toBe(400);
+      expect(body.code).toBe("invalid_request");
+    },
+  );
 });
 
 describe("GET /v1/jobs/:id", () => {
