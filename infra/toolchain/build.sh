@@ -7,8 +7,8 @@
 #                                  (later ones are a module of their own that it does not), with
 #                                  nodejs-host/protocol_backport.go for the newer engine's messages
 #   pulumi-resource-pulumi-nodejs  the dynamic-provider launcher, from the same SDK module as the CLI
-#   pulumi-resource-<provider>     cloudflare, upstash, command: tried, and each one the proxy does
-#                                  not serve is named in providers.txt with the proxy's answer
+#   pulumi-resource-<provider>     cloudflare, upstash, command: tried; each one that cannot be built
+#                                  is named in providers.txt with the reason (the proxy's answer)
 #
 # Prints progress on stderr and the bin directory on stdout. Nothing here downloads at run time:
 # scripts that use the bin set PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION and take plugins from PATH.
@@ -106,14 +106,16 @@ build_nodejs_host() {
   go build -trimpath -ldflags "-s -w" -o "$bin/pulumi-language-nodejs" .
 }
 
-# A provider's module at its SDK's version, or the proxy's reason why not.
+# A provider's module at its SDK's version: none is built yet, so each gets a line in providers.txt
+# (name, served|unavailable, module@version, reason) that infra:check quotes.
 try_provider() {
   local name=$1 module=${provider_module[$1]} version
   version=$(lock_version "${provider_sdk[$1]}")
   local answer
   # The proxy's own answer: a fallback to `direct` would only add git's "could not resolve host".
-  if answer=$(GOPROXY=${GOPROXY_ONLY:-$(go env GOPROXY | sed 's/,direct$//')} go mod download -json "$module@v$version" 2>&1) && ! grep -q '"Error"' <<<"$answer"; then
-    printf '%s\tserved\t%s@v%s\n' "$name" "$module" "$version" >>"$cache/providers.txt"
+  if answer=$(GOPROXY=$(go env GOPROXY | sed 's/,direct$//') go mod download -json "$module@v$version" 2>&1) && ! grep -q '"Error"' <<<"$answer"; then
+    printf '%s\tserved\t%s@v%s\t%s\n' "$name" "$module" "$version" \
+      "the proxy serves it, but tcoder has no recipe to build it yet" >>"$cache/providers.txt"
     log "provider $name: $module@v$version is served, but tcoder has no recipe for it yet"
   else
     local reason

@@ -10,7 +10,7 @@
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { configKeyOf, configuredSecretNames } from "../src/config.ts";
-import { createEngine, ensureToolchain, providerStatus, repoRoot } from "./engine.ts";
+import { createEngine, ensureToolchain, missingProviders, repoRoot } from "./engine.ts";
 
 const allowMissingProviders = process.argv.includes("--allow-missing-providers");
 const updateSnapshots = process.env.UPDATE_PREVIEW_SNAPSHOT === "1";
@@ -59,7 +59,7 @@ async function previewStack(engine: ReturnType<typeof createEngine>, stack: stri
 }
 
 const bin = ensureToolchain();
-const unavailable = new Map(providerStatus(bin).map((p) => [p.name, p]));
+const unavailable = new Map(missingProviders(bin).map((p) => [p.name, p]));
 const engine = createEngine(bin, dummyEnv);
 let failed = 0;
 let notPreviewed = 0;
@@ -70,7 +70,7 @@ try {
     const output = `${result.stdout}${result.stderr}`;
     const missing = /no resource plugin 'pulumi-resource-([\w-]+)' found/.exec(output)?.[1];
     const known = missing ? unavailable.get(missing) : undefined;
-    if (result.code !== 0 && known && !known.available) {
+    if (result.code !== 0 && known) {
       notPreviewed++;
       console.log(`stack ${stack}: NOT PREVIEWED: the engine ran the program and stopped at`);
       console.log(`  ${output.match(/error: no resource plugin.*$/m)?.[0] ?? "a missing provider plugin"}`);

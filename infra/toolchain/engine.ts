@@ -22,22 +22,22 @@ export function ensureToolchain(): string {
   return bin;
 }
 
-export interface ProviderStatus {
+/** A resource provider the program uses that build.sh could not build, and the proxy's answer. */
+export interface MissingProvider {
   name: string;
-  available: boolean;
   module: string;
   reason: string;
 }
 
-/** What build.sh found for each resource provider the program uses (cloudflare, upstash, command). */
-export function providerStatus(bin: string): ProviderStatus[] {
+/** What build.sh recorded for each provider it could not build (cloudflare, upstash, command). */
+export function missingProviders(bin: string): MissingProvider[] {
   return readFileSync(join(bin, "..", "providers.txt"), "utf8")
     .trim()
     .split("\n")
     .filter(Boolean)
     .map((line) => {
-      const [name = "", state = "", module = "", reason = ""] = line.split("\t");
-      return { name, available: state === "built", module, reason };
+      const [name = "", , module = "", reason = ""] = line.split("\t");
+      return { name, module, reason };
     });
 }
 
