@@ -2,14 +2,19 @@
  * The Upstash Redis REST protocol over a real redis-server, so the worker's `@upstash/redis`
  * client runs unchanged against the local cloud. What @upstash/redis 1.39 sends (pkg/http.ts):
  * POST with `Authorization: Bearer <token>`, a JSON command array to `/`, an array of them to
- * `/pipeline` or `/multi-exec`, and `Upstash-Encoding: base64` asking for base64 strings.
+ * `/pipeline` or `/multi-exec`, and `Upstash-Encoding: base64` asking for base64 strings. The rest
+ * of the documented REST API (https://upstash.com/docs/redis/features/restapi) answers as Upstash
+ * does: the URL form `/set/key/value` with a POST body as the value and query parameters as the
+ * arguments after it, `Upstash-Response-Format: resp2`, 405 for other methods; and what Upstash
+ * refuses is refused here: a request over 10 MB (troubleshooting/max_request_size_exceeded) and a
+ * key over 32 KB (troubleshooting/max_key_size_exceeded), with Upstash's messages.
  */
 import { timingSafeEqual } from "node:crypto";
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { Redis, ReplyError } from "ioredis";
 import { z } from "zod";
-import { encodeReply, type RedisReply, type RestValue } from "./upstash-reply.ts";
+import { readBody, sendBody, serveLocal } from "./http-service.ts";
+import { encodeReply, encodeResp2, type RedisReply } from "./upstash-reply.ts";
 
 export interface UpstashBridgeOptions {
   /** `redis://127.0.0.1:<port>` of the real server. */
@@ -27,6 +32,14 @@ export interface UpstashBridge {
   commandCount(): number;
   stop(): Promise<void>;
 }
+
+/** Upstash's "10MB" on Free and Pay-as-you-go databases, read as MiB. */
+export const MAX_REQUEST_BYTES = 10 * 1024 * 1024;
+/** Upstash's hard-coded "32Kb" key limit, read as KiB. */
+export const MAX_KEY_BYTES = 32 * 1024;
+const allowedMethods = new Set(["HEAD", "GET", "POST", "PUT"]);
+const responseFormats = ["json", "resp2"] as const;
+type ResponseFormat = (typeof responseFormats)[number];
 
 const commandSchema = z.array(z.union([z.string(), z.number(), z.boolean()])).min(1);
 const batchSchema = z.array(commandSchema).min(1);
@@ -71,6 +84,9 @@ class BridgeError extends Error {
   }
 }
 
+/** One command's outcome: Redis' reply, or the error Redis (or the REST layer) answered. */
+type Outcome = { reply: RedisReply } | { error: string };
+
 export async function startUpstashBridge(opts: UpstashBridgeOptions): Promise<UpstashBridge> {
   const connect = () =>
     new Redis(opts.redisUrl, {
@@ -86,22 +102,49 @@ export async function startUpstashBridge(opts: UpstashBridgeOptions): Promise<Up
   const transactions = connectionPool(connect);
   let executed = 0;
 
-  const runOne = async (command: RedisArgs, base64: boolean): Promise<RestValue> => {
+  /** Upstash's refusal of a command naming a key over 32 KB; Redis itself says which arguments are keys. */
+  const oversizedKey = async (command: RedisArgs): Promise<string | null> => {
+    if (!command.some((arg) => Buffer.byteLength(arg) > MAX_KEY_BYTES)) return null;
+    const keys = (await shared.callBuffer("COMMAND", "GETKEYS", ...command).catch(() => [])) as Buffer[];
+    const largest = Math.max(0, ...keys.map((key) => key.length));
+    return largest > MAX_KEY_BYTES
+      ? `ERR max key size exceeded. Limit: ${MAX_KEY_BYTES} bytes, Actual: ${largest} bytes`
+      : null;
+  };
+
+  const runOne = async (command: RedisArgs): Promise<Outcome> => {
+    const refused = await oversizedKey(command);
+    if (refused) return { error: refused };
     executed += 1;
     const [name, ...args] = command;
-    return encodeReply((await shared.callBuffer(name, ...args)) as RedisReply, base64);
+    return shared.callBuffer(name, ...args).then(
+      (reply) => ({ reply: reply as RedisReply }),
+      (error: unknown) => perCommand(error as Error, null),
+    );
   };
 
-  const runPipeline = async (commands: RedisArgs[], base64: boolean) => {
+  // A pipeline runs every command it can: one naming an oversized key answers its error in its slot.
+  const runPipeline = async (commands: RedisArgs[]): Promise<Outcome[]> => {
+    const refusals = await Promise.all(commands.map(oversizedKey));
+    const runnable = commands.filter((_, i) => refusals[i] === null);
     const pipeline = shared.pipeline();
-    for (const [name, ...args] of commands) pipeline.callBuffer(name, ...args);
-    executed += commands.length;
-    const replies = (await pipeline.exec()) ?? [];
-    return replies.map(([error, reply]) => perCommand(error, reply as RedisReply, base64));
+    for (const [name, ...args] of runnable) pipeline.callBuffer(name, ...args);
+    executed += runnable.length;
+    const replies = runnable.length > 0 ? ((await pipeline.exec()) ?? []) : [];
+    let next = 0;
+    return refusals.map((refused) => {
+      if (refused) return { error: refused };
+      const [error, reply] = replies[next++] ?? [null, null];
+      return perCommand(error, reply as RedisReply);
+    });
   };
 
-  // MULTI/EXEC on a connection of its own, so two concurrent transactions never interleave.
-  const runTransaction = async (commands: RedisArgs[], base64: boolean) => {
+  // MULTI/EXEC on a connection of its own, so two concurrent transactions never interleave. A
+  // command Upstash refuses discards the whole transaction, as its docs say of oversized ones.
+  const runTransaction = async (commands: RedisArgs[]): Promise<Outcome[]> => {
+    for (const refused of await Promise.all(commands.map(oversizedKey))) {
+      if (refused) throw new BridgeError(400, refused);
+    }
     const connection = await transactions.acquire();
     try {
       const transaction = connection.multi();
@@ -112,60 +155,97 @@ export async function startUpstashBridge(opts: UpstashBridgeOptions): Promise<Up
         throw error;
       });
       if (replies === null) throw new BridgeError(400, "EXECABORT Transaction aborted");
-      return replies.map(([error, reply]) => perCommand(error, reply as RedisReply, base64));
+      return replies.map(([error, reply]) => perCommand(error, reply as RedisReply));
     } finally {
       transactions.release(connection);
     }
   };
 
-  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+  const handle = async (req: IncomingMessage, res: ServerResponse, format: ResponseFormat) => {
+    if (!allowedMethods.has(req.method ?? "GET")) throw new BridgeError(405, "Method Not Allowed");
     if (!isAuthorized(req, opts.token)) throw new BridgeError(401, "Unauthorized");
     const url = new URL(req.url ?? "/", "http://bridge");
     const base64 = String(req.headers["upstash-encoding"] ?? "").toLowerCase() === "base64";
-    const body = await readBody(req);
+    if (base64 && format === "resp2") {
+      throw new BridgeError(400, "ERR Upstash-Encoding: base64 cannot be used with Upstash-Response-Format: resp2");
+    }
+    const body = (
+      await readBody(req, MAX_REQUEST_BYTES, () => new BridgeError(400, "ERR max request size exceeded"))
+    ).toString("utf8");
     const path = url.pathname.replace(/\/+$/, "");
 
     if (path === "/pipeline" || path === "/multi-exec") {
       const commands = parseJson(body, batchSchema).map(toRedisArgs);
-      const results =
-        path === "/pipeline" ? await runPipeline(commands, base64) : await runTransaction(commands, base64);
-      return sendJson(res, 200, results);
+      if (path === "/multi-exec") return sendJson(res, 200, (await runTransaction(commands)).map(toJson(base64)));
+      const outcomes = await runPipeline(commands);
+      if (format === "resp2") return sendResp2(res, 200, Buffer.concat(outcomes.map(toResp2)));
+      return sendJson(res, 200, outcomes.map(toJson(base64)));
     }
-    const command = path === "" ? toRedisArgs(parseJson(body, commandSchema)) : pathCommand(path, body);
-    return sendJson(res, 200, { result: await runOne(command, base64) });
+    const command =
+      path === "" ? toRedisArgs(parseJson(body, commandSchema)) : pathCommand(path, body, url.searchParams);
+    const outcome = await runOne(command);
+    const status = "error" in outcome ? 400 : 200;
+    if (format === "resp2") return sendResp2(res, status, toResp2(outcome));
+    return sendJson(res, status, toJson(base64)(outcome));
   };
 
-  const server = createServer((req, res) => {
-    handle(req, res).catch((error: unknown) => {
-      if (error instanceof BridgeError) return sendJson(res, error.status, { error: error.message });
-      if (isReplyError(error)) return sendJson(res, 400, { error: error.message });
-      return sendJson(res, 500, { error: `ERR bridge could not reach Redis: ${(error as Error).message}` });
-    });
-  });
-  await new Promise<void>((done) => server.listen(opts.port ?? 0, "127.0.0.1", done));
-  const { port } = server.address() as AddressInfo;
+  const service = await serveLocal((req, res) => {
+    let format: ResponseFormat;
+    try {
+      format = responseFormat(req);
+    } catch (error) {
+      req.resume();
+      return sendFailure(res, error, "json");
+    }
+    // Transactions answer in JSON whatever the format asked (Upstash: "not applicable to /multi-exec").
+    if (new URL(req.url ?? "/", "http://bridge").pathname.replace(/\/+$/, "") === "/multi-exec") format = "json";
+    handle(req, res, format).catch((error: unknown) => sendFailure(res, error, format));
+  }, opts.port);
 
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: service.url,
     token: opts.token,
     commandCount: () => executed,
     async stop() {
-      server.closeAllConnections();
-      await new Promise<void>((done) => server.close(() => done()));
+      await service.stop();
       await transactions.close();
       shared.disconnect();
     },
   };
 }
 
-function perCommand(
-  error: Error | null,
-  reply: RedisReply,
-  base64: boolean,
-): { result: RestValue } | { error: string } {
-  if (error === null) return { result: encodeReply(reply, base64) };
+function perCommand(error: Error | null, reply: RedisReply): Outcome {
+  if (error === null) return { reply };
   if (isReplyError(error)) return { error: error.message };
   throw error;
+}
+
+const toJson =
+  (base64: boolean) =>
+  (outcome: Outcome): { result: unknown } | { error: string } =>
+    "error" in outcome ? outcome : { result: encodeReply(outcome.reply, base64) };
+
+const toResp2 = (outcome: Outcome): Buffer =>
+  "error" in outcome ? encodeResp2(new Error(outcome.error)) : encodeResp2(outcome.reply);
+
+/** `Upstash-Response-Format`: `json` (the default) or `resp2`; Upstash answers anything else 400. */
+function responseFormat(req: IncomingMessage): ResponseFormat {
+  const asked = String(req.headers["upstash-response-format"] ?? "json").toLowerCase();
+  if (!(responseFormats as readonly string[]).includes(asked)) {
+    throw new BridgeError(400, `ERR Upstash-Response-Format must be json or resp2, not '${asked}'`);
+  }
+  return asked as ResponseFormat;
+}
+
+function sendFailure(res: ServerResponse, error: unknown, format: ResponseFormat) {
+  if (res.headersSent) return void res.destroy();
+  const status = error instanceof BridgeError ? error.status : isReplyError(error) ? 400 : 500;
+  const message =
+    error instanceof BridgeError || isReplyError(error)
+      ? error.message
+      : `ERR bridge could not reach Redis: ${(error as Error).message}`;
+  if (format === "resp2" && status === 400) return sendResp2(res, status, encodeResp2(new Error(message)));
+  sendJson(res, status, { error: message });
 }
 
 function transactionAbortMessage(error: RedisReplyError): string {
@@ -183,10 +263,16 @@ function toRedisArgs(command: z.infer<typeof commandSchema>): RedisArgs {
   return [name.toUpperCase(), ...args];
 }
 
-/** The REST API's URL form, `/set/key/value`, with a POST body as the last argument. */
-function pathCommand(path: string, body: string): RedisArgs {
+/**
+ * The REST API's URL form, `/set/key/value`: a POST body is the next argument, and query
+ * parameters (`/set/key?EX=100`) the ones after it (`_token` is the credential, not an argument).
+ */
+function pathCommand(path: string, body: string, query: URLSearchParams): RedisArgs {
   const segments = path.split("/").slice(1).map(decodeURIComponent);
-  return toRedisArgs(body.length > 0 ? [...segments, body] : segments);
+  const trailing = [...query]
+    .filter(([name]) => name !== "_token")
+    .flatMap(([name, value]) => (value === "" ? [name] : [name, value]));
+  return toRedisArgs([...segments, ...(body.length > 0 ? [body] : []), ...trailing]);
 }
 
 function isAuthorized(req: IncomingMessage, token: string): boolean {
@@ -211,16 +297,12 @@ function parseJson<T>(body: string, schema: z.ZodType<T>): T {
   return parsed.data;
 }
 
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString("utf8");
+function sendJson(res: ServerResponse, status: number, value: unknown) {
+  sendBody(res, status, "application/json", JSON.stringify(value));
 }
 
-function sendJson(res: ServerResponse, status: number, value: unknown) {
-  const body = JSON.stringify(value);
-  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
-  res.end(body);
+function sendResp2(res: ServerResponse, status: number, bytes: Buffer) {
+  sendBody(res, status, "application/octet-stream", bytes);
 }
 
 function connectionPool(connect: () => Redis) {

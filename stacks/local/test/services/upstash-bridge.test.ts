@@ -5,7 +5,12 @@ import { Redis } from "@upstash/redis";
 import { Redis as IORedis } from "ioredis";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type RedisServer, startRedisServer } from "../../src/services/redis-server.ts";
-import { startUpstashBridge, type UpstashBridge } from "../../src/services/upstash-bridge.ts";
+import {
+  MAX_KEY_BYTES,
+  MAX_REQUEST_BYTES,
+  startUpstashBridge,
+  type UpstashBridge,
+} from "../../src/services/upstash-bridge.ts";
 
 let dir: string;
 let server: RedisServer;
@@ -253,6 +258,92 @@ describe("the REST protocol itself", () => {
     await post("/pipeline", [["PING"], ["PING"]]);
     await post("/multi-exec", [["PING"], ["PING"], ["PING"]]);
     expect(bridge.commandCount() - before).toBe(6);
+  });
+});
+
+describe("what Upstash refuses, and the rest of its documented REST API", () => {
+  const auth = () => ({ authorization: `Bearer ${bridge.token}` });
+  const resp2 = { "upstash-response-format": "resp2" };
+
+  it("refuses a request over 10 MB with Upstash's 'max request size exceeded', running nothing", async () => {
+    await expect(redis.set("big", "x".repeat(MAX_REQUEST_BYTES))).rejects.toThrow(/ERR max request size exceeded/);
+    expect(await direct.exists("big")).toBe(0);
+    const raw = await post("/pipeline", [["SET", "big", "x".repeat(MAX_REQUEST_BYTES)]]);
+    expect(raw.status).toBe(400);
+    expect(await raw.json()).toEqual({ error: "ERR max request size exceeded" });
+    expect(await redis.set("big", "x".repeat(MAX_REQUEST_BYTES - 1024))).toBe("OK");
+  });
+
+  it("refuses a key over 32 KB with Upstash's 'max key size exceeded', wherever the key is", async () => {
+    const bigKey = "k".repeat(MAX_KEY_BYTES + 1);
+    const message = `ERR max key size exceeded. Limit: ${MAX_KEY_BYTES} bytes, Actual: ${MAX_KEY_BYTES + 1} bytes`;
+    await expect(redis.set(bigKey, "v")).rejects.toThrow(message);
+    await expect(redis.eval("return redis.call('GET', KEYS[1])", [bigKey], [])).rejects.toThrow(message);
+    expect(await redis.pipeline().set(bigKey, "v").incr("n").exec({ keepErrors: true })).toEqual([
+      { result: undefined, error: message },
+      { result: 1, error: undefined },
+    ]);
+    await expect(redis.multi().incr("m").set(bigKey, "v").exec()).rejects.toThrow(message);
+    expect(await direct.exists("m")).toBe(0);
+    // A value, or a script argument, that size is not a key.
+    expect(await redis.set("k", "v".repeat(MAX_KEY_BYTES + 1))).toBe("OK");
+    expect(await redis.eval("return #ARGV[1]", [], [bigKey])).toBe(MAX_KEY_BYTES + 1);
+    expect(await redis.set("k".repeat(MAX_KEY_BYTES), "v")).toBe("OK");
+  });
+
+  it("takes the arguments after a POST body from the query string, and never the _token", async () => {
+    const set = await fetch(`${bridge.url}/set/session?EX=100`, { method: "POST", headers: auth(), body: '{"a":1}' });
+    expect(await set.json()).toEqual({ result: "OK" });
+    expect(await direct.get("session")).toBe('{"a":1}');
+    expect(await direct.ttl("session")).toBeGreaterThan(90);
+    const notAgain = await fetch(`${bridge.url}/set/session?NX`, { method: "POST", headers: auth(), body: "other" });
+    expect(await notAgain.json()).toEqual({ result: null });
+    const read = await fetch(`${bridge.url}/get/session?_token=${bridge.token}`);
+    expect(await read.json()).toEqual({ result: '{"a":1}' });
+  });
+
+  it("answers in RESP2 with Upstash-Response-Format: resp2, a pipeline as the replies in a row", async () => {
+    const call = async (command: unknown[]) => {
+      const response = await post("/", command, resp2);
+      expect(response.headers.get("content-type")).toBe("application/octet-stream");
+      return { status: response.status, body: Buffer.from(await response.arrayBuffer()).toString("latin1") };
+    };
+    expect(await call(["SET", "k", "välue"])).toEqual({ status: 200, body: "+OK\r\n" });
+    expect(await call(["GET", "k"])).toEqual({ status: 200, body: "$6\r\nv\u00c3\u00a4lue\r\n" });
+    expect(await call(["GET", "missing"])).toEqual({ status: 200, body: "$-1\r\n" });
+    expect(await call(["INCR", "n"])).toEqual({ status: 200, body: ":1\r\n" });
+    await direct.hset("h", "f", "v");
+    expect(await call(["HGETALL", "h"])).toEqual({ status: 200, body: "*2\r\n$1\r\nf\r\n$1\r\nv\r\n" });
+    const wrongType = await call(["HGET", "k", "f"]);
+    expect(wrongType.status).toBe(400);
+    expect(wrongType.body).toMatch(/^-WRONGTYPE .*\r\n$/);
+    const pipeline = await post(
+      "/pipeline",
+      [
+        ["INCR", "n"],
+        ["HGET", "k", "f"],
+        ["GET", "missing"],
+      ],
+      resp2,
+    );
+    expect(Buffer.from(await pipeline.arrayBuffer()).toString()).toMatch(/^:2\r\n-WRONGTYPE [^\r]*\r\n\$-1\r\n$/);
+    // Transactions answer JSON whatever the format (Upstash: "not applicable to /multi-exec").
+    expect(await (await post("/multi-exec", [["INCR", "n"]], resp2)).json()).toEqual([{ result: 3 }]);
+  });
+
+  it("refuses any other Upstash-Response-Format, and resp2 with base64, with 400", async () => {
+    const xml = await post("/", ["PING"], { "upstash-response-format": "xml" });
+    expect(xml.status).toBe(400);
+    expect(((await xml.json()) as { error: string }).error).toMatch(/Upstash-Response-Format/);
+    const both = await post("/", ["PING"], { ...resp2, "upstash-encoding": "base64" });
+    expect(both.status).toBe(400);
+    expect((await post("/", ["PING"], { "upstash-response-format": "json" })).status).toBe(200);
+  });
+
+  it("answers 405 to methods other than HEAD, GET, POST and PUT", async () => {
+    const response = await fetch(`${bridge.url}/get/k`, { method: "DELETE", headers: auth() });
+    expect(response.status).toBe(405);
+    expect((await fetch(`${bridge.url}/set/k/v`, { method: "PUT", headers: auth() })).status).toBe(200);
   });
 });
 
