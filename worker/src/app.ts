@@ -11,6 +11,7 @@ import { type AppEnv, readSettings, redisFromSettings } from "./http/context.ts"
 import { onError, onNotFound } from "./http/errors.ts";
 import { requestLog } from "./http/logging.ts";
 import { ProblemError } from "./http/problem.ts";
+import { CAPTIONS_PATH, captions } from "./routes/captions.ts";
 import { webConsole } from "./routes/console.ts";
 import { health } from "./routes/health.ts";
 import { jobs } from "./routes/jobs.ts";
@@ -38,15 +39,14 @@ app.use("/v1/*", async (c, next) => {
 // Machines sign their events and players carry a playback token instead of the API's bearer token.
 const ownCredentials = (path: string) => path === MACHINE_EVENTS_PATH || path.startsWith(`${PLAYBACK_PATH}/`);
 app.use("/v1/*", async (c, next) => (ownCredentials(c.req.path) ? next() : requireApiToken(c, next)));
-app.use(
-  "/v1/*",
-  bodyLimit({
-    maxSize: MAX_BODY_BYTES,
-    onError: () => {
-      throw new ProblemError("payload_too_large", { detail: `request bodies are limited to ${MAX_BODY_BYTES} bytes` });
-    },
-  }),
-);
+// A captions file may be larger than any JSON body; its route has a limit of its own.
+const generalBodyLimit = bodyLimit({
+  maxSize: MAX_BODY_BYTES,
+  onError: () => {
+    throw new ProblemError("payload_too_large", { detail: `request bodies are limited to ${MAX_BODY_BYTES} bytes` });
+  },
+});
+app.use("/v1/*", async (c, next) => (CAPTIONS_PATH.test(c.req.path) ? next() : generalBodyLimit(c, next)));
 
 app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer" });
 
@@ -55,6 +55,7 @@ const routes = app
   .route("/v1/uploads", uploads)
   .route("/v1/uploads", multipart)
   .route("/v1/jobs", jobs)
+  .route("/v1/jobs", captions)
   .route("/v1/stats", stats)
   .route(PLAYBACK_PATH, playback)
   .route(MACHINE_EVENTS_PATH, machineEvents);

@@ -8,7 +8,14 @@ import { createReadStream, createWriteStream } from "node:fs";
 import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
-import type { ProbeSummary } from "@tcoder/worker/contract";
+import {
+  type ProbeSummary,
+  parseCues,
+  SUBTITLES_GROUP,
+  segmentCues,
+  subtitleSegmentName,
+  writeVtt,
+} from "@tcoder/worker/contract";
 import type { AudioGroup, PlannedAudio } from "../media/audio-plan.ts";
 import { type TranscodeSpec, workLayout } from "../media/ffmpeg-args.ts";
 import { encodedDurationSeconds } from "../media/inspect.ts";
@@ -32,9 +39,6 @@ import { cacheControlFor, contentTypeFor, manifestKey } from "./layout.ts";
 import type { Manifest, ManifestAudio, ManifestRendition, ManifestSubtitle } from "./manifest.ts";
 import { packageKey, packagePaths } from "./manifest.ts";
 import { buildSprite, type ThumbnailPlan, writeThumbnailsVtt } from "./thumbnails.ts";
-import { parseCues, segmentCues, writeVtt } from "./webvtt.ts";
-
-const SUBTITLES_GROUP = "subs";
 
 export interface PackageJob {
   jobId: string;
@@ -181,7 +185,7 @@ export async function buildPackage(
       const cues = parseCues(await readFile(join(dir, workLayout.subtitle(sub.name)), "utf8"));
       const subDir = join(dir, workLayout.hlsDir(sub.name));
       await mkdir(subDir, { recursive: true });
-      const segmented = segmentCues(cues, boundaries, (i) => `seg_${String(i).padStart(5, "0")}.vtt`);
+      const segmented = segmentCues(cues, boundaries, subtitleSegmentName);
       for (const segment of segmented.segments) {
         await writeFile(join(subDir, segment.uri), segment.text);
         await track(item(join(subDir, segment.uri), key(`hls/${sub.name}/${segment.uri}`)), media);

@@ -1,31 +1,17 @@
 /**
  * HLS master playlist from what was actually encoded: bandwidths measured from the segments on
- * disk, codecs from the encoded stream, so players pick renditions on real numbers.
+ * disk, codecs from the encoded stream, so players pick renditions on real numbers. The playlist
+ * shapes and the writer are the contract's (`contract/hls.ts`), shared with the API.
  */
+import type { MediaPlaylist } from "@tcoder/worker/contract";
 
-export interface MediaPlaylist {
-  /** The init segment (EXT-X-MAP URI), relative to the playlist. */
-  initSegment?: string;
-  segments: { uri: string; durationSeconds: number }[];
-  durationSeconds: number;
-}
-
-export function parseMediaPlaylist(text: string): MediaPlaylist {
-  const segments: MediaPlaylist["segments"] = [];
-  let initSegment: string | undefined;
-  let pendingDuration: number | null = null;
-  for (const raw of text.split("\n")) {
-    const line = raw.trim();
-    if (line.startsWith("#EXT-X-MAP:")) initSegment = /URI="([^"]+)"/.exec(line)?.[1];
-    else if (line.startsWith("#EXTINF:")) pendingDuration = Number.parseFloat(line.slice("#EXTINF:".length));
-    else if (line && !line.startsWith("#") && pendingDuration !== null) {
-      segments.push({ uri: line, durationSeconds: pendingDuration });
-      pendingDuration = null;
-    }
-  }
-  const durationSeconds = segments.reduce((sum, s) => sum + s.durationSeconds, 0);
-  return { ...(initSegment ? { initSegment } : {}), segments, durationSeconds };
-}
+export {
+  type MediaPlaylist,
+  type MediaRendition,
+  parseMediaPlaylist,
+  type VariantStream,
+  writeMasterPlaylist,
+} from "@tcoder/worker/contract";
 
 /** Peak (largest segment's rate, with the init segment for the first) and average bits per second. */
 export function measureBandwidth(
@@ -105,64 +91,3 @@ export const AAC_LC_CODEC = "mp4a.40.2";
 /** HLS `VIDEO-RANGE` of a rendition's dynamic range. */
 const VIDEO_RANGES = { sdr: "SDR", pq: "PQ", hlg: "HLG" } as const;
 export const videoRangeOf = (range: keyof typeof VIDEO_RANGES) => VIDEO_RANGES[range];
-
-export interface VariantStream {
-  uri: string;
-  bandwidth: number;
-  averageBandwidth: number;
-  codecs: string[];
-  resolution?: { width: number; height: number };
-  frameRate?: number;
-  videoRange?: "SDR" | "PQ" | "HLG";
-  /** GROUP-ID of the alternate audio renditions this variant plays with. */
-  audioGroup?: string;
-  /** GROUP-ID of the subtitle renditions offered with this variant. */
-  subtitlesGroup?: string;
-}
-
-/** An alternate rendition (`EXT-X-MEDIA`). */
-export interface MediaRendition {
-  type: "AUDIO" | "SUBTITLES";
-  groupId: string;
-  name: string;
-  language?: string;
-  default: boolean;
-  /** Subtitles only: shown even when the viewer chose none (foreign-language dialog). */
-  forced?: boolean;
-  channels?: number;
-  uri: string;
-}
-
-// A quoted-string may hold neither a double quote nor a line break (RFC 8216 §4.2).
-const quoted = (value: string) => `"${value.replace(/["\r\n]/g, "'")}"`;
-
-const mediaLine = (m: MediaRendition) =>
-  `#EXT-X-MEDIA:${[
-    `TYPE=${m.type}`,
-    `GROUP-ID=${quoted(m.groupId)}`,
-    `NAME=${quoted(m.name)}`,
-    ...(m.language ? [`LANGUAGE=${quoted(m.language)}`] : []),
-    `DEFAULT=${m.default ? "YES" : "NO"}`,
-    "AUTOSELECT=YES",
-    ...(m.type === "SUBTITLES" ? [`FORCED=${m.forced ? "YES" : "NO"}`] : []),
-    ...(m.channels ? [`CHANNELS=${quoted(String(m.channels))}`] : []),
-    `URI=${quoted(m.uri)}`,
-  ].join(",")}`;
-
-export function writeMasterPlaylist(variants: readonly VariantStream[], media: readonly MediaRendition[] = []): string {
-  const lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS", ...media.map(mediaLine)];
-  for (const v of [...variants].sort((a, b) => b.bandwidth - a.bandwidth)) {
-    const attributes = [
-      `BANDWIDTH=${v.bandwidth}`,
-      `AVERAGE-BANDWIDTH=${v.averageBandwidth}`,
-      ...(v.resolution ? [`RESOLUTION=${v.resolution.width}x${v.resolution.height}`] : []),
-      `CODECS="${v.codecs.join(",")}"`,
-      ...(v.frameRate ? [`FRAME-RATE=${v.frameRate.toFixed(3)}`] : []),
-      ...(v.videoRange ? [`VIDEO-RANGE=${v.videoRange}`] : []),
-      ...(v.audioGroup ? [`AUDIO=${quoted(v.audioGroup)}`] : []),
-      ...(v.subtitlesGroup ? [`SUBTITLES=${quoted(v.subtitlesGroup)}`] : []),
-    ];
-    lines.push(`#EXT-X-STREAM-INF:${attributes.join(",")}`, v.uri);
-  }
-  return `${lines.join("\n")}\n`;
-}

@@ -81,7 +81,14 @@ export function createClient(options: ClientOptions & { resolveSource?: SourceRe
   const doFetch: typeof fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
   const preferXhr = options.fetch === undefined;
 
-  async function api<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+  /** A JSON call; with `textType`, `body` is a string sent as it is with that content type (a captions file). */
+  async function api<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    signal?: AbortSignal,
+    textType?: string,
+  ): Promise<T> {
     let res: Response;
     try {
       res = await doFetch(`${baseUrl}${path}`, {
@@ -89,9 +96,9 @@ export function createClient(options: ClientOptions & { resolveSource?: SourceRe
         headers: {
           authorization: `Bearer ${options.token}`,
           accept: "application/json",
-          ...(body === undefined ? {} : { "content-type": "application/json" }),
+          ...(body === undefined ? {} : { "content-type": textType ?? "application/json" }),
         },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        ...(body === undefined ? {} : { body: textType ? String(body) : JSON.stringify(body) }),
         ...(signal ? { signal } : {}),
       });
     } catch (err) {
@@ -414,6 +421,28 @@ export function createClient(options: ClientOptions & { resolveSource?: SourceRe
         opts.expiresInSeconds === undefined ? {} : { expiresInSeconds: opts.expiresInSeconds },
         opts.signal,
       ),
+
+    /**
+     * Adds captions (a WebVTT or SubRip file's text) in `language` to a completed job: they become a
+     * subtitle rendition of its HLS package and the master playlist is republished. The same
+     * language again replaces them. Rejects with `invalid_captions`, `captions_too_large`, or
+     * `invalid_state` for a job that is not completed.
+     */
+    addCaptions: (id: string, captions: { language: string; text: string; name?: string; signal?: AbortSignal }) =>
+      api<Job>(
+        "POST",
+        `${jobPath(id)}/captions?${new URLSearchParams({
+          language: captions.language,
+          ...(captions.name ? { name: captions.name } : {}),
+        })}`,
+        captions.text,
+        captions.signal,
+        captions.text.replace(/^\uFEFF/, "").startsWith("WEBVTT") ? "text/vtt" : "application/x-subrip",
+      ),
+
+    /** Removes the captions added in `language` (`captions_not_found` if there are none) and republishes the master. */
+    removeCaptions: (id: string, language: string, opts: { signal?: AbortSignal } = {}) =>
+      api<Job>("DELETE", `${jobPath(id)}/captions/${encodeURIComponent(language)}`, undefined, opts.signal),
 
     /** Queue, machine pool, and usage over the last 24 hours and 30 days with its estimated cost. */
     stats: (opts: { signal?: AbortSignal } = {}) => api<Stats>("GET", "/v1/stats", undefined, opts.signal),

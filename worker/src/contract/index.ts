@@ -1,4 +1,5 @@
 export * from "./addresses.ts";
+export * from "./hls.ts";
 export * from "./job.ts";
 export * from "./language.ts";
 export * from "./loudness.ts";
@@ -7,3 +8,4 @@ export * from "./playback.ts";
 export * from "./presets.ts";
 export * from "./r2-events.ts";
 export * from "./signing.ts";
+export * from "./webvtt.ts";

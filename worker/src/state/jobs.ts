@@ -46,15 +46,18 @@ import {
   finishPurgeScript,
   flatToRecord,
   listJobsScript,
+  lockPackageScript,
   machineEventScript,
   markUploadedScript,
   readJobScript,
   recordCallbackScript,
   recoverLeasesScript,
+  replaceOutputsScript,
   retryScript,
   runScript,
   type StateRedis,
   statsScript,
+  unlockPackageScript,
 } from "./scripts.ts";
 
 /** The stored job: the public `Job`, except outputs are keys (the API adds URLs). */
@@ -651,4 +654,41 @@ export async function recordCallbackState(
     callback: JSON.stringify(callback),
   });
   return res.found === true;
+}
+
+/**
+ * Runs `change` holding the job's package lock, so two republishes of one package (captions added
+ * and removed at once) never interleave; null when another change holds it. The lock expires after
+ * `ttlMs` should this worker die mid-way.
+ */
+export async function withPackageLock<T>(
+  redis: StateRedis,
+  jobId: string,
+  change: () => Promise<T>,
+  ttlMs = 60_000,
+): Promise<{ locked: false } | { locked: true; value: T }> {
+  const lockKey = keys.packageLock(jobId);
+  const token = crypto.randomUUID();
+  const res = await runScript<{ locked: boolean }>(redis, lockPackageScript, [], { lockKey, token, ttlMs });
+  if (!res.locked) return { locked: false };
+  try {
+    return { locked: true, value: await change() };
+  } finally {
+    await runScript(redis, unlockPackageScript, [], { lockKey, token });
+  }
+}
+
+/** A completed job's outputs after its package was republished (captions); refused once it is no longer completed. */
+export function replaceCompletedOutputs(
+  redis: StateRedis,
+  id: string,
+  outputs: OutputKeys,
+  nowMs: number,
+): Promise<JobChange> {
+  return changeJob(redis, replaceOutputsScript, [], {
+    now: String(nowMs),
+    jobKey: keys.job(id),
+    state: S.completed,
+    outputs: JSON.stringify(OutputKeys.parse(outputs)),
+  });
 }

@@ -21,6 +21,8 @@
  *                                   counted when an attempt ends or a job completes; expires after 32 days
  * - `tcoder:usage:stored-bytes`     integer: bytes completed jobs keep stored (source + package),
  *                                   less what deleting them removed
+ * - `tcoder:job-package-lock:<id>`  string token, expiring: held while the API republishes a finished
+ *                                   job's package (captions added or removed), one change at a time
  *
  * Scripts receive fixed keys as KEYS and the per-id prefixes below in their config, so a key name
  * is still only ever built from this file.
@@ -45,6 +47,7 @@ export const keys = {
   usageHourPrefix: `${prefix}usage:hour:`,
   usageHour: (hourStartMs: number) => `${prefix}usage:hour:${hourStartMs}`,
   storedBytes: `${prefix}usage:stored-bytes`,
+  packageLock: (id: string) => `${prefix}job-package-lock:${id}`,
 } as const;
 
 /** Uploaded sources live at `inputs/<jobId>/<name>` in the input bucket. */

@@ -399,6 +399,30 @@ return reply({queued = redis.call('ZCARD', KEYS[1]), running = redis.call('ZCARD
 `);
 
 /** KEYS: none. Records client-callback delivery state without resurrecting a deleted job. */
+/** No KEYS. Takes a job's package lock (`cfg.lockKey`) for `cfg.token` unless another holds it. */
+export const lockPackageScript = script(`
+local taken = redis.call('SET', cfg.lockKey, cfg.token, 'NX', 'PX', cfg.ttlMs)
+return reply({locked = taken ~= false})
+`);
+
+/** No KEYS. Releases the package lock only if `cfg.token` still holds it (an expired one may be another's). */
+export const unlockPackageScript = script(`
+if redis.call('GET', cfg.lockKey) == cfg.token then redis.call('DEL', cfg.lockKey) end
+return reply({})
+`);
+
+/**
+ * No KEYS. A completed job's outputs, replaced after its package was republished; refused when the
+ * job is no longer in `cfg.state` (deleted meanwhile).
+ */
+export const replaceOutputsScript = script(`
+local state = redis.call('HGET', cfg.jobKey, 'state')
+if not state then return reply({result = 'not_found'}) end
+if state ~= cfg.state then return reply({result = 'invalid_state', job = job_flat(cfg.jobKey)}) end
+redis.call('HSET', cfg.jobKey, 'outputs', cfg.outputs, 'updatedAt', cfg.now)
+return reply({result = 'ok', job = job_flat(cfg.jobKey)})
+`);
+
 export const recordCallbackScript = script(`
 if redis.call('EXISTS', cfg.jobKey) == 0 then return reply({found = false}) end
 redis.call('HSET', cfg.jobKey, 'callback', cfg.callback)

@@ -127,3 +127,31 @@ export function fetchObject(
 ): Promise<Response> {
   return s3Fetch(settings, objectUrl(settings, bucket, key), { method, headers: range ? { range } : {} }, method);
 }
+
+/** PUT a small object (a playlist, a WebVTT file) with the headers players are served. */
+export async function putObject(
+  settings: S3Settings,
+  bucket: string,
+  key: string,
+  body: string,
+  headers: { contentType: string; cacheControl: string },
+): Promise<void> {
+  const res = await s3Fetch(
+    settings,
+    objectUrl(settings, bucket, key),
+    { method: "PUT", headers: { "content-type": headers.contentType, "cache-control": headers.cacheControl }, body },
+    "PUT",
+  );
+  if (!res.ok) throw new StorageError(`PUT answered ${res.status}`);
+}
+
+/** GET a small object as text; null when it does not exist. */
+export async function getObjectText(settings: S3Settings, bucket: string, key: string): Promise<string | null> {
+  const res = await fetchObject(settings, bucket, key);
+  if (res.status === 404) {
+    await res.body?.cancel();
+    return null;
+  }
+  if (!res.ok) throw new StorageError(`GET answered ${res.status}`);
+  return res.text();
+}

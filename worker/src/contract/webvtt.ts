@@ -1,7 +1,8 @@
 /**
- * WebVTT subtitle renditions for HLS: the whole-file WebVTT ffmpeg writes, cut into segments on
+ * WebVTT subtitle renditions for HLS: a whole WebVTT (or SubRip) document, cut into segments on
  * the video's segment boundaries (a cue that spans a boundary is repeated in both segments, as
- * RFC 8216 §3.5 expects), each segment mapped onto the media timeline that starts at zero.
+ * RFC 8216 §3.5 expects), each segment mapped onto the media timeline that starts at zero. Machines
+ * cut the source's subtitles with it; the API cuts captions added to a finished job the same way.
  */
 
 export interface Cue {
@@ -16,6 +17,25 @@ const TIMING = /^(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{3})\s+-->\s+(?:(\d+):)?(\d{
 
 const seconds = (h: string | undefined, m: string, s: string, ms: string) =>
   Number(h ?? 0) * 3600 + Number(m) * 60 + Number(s) + Number(ms) / 1000;
+
+/** The name of a subtitle rendition's `index`th segment, next to its media playlist. */
+export const subtitleSegmentName = (index: number) => `seg_${String(index).padStart(5, "0")}.vtt`;
+
+/**
+ * What a captions file is: WebVTT (its `WEBVTT` signature line), SubRip (numbered cues with comma
+ * timings), or neither (null).
+ */
+export function captionsFormat(text: string): "webvtt" | "subrip" | null {
+  const body = text.replace(/^\uFEFF/, "").replace(/\r\n?/g, "\n");
+  if (/^WEBVTT(?:[ \t].*)?(?:\n|$)/.test(body)) return "webvtt";
+  const first = body.trimStart().split("\n");
+  if (
+    /^\d+\s*$/.test(first[0] ?? "") &&
+    /^\d{1,2}:\d{2}:\d{2},\d{3}\s+-->\s+\d{1,2}:\d{2}:\d{2},\d{3}/.test(first[1] ?? "")
+  )
+    return "subrip";
+  return null;
+}
 
 /** Cues of a WebVTT (or SubRip: the same cue shape with comma decimals) document, in order. */
 export function parseCues(text: string): Cue[] {
