@@ -13,6 +13,7 @@ import type {
   StackValidationPolicy,
 } from "@pulumi/policy";
 import { crons, secrets, type VarName } from "@tcoder/worker/bindings";
+import { machineSizeProblem } from "@tcoder/worker/fly/platform";
 
 export const types = {
   bucket: "cloudflare:index/r2Bucket:R2Bucket",
@@ -182,15 +183,17 @@ export const machineSizeAndCap: ResourceValidationPolicy = {
     bounded("MAX_MACHINES", 1, config.maxMachines);
     const cpus = bounded("MACHINE_CPUS", 1, config.maxCpus);
     const memory = bounded("MACHINE_MEMORY_MB", 256, config.maxMemoryMb);
-    if (Number.isInteger(memory) && memory % 256 !== 0)
-      reportViolation(`MACHINE_MEMORY_MB ${memory} is not a multiple of 256`);
-    if (Number.isInteger(cpus) && Number.isInteger(memory) && memory < cpus * 256) {
-      reportViolation(`MACHINE_MEMORY_MB ${memory} is below Fly's 256 MB per CPU for ${cpus} CPUs`);
-    }
     const kind = plainText(args.props, "MACHINE_CPU_KIND");
     if (!kind || !config.cpuKinds.includes(kind)) {
       reportViolation(`MACHINE_CPU_KIND is ${kind ?? "missing"}; allowed ${config.cpuKinds.join(", ")}`);
     }
+    // Within the organization's bounds, the size must still be one Fly creates (per-CPU memory
+    // floors and ceilings, CPU counts, 256 MB steps), or every machine create fails after `up`.
+    const flyRefuses =
+      kind && config.cpuKinds.includes(kind) && Number.isInteger(cpus) && Number.isInteger(memory)
+        ? machineSizeProblem({ cpu_kind: kind, cpus, memory_mb: memory })
+        : undefined;
+    if (flyRefuses) reportViolation(`Fly refuses this machine size: ${flyRefuses}`);
   },
 };
 

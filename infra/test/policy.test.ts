@@ -224,16 +224,31 @@ describe("mandatory: machine size and cap within bounds", () => {
       "MAX_MACHINES is 50; allowed 1..10",
     ]);
   });
-  test("rejects too many CPUs, odd memory and an unknown cpu kind", async () => {
-    const props = sizedWorker({ MACHINE_CPUS: "16", MACHINE_MEMORY_MB: "1000", MACHINE_CPU_KIND: "gpu" });
+  test("rejects too many CPUs and an unknown cpu kind", async () => {
+    const props = sizedWorker({ MACHINE_CPUS: "16", MACHINE_MEMORY_MB: "1024", MACHINE_CPU_KIND: "gpu" });
     const found = await violationsOf(machineSizeAndCap, types.script, props);
-    expect(found).toEqual(
-      expect.arrayContaining([
-        "MACHINE_CPUS is 16; allowed 1..8",
-        "MACHINE_MEMORY_MB 1000 is not a multiple of 256",
-        "MACHINE_CPU_KIND is gpu; allowed shared, performance",
-      ]),
-    );
+    expect(found).toEqual(["MACHINE_CPUS is 16; allowed 1..8", "MACHINE_CPU_KIND is gpu; allowed shared, performance"]);
+  });
+  test("rejects sizes within the bounds that Fly does not create", async () => {
+    const size = (MACHINE_CPU_KIND: string, MACHINE_CPUS: string, MACHINE_MEMORY_MB: string) =>
+      violationsOf(machineSizeAndCap, types.script, sizedWorker({ MACHINE_CPU_KIND, MACHINE_CPUS, MACHINE_MEMORY_MB }));
+    expect(await size("performance", "2", "2048")).toEqual([
+      "Fly refuses this machine size: memory_mb 2048 is below the minimum of 4096 MB for 2 performance CPUs (2048 MB each)",
+    ]);
+    expect(await size("shared", "2", "256")).toEqual([
+      "Fly refuses this machine size: memory_mb 256 is below the minimum of 512 MB for 2 shared CPUs (256 MB each)",
+    ]);
+    expect(await size("shared", "1", "4096")).toEqual([
+      "Fly refuses this machine size: memory_mb 4096 is above the maximum of 2048 MB for 1 shared CPUs (2048 MB each)",
+    ]);
+    expect(await size("performance", "3", "6144")).toEqual([
+      "Fly refuses this machine size: 3 performance CPUs is not a machine size; choose one of 1, 2, 4, 6, 8, 10, 12, 14, 16",
+    ]);
+    expect(await size("shared", "1", "1000")).toEqual([
+      "Fly refuses this machine size: memory_mb 1000 is not a multiple of 256",
+    ]);
+    expect(await size("shared", "1", "256")).toEqual([]);
+    expect(await size("performance", "1", "2048")).toEqual([]);
   });
   test("bounds come from policy config", async () => {
     const found = await violationsOf(machineSizeAndCap, types.script, sizedWorker({ MAX_MACHINES: "3" }), {

@@ -2,6 +2,7 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import FlyAdmin from "fly-admin/dist/client.js";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   type FlyMachine,
@@ -304,6 +305,105 @@ describe("local Fly Machines API: machines", () => {
     const answers = [];
     for (let i = 0; i < 3; i++) answers.push((await flaky("GET", "/v1/apps?org_slug=personal")).status);
     expect(answers).toEqual([200, 500, 200]);
+  });
+});
+
+describe("local Fly Machines API: what Fly refuses, through the fly-admin client", () => {
+  const app_name = "tcoder-machines";
+  async function withFlyAdmin() {
+    const ctx = await withApp();
+    return { ...ctx, fly: new FlyAdmin(token, { apiUrl: ctx.api.url }).Machine };
+  }
+  /** fly-admin throws `Error("<status>: <body>")` for a refused call. */
+  const refusal = (promise: Promise<unknown>) =>
+    promise.then(
+      () => ({ status: 200, error: "" }),
+      (err: Error) => {
+        const [status = "", ...body] = err.message.split(": ");
+        return { status: Number(status), error: String(JSON.parse(body.join(": ")).error) };
+      },
+    );
+
+  it("answers 409 already_exists to a second machine with a taken name; a destroyed machine's name is free again", async () => {
+    const { fly, call } = await withFlyAdmin();
+    const first = await fly.createMachine({ app_name, name: "tcoder-one", region: "iad", config: machineConfig });
+    const second = await refusal(fly.createMachine({ app_name, name: "tcoder-one", config: machineConfig }));
+    expect(second.status).toBe(409);
+    expect(second.error).toMatch(/^already_exists: .*"tcoder-one"/);
+    expect((await fly.listMachines(app_name)).map((m) => m.id)).toEqual([first.id]);
+
+    await fly.deleteMachine({ app_name, machine_id: first.id, force: true });
+    // fly-admin's wait knows no "destroyed" state; Fly's API does.
+    await call("GET", `/v1/apps/${app_name}/machines/${first.id}/wait?state=destroyed`);
+    const again = await fly.createMachine({ app_name, name: "tcoder-one", config: machineConfig });
+    expect(again.id).not.toBe(first.id);
+  });
+
+  it("answers 400 to machine sizes Fly does not offer and accepts the smallest and largest it does", async () => {
+    const { fly } = await withFlyAdmin();
+    const sized = (cpu_kind: "shared" | "performance", cpus: number, memory_mb: number) =>
+      refusal(
+        fly.createMachine({
+          app_name,
+          skip_launch: true,
+          config: { ...machineConfig, guest: { cpu_kind, cpus, memory_mb } },
+        }),
+      );
+    const refused = [
+      await sized("performance", 2, 2048), // 2,048 MB per performance CPU at least
+      await sized("shared", 2, 256), // 256 MB per shared CPU at least
+      await sized("shared", 1, 4096), // 2,048 MB per shared CPU at most
+      await sized("performance", 1, 16384), // 8,192 MB per performance CPU at most
+      await sized("performance", 3, 6144), // not a Fly size
+      await sized("shared", 16, 4096), // shared CPUs stop at 8
+      await sized("shared", 1, 300), // not a multiple of 256
+    ];
+    expect(refused.map((r) => r.status)).toEqual([400, 400, 400, 400, 400, 400, 400]);
+    expect(refused[0]?.error).toContain("minimum of 4096 MB for 2 performance CPUs");
+    expect((await sized("shared", 1, 256)).status).toBe(200);
+    expect((await sized("performance", 16, 131072)).status).toBe(200);
+  });
+
+  it("refuses a region Fly does not have (422) and places machines in the region asked for", async () => {
+    const { fly } = await withFlyAdmin();
+    const unknown = await refusal(fly.createMachine({ app_name, region: "xyz", config: machineConfig }));
+    expect(unknown).toEqual({ status: 422, error: 'region "xyz" not found' });
+    expect((await fly.createMachine({ app_name, region: "syd", config: machineConfig })).region).toBe("syd");
+  });
+
+  it("lists machines filtered by region and by metadata", async () => {
+    const { fly } = await withFlyAdmin();
+    const create = (region: string, role: string) =>
+      fly.createMachine({ app_name, region, config: { ...machineConfig, metadata: { "tcoder-role": role } } });
+    const iadWorker = await create("iad", "transcoder");
+    const amsWorker = await create("ams", "transcoder");
+    const amsOther = await create("ams", "other");
+    const ids = (list: { id: string }[]) => list.map((m) => m.id).sort();
+
+    expect(ids(await fly.listMachines({ app_name, region: "ams" }))).toEqual(ids([amsWorker, amsOther]));
+    // fly-admin passes any other field through as a query parameter, as Fly's `metadata.{key}` filter needs.
+    const byRole = { app_name, "metadata.tcoder-role": "transcoder" } as Parameters<typeof fly.listMachines>[0];
+    expect(ids(await fly.listMachines(byRole))).toEqual(ids([iadWorker, amsWorker]));
+    const both = { app_name, region: "ams", "metadata.tcoder-role": "transcoder" } as typeof byRole;
+    expect(ids(await fly.listMachines(both))).toEqual([amsWorker.id]);
+  });
+
+  it("a stop that names no signal (no body at all) sends SIGINT, Fly's default", async () => {
+    const { call, api } = await withApp();
+    const { body: m } = await call("POST", "/v1/apps/tcoder-machines/machines", { config: machineConfig });
+    const base = `/v1/apps/tcoder-machines/machines/${m.id}`;
+    await call("GET", `${base}/wait?state=started`);
+    const res = await fetch(`${api.url}${base}/stop`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(res.status).toBe(200);
+    await call("GET", `${base}/wait?state=stopped&instance_id=${m.instance_id}`);
+    const { body: stopped } = await call("GET", base);
+    const requested = stopped.events.find(
+      (e: { type: string; status: string }) => e.type === "stop" && e.status === "requested",
+    );
+    expect(requested.request).toEqual({ signal: "SIGINT" });
   });
 });
 

@@ -210,14 +210,24 @@ export function createFlyClientWith(opts: FlyClientOptions): FlyClient {
 
   const id = (machineId: string) => `/${encodeURIComponent(machineId)}`;
 
+  const findByName = async (name: string) =>
+    (await client.listMachines().catch(() => [])).find((m) => m.name === name) ?? null;
+
   const client: FlyClient = {
-    createMachine: (input) =>
-      // A 5xx or lost response may still have created the machine: look for it by name before
-      // trying again, so a retry never makes a second one.
-      request<FlyMachine>("POST", "", input, async () => {
-        const existing = await client.listMachines().catch(() => []);
-        return existing.find((m) => m.name === input.name) ?? null;
-      }),
+    createMachine: async (input) => {
+      try {
+        // A 5xx or lost response may still have created the machine: look for it by name before
+        // trying again, so a retry never makes a second one.
+        return await request<FlyMachine>("POST", "", input, () => findByName(input.name));
+      } catch (err) {
+        // Fly's 409 already_exists: a machine has this name, made by an earlier try of this same
+        // create (names carry the reservation token) whose answer never arrived. Adopt it.
+        if (!(err instanceof FlyApiError && err.status === 409)) throw err;
+        const existing = await findByName(input.name);
+        if (!existing) throw err;
+        return existing;
+      }
+    },
     listMachines: () => request<FlyMachine[]>("GET", "").then((list) => (Array.isArray(list) ? list : [])),
     getMachine: (machineId) => request<FlyMachine>("GET", id(machineId)),
     startMachine: (machineId) => request<FlyStartResponse>("POST", `${id(machineId)}/start`).then((r) => r ?? {}),

@@ -134,6 +134,31 @@ test("rate limiting (429, with Retry-After) is waited out and retried within one
   expect(liveFlyMachines()).toHaveLength(1);
 });
 
+test("a create whose first answer was lost and whose retry Fly answers 409 already_exists registers the machine once", async () => {
+  await queueJobs(1);
+  const posts: number[] = [];
+  const fly = createFlyClient(s.settings, {
+    baseDelayMs: 1,
+    maxDelayMs: 5,
+    // The first create reaches Fly but its 200 is lost, and so is the lookup by name before the retry.
+    fetch: async (input, init) => {
+      const res = await fetch(input, init);
+      const isList = String(input).endsWith("/machines");
+      if (init?.method === "POST" && isList) {
+        posts.push(res.status);
+        if (posts.length === 1) return new Response(JSON.stringify({ error: "bad gateway" }), { status: 502 });
+      }
+      if (init?.method === "GET" && isList && posts.length === 1) return new Response("{}", { status: 503 });
+      return res;
+    },
+  });
+  const res = await admitMachines(s.settings, s.redis, fly, T0);
+  expect(posts).toEqual([200, 409]);
+  expect(res.failures).toEqual([]);
+  expect(liveFlyMachines().map((m) => m.id)).toEqual(res.created);
+  expect((await readPool(s.redis)).map((m) => m.id)).toEqual(res.created);
+});
+
 test("a stopped machine whose start fails stays stopped with the error; one Fly no longer has leaves the pool", async () => {
   await queueJobs(1);
   await reconcilePool(s.redis, [{ id: "ghost", flyState: "stopped", phase: "stopped" }], T0, 60_000);

@@ -4,7 +4,13 @@
  */
 import { type LocalFlyApi, noopRunner, startFlyApi } from "@tcoder/local/fly-api";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { createFlyClientWith, FlyApiError, type FlyClient, machinePhase } from "../../src/fly/client.ts";
+import {
+  createFlyClientWith,
+  FlyApiError,
+  type FlyClient,
+  type FlyClientOptions,
+  machinePhase,
+} from "../../src/fly/client.ts";
 
 const APP = "tcoder-machines";
 let api: LocalFlyApi;
@@ -25,6 +31,10 @@ beforeAll(async () => {
 afterAll(async () => {
   await api?.stop();
 });
+
+/** A client of the local API (fast retries) whose calls go through `fetch`, which may lose answers. */
+const clientThrough = (opts: Pick<FlyClientOptions, "fetch"> & Partial<FlyClientOptions>) =>
+  createFlyClientWith({ baseUrl: api.url, appName: APP, token: "fly-token", baseDelayMs: 1, maxDelayMs: 5, ...opts });
 
 const config = {
   image: "registry.fly.io/tcoder-machines:test",
@@ -85,12 +95,7 @@ test("a 404 is not retried", async () => {
 
 test("a create whose answer was lost is found by name instead of creating a second machine", async () => {
   let calls = 0;
-  const lossy = createFlyClientWith({
-    baseUrl: api.url,
-    appName: APP,
-    token: "fly-token",
-    baseDelayMs: 1,
-    maxDelayMs: 5,
+  const lossy = clientThrough({
     // The first create reaches Fly, but its answer is replaced by a 502.
     fetch: async (input, init) => {
       const res = await fetch(input, init);
@@ -104,14 +109,40 @@ test("a create whose answer was lost is found by name instead of creating a seco
   expect(named.map((m) => m.id)).toEqual([machine.id]);
 });
 
+test("a retried create that Fly answers 409 already_exists adopts the machine its lost first try made", async () => {
+  const posts: number[] = [];
+  const lossy = clientThrough({
+    // The first create reaches Fly but its answer is lost, and so is the lookup by name before the
+    // retry: the retry's POST meets the name the first one took.
+    fetch: async (input, init) => {
+      const res = await fetch(input, init);
+      const url = String(input);
+      if (init?.method === "POST" && url.endsWith("/machines")) {
+        posts.push(res.status);
+        if (posts.length === 1) return new Response(JSON.stringify({ error: "bad gateway" }), { status: 502 });
+      }
+      if ((init?.method ?? "GET") === "GET" && url.endsWith("/machines") && posts.length === 1)
+        return new Response(JSON.stringify({ error: "unavailable" }), { status: 503 });
+      return res;
+    },
+  });
+  const machine = await lossy.createMachine({ name: "tcoder-adopted", region: "iad", config });
+  expect(posts).toEqual([200, 409]);
+  const named = (await fly.listMachines()).filter((m) => m.name === "tcoder-adopted");
+  expect(named.map((m) => m.id)).toEqual([machine.id]);
+});
+
+test("a 409 for a name no machine has any more is surfaced, not adopted", async () => {
+  const conflicted = clientThrough({
+    fetch: async () => new Response(JSON.stringify({ error: "already_exists: raced" }), { status: 409 }),
+  });
+  const err = await conflicted.createMachine({ name: "tcoder-nobody", region: "iad", config }).catch((e: unknown) => e);
+  expect(err).toMatchObject({ kind: "conflict", status: 409 });
+});
+
 test("a call the Fly API never answers times out and is retried instead of hanging", async () => {
   let calls = 0;
-  const stalled = createFlyClientWith({
-    baseUrl: api.url,
-    appName: APP,
-    token: "fly-token",
-    baseDelayMs: 1,
-    maxDelayMs: 5,
+  const stalled = clientThrough({
     requestTimeoutMs: 100,
     // The first call is accepted and then never answered.
     fetch: (input, init) => {

@@ -82,7 +82,7 @@ describe("containerRunner behind the local Fly API", () => {
       JOB_LEASE_SECONDS: "30",
       MACHINE_IDLE_STOP_SECONDS: "300",
     };
-    const config = { image: machineImageRef, env, guest: { cpu_kind: "shared", cpus: 1, memory_mb: 300 } };
+    const config = { image: machineImageRef, env, guest: { cpu_kind: "shared", cpus: 1, memory_mb: 256 } };
     const machines = [
       await call("POST", "/v1/apps/tcoder-machines/machines", { config }),
       await call("POST", "/v1/apps/tcoder-machines/machines", { config }),

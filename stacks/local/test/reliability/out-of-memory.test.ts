@@ -18,8 +18,8 @@ describe("a job that needs more memory than its machine has", () => {
     fault = await startFaultStack("out-of-memory", {
       runner: "container",
       maxMachines: 1,
-      // The smallest machine the settings allow; the cron stops it soon after the job ends.
-      vars: { MACHINE_MEMORY_MB: "256", MACHINE_IDLE_STOP_SECONDS: "2" },
+      // The smallest machine Fly offers (shared-cpu-1x, 256 MB); the cron stops it soon after the job ends.
+      vars: { MACHINE_CPU_KIND: "shared", MACHINE_CPUS: "1", MACHINE_MEMORY_MB: "256", MACHINE_IDLE_STOP_SECONDS: "2" },
       // x264's default look-ahead over four 1080p..360p renditions needs far more than 256 MB.
       machineEnv: { X264_PRESET: "medium" },
     });
