@@ -66,7 +66,11 @@ export async function verifyPlaybackToken(
   if (!token) return { ok: false, reason: "missing" };
   const match = /^(\d{1,12})\.([A-Za-z0-9_-]{43})$/.exec(token);
   const mac = match?.[2] ? fromBase64url(match[2]) : null;
-  if (!match || !mac || mac.length !== 32) return { ok: false, reason: "malformed" };
+  // 43 base64url characters carry 258 bits for the MAC's 256: the last one's two spare bits would
+  // let four spellings of one token pass. Only the spelling signPlaybackToken writes is a token.
+  if (!match || !mac || mac.length !== 32 || base64url(mac.buffer) !== match[2]) {
+    return { ok: false, reason: "malformed" };
+  }
   const expiresAt = Number(match[1]);
   if (expiresAt <= nowSeconds) return { ok: false, reason: "expired" };
   const valid = await crypto.subtle.verify("HMAC", await hmacKey(secret), mac, encoder.encode(`${jobId}.${expiresAt}`));

@@ -6,7 +6,13 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Job, MachineEvent } from "../../src/contract/index.ts";
-import { SIGNATURE_HEADER, signPayload, signPlaybackToken, signPlaybackUrl } from "../../src/contract/index.ts";
+import {
+  SIGNATURE_HEADER,
+  signPayload,
+  signPlaybackToken,
+  signPlaybackUrl,
+  verifyPlaybackToken,
+} from "../../src/contract/index.ts";
 import { claimNextJob } from "../../src/state/index.ts";
 import { presignPut } from "../../src/storage/s3.ts";
 import {
@@ -195,6 +201,20 @@ describe("signed playback", () => {
       expect([bad, res.status]).toEqual([bad, 403]);
       expect(await res.text()).not.toContain("0123456789abcdefghij");
     }
+  });
+
+  it("refuses every other spelling of a token's last character (its two spare bits), not only other bytes", async () => {
+    const { token } = await mintToken(job.id);
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const last = alphabet.indexOf(token.at(-1) as string);
+    for (const spare of [1, 2, 3]) {
+      const respelled = `${token.slice(0, -1)}${alphabet[last ^ spare]}`;
+      expect(await verifyPlaybackToken(PLAYBACK_SIGNING_SECRET, job.id, respelled)).toEqual({
+        ok: false,
+        reason: "malformed",
+      });
+    }
+    expect(await verifyPlaybackToken(PLAYBACK_SIGNING_SECRET, job.id, token)).toMatchObject({ ok: true });
   });
 
   it("accepts a URL signed offline with the secret, as the SDK does", async () => {
