@@ -150,21 +150,28 @@ export function isFaststart(bytes: Uint8Array): boolean {
   return false;
 }
 
-/** ffmpeg's interlace detector over the whole file: frames it judged top/bottom field first or progressive. */
-export async function interlaceDetection(path: string): Promise<{ tff: number; bff: number; progressive: number }> {
+/** What ffmpeg logs while running one stream of a file through an analysis filter (idet, astats, ebur128). */
+async function analysisLog(path: string, stream: string, filter: { video: string } | { audio: string }) {
+  const [flag, graph] = "video" in filter ? ["-vf", filter.video] : ["-af", filter.audio];
   const { stderr } = await execFileAsync("ffmpeg", [
     "-hide_banner",
     "-nostats",
     "-i",
     path,
     "-map",
-    "0:v:0",
-    "-vf",
-    "idet",
+    stream,
+    flag,
+    graph,
     "-f",
     "null",
     "-",
   ]);
+  return stderr;
+}
+
+/** ffmpeg's interlace detector over the whole file: frames it judged top/bottom field first or progressive. */
+export async function interlaceDetection(path: string): Promise<{ tff: number; bff: number; progressive: number }> {
+  const stderr = await analysisLog(path, "0:v:0", { video: "idet" });
   const line = /Multi frame detection: TFF:\s*(\d+) BFF:\s*(\d+) Progressive:\s*(\d+)/.exec(stderr);
   if (!line) throw new Error(`idet printed no multi-frame detection for ${path}`);
   return { tff: Number(line[1]), bff: Number(line[2]), progressive: Number(line[3]) };
@@ -242,19 +249,9 @@ export async function audioStreams(path: string) {
 
 /** RMS level (dBFS) of each channel of the first audio stream, by ffmpeg's astats. */
 export async function channelRmsLevels(path: string): Promise<number[]> {
-  const { stderr } = await execFileAsync("ffmpeg", [
-    "-hide_banner",
-    "-nostats",
-    "-i",
-    path,
-    "-map",
-    "0:a:0",
-    "-af",
-    "astats=measure_overall=none:measure_perchannel=RMS_level",
-    "-f",
-    "null",
-    "-",
-  ]);
+  const stderr = await analysisLog(path, "0:a:0", {
+    audio: "astats=measure_overall=none:measure_perchannel=RMS_level",
+  });
   return [...stderr.matchAll(/RMS level dB: (-?[\d.]+|-inf)/g)].map((m) =>
     m[1] === "-inf" ? -Infinity : Number(m[1]),
   );
@@ -262,19 +259,7 @@ export async function channelRmsLevels(path: string): Promise<number[]> {
 
 /** Integrated loudness (LUFS) of one audio stream, by ffmpeg's EBU R128 meter (ebur128). */
 export async function integratedLoudness(path: string, stream = "0:a:0"): Promise<number> {
-  const { stderr } = await execFileAsync("ffmpeg", [
-    "-hide_banner",
-    "-nostats",
-    "-i",
-    path,
-    "-map",
-    stream,
-    "-af",
-    "ebur128=framelog=verbose",
-    "-f",
-    "null",
-    "-",
-  ]);
+  const stderr = await analysisLog(path, stream, { audio: "ebur128=framelog=verbose" });
   const summary = stderr.slice(stderr.lastIndexOf("Integrated loudness:"));
   const match = /I:\s+(-?[\d.]+|-inf) LUFS/.exec(summary);
   if (!match) throw new Error(`no integrated loudness in ebur128's summary for ${path}`);
