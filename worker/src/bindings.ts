@@ -6,6 +6,7 @@
  * Renaming or adding a binding here changes all three.
  */
 import { z } from "zod";
+import { MAX_SINGLE_UPLOAD_BYTES } from "./contract/object-store.ts";
 
 /** Plain-text settings: safe to show in a `pulumi preview` diff. */
 export const vars = {
@@ -32,6 +33,11 @@ export const vars = {
   JOB_MAX_ATTEMPTS: { description: "Attempts before a job fails with lease_expired", example: "3" },
   UPLOAD_EXPIRY_SECONDS: { description: "awaiting_upload jobs expire after this long", example: "3600" },
   MAX_UPLOAD_BYTES: { description: "Largest accepted upload", example: "5368709120" },
+  /** Above this a source goes up in parts: well under the store's single-PUT limit (R2: 4.995 GiB). */
+  SINGLE_PUT_MAX_BYTES: {
+    description: "Largest upload given one presigned PUT; larger ones use multipart",
+    example: "1073741824",
+  },
   DEFAULT_PRESET: { description: "Preset used when a request names none", example: "hls-ladder" },
   /** Where machines post their signed events: the worker's own public URL. */
   CONTROL_PLANE_URL: { description: "Public URL of this worker", example: "https://tcoder.example.workers.dev" },
@@ -207,6 +213,7 @@ export const settingsSchema = z.object({
   JOB_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(20),
   UPLOAD_EXPIRY_SECONDS: seconds,
   MAX_UPLOAD_BYTES: z.coerce.number().int().positive(),
+  SINGLE_PUT_MAX_BYTES: z.coerce.number().int().positive().max(MAX_SINGLE_UPLOAD_BYTES),
   DEFAULT_PRESET: z.string().min(1),
   CONTROL_PLANE_URL: z.url(),
   ALLOW_INSECURE_CALLBACKS: bool.default(false),
@@ -263,6 +270,7 @@ export const defaultVars = {
   JOB_MAX_ATTEMPTS: "3",
   UPLOAD_EXPIRY_SECONDS: "3600",
   MAX_UPLOAD_BYTES: String(5 * 1024 ** 3),
+  SINGLE_PUT_MAX_BYTES: String(1024 ** 3),
   DEFAULT_PRESET: "hls-ladder",
   ALLOW_INSECURE_CALLBACKS: "false",
   ALLOW_LOOPBACK_SOURCE_URLS: "false",

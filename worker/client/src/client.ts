@@ -252,8 +252,9 @@ export function createClient(options: ClientOptions & { resolveSource?: SourceRe
     baseUrl,
 
     /**
-     * Creates a job and uploads its source: one presigned PUT up to `multipartThreshold`, an S3
-     * multipart upload (parallel, retried parts) above it. Resolves with the job once the store
+     * Creates a job and uploads its source: one presigned PUT up to `multipartThreshold` (and the
+     * API's own limit, `SINGLE_PUT_MAX_BYTES`), an S3 multipart upload (parallel, retried parts)
+     * above it. Resolves with the job once the store
      * has the whole source (it then moves to `pending` on the store's event). A failed or aborted
      * multipart upload throws a `TcoderError` carrying `jobId`; `resumeUpload` continues it.
      */
@@ -282,7 +283,9 @@ export function createClient(options: ClientOptions & { resolveSource?: SourceRe
       const jobId = created.jobId;
 
       return forJob(jobId, opts.signal, async (signal) => {
-        if (blob.size > (opts.multipartThreshold ?? DEFAULT_MULTIPART_THRESHOLD)) {
+        // The API gives no single PUT for a source over its stack's limit: that one goes in parts too.
+        const single = created.upload;
+        if (single === null || blob.size > (opts.multipartThreshold ?? DEFAULT_MULTIPART_THRESHOLD)) {
           const plan = await api<MultipartPlan>(
             "POST",
             multipartPath(jobId),
@@ -302,8 +305,8 @@ export function createClient(options: ClientOptions & { resolveSource?: SourceRe
         for (let attempt = 0; ; attempt++) {
           let failure: TcoderError;
           try {
-            const res = await putBlob(created.upload.url, blob, {
-              headers: created.upload.headers,
+            const res = await putBlob(single.url, blob, {
+              headers: single.headers,
               signal,
               fetch: doFetch,
               preferXhr,

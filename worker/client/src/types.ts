@@ -62,7 +62,7 @@ export interface UploadOptions {
   contentType?: string;
   onProgress?: (progress: UploadProgress) => void;
   signal?: AbortSignal;
-  /** Sources larger than this go up as S3 multipart uploads. Default 32 MiB. */
+  /** Sources larger than this go up as S3 multipart uploads, as do those over the API's SINGLE_PUT_MAX_BYTES. Default 32 MiB. */
   multipartThreshold?: number;
   /** Preferred part size (≥ 5 MiB; the API may grow it). Default 8 MiB. */
   partSize?: number;

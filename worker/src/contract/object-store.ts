@@ -15,10 +15,3 @@ export const MAX_PARTS = 10_000;
 export const MAX_KEY_BYTES = 1024;
 /** Custom (`x-amz-meta-*`) metadata of one object: names and values, UTF-8 encoded. */
 export const MAX_METADATA_BYTES = 8192;
-
-/**
- * Sources larger than this go up as multipart uploads; the API hands out no single-PUT URL for
- * them. Well under `MAX_SINGLE_UPLOAD_BYTES`, so a single PUT never meets the store's limit, and
- * large enough that ordinary clips keep the one-request upload.
- */
-export const MULTIPART_UPLOAD_ABOVE_BYTES = 1024 ** 3;

@@ -14,6 +14,7 @@
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Settings } from "../bindings.ts";
+import { MAX_SINGLE_UPLOAD_BYTES as MAX_PART_BYTES, MIN_PART_BYTES } from "../contract/object-store.ts";
 import type { AppEnv } from "../http/context.ts";
 import { validationHook } from "../http/errors.ts";
 import { JOB_ID_PATTERN } from "../http/job-id.ts";
@@ -33,8 +34,6 @@ import {
   createMultipartUpload,
   InvalidPartsError,
   listUploadedParts,
-  MAX_PART_BYTES,
-  MIN_PART_BYTES,
   presignParts,
   type UploadedPart,
 } from "../storage/multipart.ts";

@@ -1,5 +1,6 @@
 /**
- * `POST /v1/uploads`: reserve a job and hand the client a presigned PUT for its source. The job
+ * `POST /v1/uploads`: reserve a job and hand the client a presigned PUT for its source, or, for a
+ * source over `SINGLE_PUT_MAX_BYTES`, none (it goes up in parts, `routes/multipart.ts`). The job
  * waits in `awaiting_upload` until the store's object-created event moves it to `pending`.
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
@@ -35,12 +36,18 @@ const UploadRequest = z
 const UploadResponse = z
   .object({
     jobId: z.string(),
-    upload: z.object({
-      url: z.url(),
-      method: z.literal("PUT"),
-      headers: z.object({ "content-type": z.string(), "content-length": z.string() }),
-      expiresAt: z.iso.datetime(),
-    }),
+    upload: z
+      .object({
+        url: z.url(),
+        method: z.literal("PUT"),
+        headers: z.object({ "content-type": z.string(), "content-length": z.string() }),
+        expiresAt: z.iso.datetime(),
+      })
+      .nullable()
+      .openapi({
+        description:
+          "The presigned single PUT; null for a source over the stack's SINGLE_PUT_MAX_BYTES, which goes up in parts (POST /v1/uploads/{id}/multipart)",
+      }),
     job: PublicJob,
   })
   .openapi("UploadResponse");
@@ -84,14 +91,18 @@ export const uploads = new OpenAPIHono<AppEnv>({ defaultHook: validationHook }).
     const jobId = newJobId(nowMs);
     const key = inputKeyFor(jobId, safeFileName(body.filename));
     const uploadExpiresAt = nowMs + settings.UPLOAD_EXPIRY_SECONDS * 1000;
-    const upload = await presignPut(settings, {
-      bucket: settings.INPUT_BUCKET,
-      key,
-      contentType,
-      sizeBytes: body.size,
-      expiresInSeconds: settings.UPLOAD_EXPIRY_SECONDS,
-      nowMs,
-    });
+    // A single PUT is for sources well under the store's limit (R2: 4.995 GiB); larger ones go multipart.
+    const upload =
+      body.size > settings.SINGLE_PUT_MAX_BYTES
+        ? null
+        : await presignPut(settings, {
+            bucket: settings.INPUT_BUCKET,
+            key,
+            contentType,
+            sizeBytes: body.size,
+            expiresInSeconds: settings.UPLOAD_EXPIRY_SECONDS,
+            nowMs,
+          });
     const job = await createJob(
       c.get("redis"),
       {

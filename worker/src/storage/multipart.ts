@@ -5,12 +5,7 @@
 import { objectUrl, presignUrl, type S3Settings, StorageError, s3Fetch } from "./s3.ts";
 import { element, elements, escapeXml } from "./xml.ts";
 
-/** S3's limits: every part but the last at least 5 MiB, at most 5 GiB, at most 10,000 parts. */
-export const MIN_PART_BYTES = 5 * 1024 * 1024;
-export const MAX_PART_BYTES = 5 * 1024 ** 3;
-export const MAX_PARTS = 10_000;
-
-/** The store refused the parts a client listed (unknown part, wrong ETag, a part too small). */
+/** The store refused the parts a client listed (unknown part, wrong ETag, a part too small, parts of unequal sizes). */
 export class InvalidPartsError extends Error {
   override readonly name = "InvalidPartsError";
 }

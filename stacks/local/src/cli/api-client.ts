@@ -5,6 +5,7 @@
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { Readable } from "node:stream";
+import { createClient, TcoderError } from "@tcoder/client/node";
 import type { Job } from "@tcoder/worker/contract";
 import { fetchOrExplain } from "./unreachable.ts";
 
@@ -28,7 +29,8 @@ export class ApiError extends Error {
 
 export interface UploadTicket {
   jobId: string;
-  upload: { url: string; method: "PUT"; headers: Record<string, string>; expiresAt: string };
+  /** null for a source over the stack's SINGLE_PUT_MAX_BYTES: it goes up in parts (`uploadInParts`). */
+  upload: { url: string; method: "PUT"; headers: Record<string, string>; expiresAt: string } | null;
   job: Job;
 }
 
@@ -42,6 +44,7 @@ export interface Stats {
 
 export function createApiClient({ baseUrl, token }: { baseUrl: string; token: string }) {
   const origin = new URL(baseUrl).origin;
+  const sdk = createClient({ baseUrl, token });
   const call = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
     const response = await fetchOrExplain(
       new URL(path, baseUrl),
@@ -96,16 +99,31 @@ export function createApiClient({ baseUrl, token }: { baseUrl: string; token: st
     /** Deletes the job's source and outputs; answers 204 (also for a job already deleted). */
     deleteJob: (id: string) => call<undefined>("DELETE", `/v1/jobs/${encodeURIComponent(id)}`),
     stats: () => call<Stats>("GET", "/v1/stats"),
+    /** Starts the job's multipart upload and sends the file's parts with the SDK, reporting bytes sent. */
+    async uploadInParts(jobId: string, path: string, onBytes: (sent: number, total: number) => void): Promise<void> {
+      await call("POST", `/v1/uploads/${encodeURIComponent(jobId)}/multipart`, {});
+      await sdk
+        .resumeUpload(jobId, path, { onProgress: ({ loaded, total }) => onBytes(loaded, total) })
+        .catch((error: unknown) => {
+          // The SDK's refusals are as expected as the API's: one sentence, no "unexpected error".
+          if (!(error instanceof TcoderError)) throw error;
+          throw new ApiError({ status: error.status ?? 0, code: error.code }, `${error.code}: ${error.message}`);
+        });
+    },
   };
 }
 export type ApiClient = ReturnType<typeof createApiClient>;
 
-/** Streams a file to a presigned PUT with exactly the signed headers, reporting bytes sent. */
+/**
+ * Streams a file to a presigned PUT with exactly the signed headers, reporting bytes sent. A ticket
+ * without one (a source over the stack's SINGLE_PUT_MAX_BYTES) goes through `uploadInParts` instead.
+ */
 export async function putFile(
   ticket: UploadTicket["upload"],
   path: string,
   onBytes: (sent: number, total: number) => void,
 ): Promise<void> {
+  if (ticket === null) throw new Error(`the API gave no single PUT for ${path}: it goes up in parts (uploadInParts)`);
   const { size } = await stat(path);
   let sent = 0;
   const source = createReadStream(path);

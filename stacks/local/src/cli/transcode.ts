@@ -29,9 +29,10 @@ export async function transcodeFile(api: ApiClient, path: string, opts: Transcod
   });
   const id = ticket.jobId;
   opts.progress.update(id, { label, phase: "upload", fraction: 0, detail: id });
-  await putFile(ticket.upload, path, (sent, total) =>
-    opts.progress.update(id, { label, phase: "upload", fraction: total === 0 ? 1 : sent / total, detail: id }),
-  );
+  const onBytes = (sent: number, total: number) =>
+    opts.progress.update(id, { label, phase: "upload", fraction: total === 0 ? 1 : sent / total, detail: id });
+  // The API signs one PUT only for sources well under the store's single-PUT limit.
+  await (ticket.upload === null ? api.uploadInParts(id, path, onBytes) : putFile(ticket.upload, path, onBytes));
   return followJob(api, id, label, opts);
 }
 
