@@ -1,22 +1,13 @@
 /**
  * Admission control against real Redis (Upstash REST bridge) and the local Fly Machines API.
  */
-import { afterAll, beforeAll, beforeEach, expect, test } from "vitest";
+import { expect, test } from "vitest";
 import { admitMachines } from "../../src/admission/index.ts";
 import { createFlyClient } from "../../src/fly/client.ts";
 import { claimNextJob, createJob, getStats, inputKeyFor, readPool, reconcilePool } from "../../src/state/index.ts";
-import { FLY_APP, type StateServices, startStateServices } from "../state/services.ts";
+import { FLY_APP, useStateServices } from "../state/services.ts";
 
-let s: StateServices;
-beforeAll(async () => {
-  s = await startStateServices({ MAX_MACHINES: "3" });
-});
-afterAll(async () => {
-  await s?.stop();
-});
-beforeEach(async () => {
-  await s.reset();
-});
+const s = useStateServices({ MAX_MACHINES: "3" });
 
 const T0 = Date.UTC(2026, 10, 29, 12, 0, 0);
 const queueJobs = async (n: number) => {

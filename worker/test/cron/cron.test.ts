@@ -2,7 +2,7 @@
  * The minute cron against real Redis (Upstash REST bridge) and the local Fly Machines API:
  * pool reconciliation, the idle clock, lease recovery, upload expiry, then admission.
  */
-import { afterAll, beforeAll, beforeEach, expect, test } from "vitest";
+import { expect, test } from "vitest";
 import { runScheduled } from "../../src/cron/index.ts";
 import {
   applyMachineEvent,
@@ -14,18 +14,9 @@ import {
   type NewJob,
   readPool,
 } from "../../src/state/index.ts";
-import { FLY_APP, type StateServices, startStateServices } from "../state/services.ts";
+import { FLY_APP, useStateServices } from "../state/services.ts";
 
-let s: StateServices;
-beforeAll(async () => {
-  s = await startStateServices({ MAX_MACHINES: "3", MACHINE_IDLE_STOP_SECONDS: "300", JOB_LEASE_SECONDS: "60" });
-});
-afterAll(async () => {
-  await s?.stop();
-});
-beforeEach(async () => {
-  await s.reset();
-});
+const s = useStateServices({ MAX_MACHINES: "3", MACHINE_IDLE_STOP_SECONDS: "300", JOB_LEASE_SECONDS: "60" });
 
 const T0 = Date.UTC(2026, 10, 29, 12, 0, 0);
 const IDLE_MS = 300_000;

@@ -3,22 +3,13 @@
  * Messages are plain objects with the workers `Message` surface the consumer uses.
  */
 import { Redis } from "@upstash/redis";
-import { afterAll, beforeAll, beforeEach, expect, test } from "vitest";
+import { expect, test } from "vitest";
 import type { R2EventNotification } from "../../src/contract/index.ts";
 import { handleUploadEvents, type UploadMessage } from "../../src/queue/uploads-consumer.ts";
 import { createJob, getJob, getStats, inputKeyFor, readPool } from "../../src/state/index.ts";
-import { type StateServices, startStateServices } from "../state/services.ts";
+import { useStateServices } from "../state/services.ts";
 
-let s: StateServices;
-beforeAll(async () => {
-  s = await startStateServices({ MAX_MACHINES: "2" });
-});
-afterAll(async () => {
-  await s?.stop();
-});
-beforeEach(async () => {
-  await s.reset();
-});
+const s = useStateServices({ MAX_MACHINES: "2" });
 
 const T0 = Date.UTC(2026, 10, 29, 12, 0, 0);
 

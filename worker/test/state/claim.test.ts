@@ -1,7 +1,7 @@
 /**
  * The atomic claim and lease recovery, against real Redis through the Upstash REST bridge.
  */
-import { afterAll, beforeAll, beforeEach, expect, test } from "vitest";
+import { expect, test } from "vitest";
 import {
   applyMachineEvent,
   claimNextJob,
@@ -14,18 +14,9 @@ import {
   recoverExpiredLeases,
   registerCreatedMachine,
 } from "../../src/state/index.ts";
-import { type StateServices, startStateServices } from "./services.ts";
+import { useStateServices } from "./services.ts";
 
-let s: StateServices;
-beforeAll(async () => {
-  s = await startStateServices();
-});
-afterAll(async () => {
-  await s?.stop();
-});
-beforeEach(async () => {
-  await s.reset();
-});
+const s = useStateServices();
 
 const T0 = Date.UTC(2026, 10, 29, 12, 0, 0);
 const create = (id: string, nowMs: number, maxAttempts = 3) =>

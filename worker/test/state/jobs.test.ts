@@ -2,7 +2,7 @@
  * Job records and every transition, against real Redis through the Upstash REST bridge.
  */
 import { Redis } from "@upstash/redis";
-import { afterAll, beforeAll, beforeEach, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import type { MachineEvent, OutputKeys, ProbeSummary } from "../../src/contract/index.ts";
 import {
   applyMachineEvent,
@@ -21,18 +21,9 @@ import {
   retryJob,
   StateError,
 } from "../../src/state/index.ts";
-import { type StateServices, startStateServices } from "./services.ts";
+import { useStateServices } from "./services.ts";
 
-let s: StateServices;
-beforeAll(async () => {
-  s = await startStateServices();
-});
-afterAll(async () => {
-  await s?.stop();
-});
-beforeEach(async () => {
-  await s.reset();
-});
+const s = useStateServices();
 
 const T0 = Date.UTC(2026, 10, 29, 12, 0, 0);
 

@@ -10,6 +10,7 @@ import { type LocalFlyApi, noopRunner, startFlyApi } from "@tcoder/local/fly-api
 import { startRedisServer } from "@tcoder/local/services/redis-server";
 import { startUpstashBridge } from "@tcoder/local/services/upstash-bridge";
 import { Redis } from "@upstash/redis";
+import { afterAll, beforeAll, beforeEach } from "vitest";
 import { defaultVars, type Env, type Settings, settingsSchema } from "../../src/bindings.ts";
 import { createFlyClient, type FlyClient } from "../../src/fly/client.ts";
 
@@ -27,6 +28,30 @@ export interface StateServices {
   /** Deletes every key: each test starts from an empty Redis. */
   reset(): Promise<void>;
   stop(): Promise<void>;
+}
+
+/**
+ * The services for one test file: started once before its tests, emptied before each, stopped
+ * after. Call at the top of the file; the returned object reads the running services.
+ */
+export function useStateServices(overrides: Partial<Env> = {}): StateServices {
+  let services: StateServices | undefined;
+  beforeAll(async () => {
+    services = await startStateServices(overrides);
+  }, 60_000);
+  afterAll(async () => {
+    await services?.stop();
+  });
+  beforeEach(async () => {
+    await services?.reset();
+  });
+  // A view, so tests keep writing `s.redis`: the services exist only once beforeAll has run.
+  return new Proxy({} as StateServices, {
+    get(_, key: keyof StateServices) {
+      if (!services) throw new Error("state services are used before beforeAll started them");
+      return services[key];
+    },
+  });
 }
 
 export async function startStateServices(overrides: Partial<Env> = {}): Promise<StateServices> {

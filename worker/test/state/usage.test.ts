@@ -3,7 +3,7 @@
  * release, a cancel, a delete, an expired lease), the encoded output and the bytes a job keeps,
  * and the hourly totals `GET /v1/stats` sums over the last 24 hours and 30 days.
  */
-import { afterAll, beforeAll, beforeEach, expect, test } from "vitest";
+import { expect, test } from "vitest";
 import type { MachineEvent, OutputKeys, ProbeSummary } from "../../src/contract/index.ts";
 import {
   applyMachineEvent,
@@ -16,18 +16,9 @@ import {
   inputKeyFor,
   recoverExpiredLeases,
 } from "../../src/state/index.ts";
-import { type StateServices, startStateServices } from "./services.ts";
+import { useStateServices } from "./services.ts";
 
-let s: StateServices;
-beforeAll(async () => {
-  s = await startStateServices();
-});
-afterAll(async () => {
-  await s?.stop();
-});
-beforeEach(async () => {
-  await s.reset();
-});
+const s = useStateServices();
 
 const T0 = Date.UTC(2026, 10, 29, 12, 0, 0);
 const probe: ProbeSummary = { formatName: "mov,mp4", durationSeconds: 90, sizeBytes: 1_000_000 };
