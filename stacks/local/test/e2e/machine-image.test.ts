@@ -104,7 +104,7 @@ describe("containerRunner behind the local Fly API", () => {
         return { cpus: cpus.split(/\s+/).at(-1), memory };
       }),
     );
-    expect(placed.map((p) => p.memory)).toEqual([String(300 * 2 ** 20), String(300 * 2 ** 20)]);
+    expect(placed.map((p) => p.memory)).toEqual([String(256 * 2 ** 20), String(256 * 2 ** 20)]);
     if (availableParallelism() >= 2) expect(placed[0]?.cpus).not.toBe(placed[1]?.cpus);
 
     const [first] = machines as [FlyMachine];
