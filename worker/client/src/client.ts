@@ -75,6 +75,17 @@ const mediaTypes: Record<string, string> = {
 export const guessContentType = (filename: string): string | undefined =>
   mediaTypes[filename.split(".").pop()?.toLowerCase() ?? ""];
 
+/** The job options a request carries: only those the caller set. */
+function jobOptions(opts: Pick<UploadOptions, "preset" | "playback" | "loudness" | "metadata" | "callbackUrl">) {
+  return {
+    ...(opts.preset ? { preset: opts.preset } : {}),
+    ...(opts.playback ? { playback: opts.playback } : {}),
+    ...(opts.loudness ? { loudness: opts.loudness } : {}),
+    ...(opts.metadata ? { metadata: opts.metadata } : {}),
+    ...(opts.callbackUrl ? { callbackUrl: opts.callbackUrl } : {}),
+  };
+}
+
 export function createClient(options: ClientOptions & { resolveSource?: SourceResolver }) {
   const baseUrl = options.baseUrl.replace(/\/+$/, "");
   // Bound lazily: browsers refuse a fetch called with another `this` ("Illegal invocation").
@@ -272,11 +283,7 @@ export function createClient(options: ClientOptions & { resolveSource?: SourceRe
           filename,
           contentType,
           size: blob.size,
-          ...(opts.preset ? { preset: opts.preset } : {}),
-          ...(opts.playback ? { playback: opts.playback } : {}),
-          ...(opts.loudness ? { loudness: opts.loudness } : {}),
-          ...(opts.metadata ? { metadata: opts.metadata } : {}),
-          ...(opts.callbackUrl ? { callbackUrl: opts.callbackUrl } : {}),
+          ...jobOptions(opts),
         },
         opts.signal,
       );
@@ -360,11 +367,7 @@ export function createClient(options: ClientOptions & { resolveSource?: SourceRe
         "/v1/jobs",
         {
           url,
-          ...(opts.preset ? { preset: opts.preset } : {}),
-          ...(opts.playback ? { playback: opts.playback } : {}),
-          ...(opts.loudness ? { loudness: opts.loudness } : {}),
-          ...(opts.metadata ? { metadata: opts.metadata } : {}),
-          ...(opts.callbackUrl ? { callbackUrl: opts.callbackUrl } : {}),
+          ...jobOptions(opts),
         },
         opts.signal,
       ),
