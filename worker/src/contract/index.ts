@@ -8,4 +8,5 @@ export * from "./playback.ts";
 export * from "./presets.ts";
 export * from "./r2-events.ts";
 export * from "./signing.ts";
+export * from "./tasks.ts";
 export * from "./webvtt.ts";

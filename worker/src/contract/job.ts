@@ -115,6 +115,8 @@ export type SubtitleStreamSummary = z.infer<typeof SubtitleStreamSummary>;
 export const ProbeSummary = z.object({
   formatName: z.string(),
   durationSeconds: z.number().nonnegative(),
+  /** The container's start time: what every stream's timestamps are measured from (MPEG-TS rarely starts at 0). */
+  startSeconds: z.number().optional(),
   sizeBytes: z.number().int().nonnegative(),
   bitRate: z.number().int().nonnegative().optional(),
   video: z
@@ -267,6 +269,8 @@ export const JobUsage = z.object({
       seconds: z.number().nonnegative(),
       /** The event or transition that ended it: completed, failed, released, canceled, deleted, lease_expired. */
       outcome: z.string(),
+      /** The task of a chunked job this time went to (contract/tasks.ts); absent for the job's own attempt. */
+      task: z.string().optional(),
     }),
   ),
   /** Minutes of video (or audio) in the published package. */
@@ -275,6 +279,15 @@ export const JobUsage = z.object({
   storedBytes: z.number().int().nonnegative().optional(),
 });
 export type JobUsage = z.infer<typeof JobUsage>;
+
+/** A chunked job's tasks (contract/tasks.ts) by state, as the job record shows them. */
+export const TaskCounts = z.object({
+  total: z.number().int().nonnegative(),
+  pending: z.number().int().nonnegative(),
+  running: z.number().int().nonnegative(),
+  done: z.number().int().nonnegative(),
+});
+export type TaskCounts = z.infer<typeof TaskCounts>;
 
 /** The public job record (GET /v1/jobs/:id). Timestamps are ISO 8601. */
 export const Job = z.object({
@@ -299,6 +312,15 @@ export const Job = z.object({
   }),
   probe: ProbeSummary.optional(),
   outputs: JobOutputs.optional(),
+  /**
+   * True once the job can be watched: a completed package, or for a chunked job still running, its
+   * live playlists (`live`), which list contiguous segments as they are encoded.
+   */
+  playable: z.boolean(),
+  /** A chunked job's growing HLS master playlist (`EVENT`, then `VOD` with `#EXT-X-ENDLIST` once complete). */
+  live: z.object({ hlsMaster: ObjectRef }).optional(),
+  /** A chunked job's tasks by state. */
+  tasks: TaskCounts.optional(),
   error: JobError.optional(),
   machineId: z.string().optional(),
   callbackUrl: z.url().optional(),

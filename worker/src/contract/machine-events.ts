@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { JobError, JobStage, OutputKeys, ProbeSummary } from "./job.ts";
+import { SplitPlan, TaskResult } from "./tasks.ts";
 
 export const MACHINE_EVENTS_PATH = "/v1/machine-events";
 
@@ -12,6 +13,14 @@ const base = {
   jobId: z.string().min(1).max(64),
   machineId: z.string().min(1).max(128),
   attempt: z.number().int().positive(),
+  /**
+   * Set when the event is about one task of a chunked job (contract/tasks.ts): `attempt` is then
+   * the task's attempt, and the task's lease is the one checked and extended.
+   */
+  task: z
+    .string()
+    .regex(/^[a-z0-9]{1,16}$/)
+    .optional(),
 };
 
 export const MachineEvent = z.discriminatedUnion("type", [
@@ -39,6 +48,10 @@ export const MachineEvent = z.discriminatedUnion("type", [
     retryable: z.boolean().default(false),
     probe: ProbeSummary.optional(),
   }),
+  /** The source is long: the job becomes these tasks, queued for every machine (sent instead of an outcome). */
+  z.object({ type: z.literal("split"), ...base, plan: SplitPlan }),
+  /** A task of a chunked job is done (the finalize task reports `completed` instead). */
+  z.object({ type: z.literal("task_completed"), ...base, result: TaskResult }),
   /** The machine is shutting down (SIGTERM) and gives the job back to the queue unfinished. */
   z.object({ type: z.literal("released"), ...base, reason: z.string().max(200) }),
 ]);

@@ -38,11 +38,14 @@ export function presentOutputs(urlOf: (key: string) => string, keys: OutputKeys)
 }
 
 export function presentJob(settings: PresentSettings, job: StoredJob): Job {
-  const { outputs, ...rest } = job;
-  if (!outputs) return rest;
+  const { outputs, live, ...rest } = job;
   const urlOf =
     job.playback === "signed"
       ? (key: string) => playbackUrl(settings.CONTROL_PLANE_URL, key)
       : (key: string) => publicUrl(settings.OUTPUTS_BASE_URL, key);
-  return { ...rest, outputs: presentOutputs(urlOf, outputs) };
+  return {
+    ...rest,
+    ...(outputs ? { outputs: presentOutputs(urlOf, outputs) } : {}),
+    ...(live ? { live: { hlsMaster: { key: live.hlsMaster, url: urlOf(live.hlsMaster) } } } : {}),
+  };
 }

@@ -62,8 +62,13 @@ machineEvents.post("/", async (c) => {
   const outcome = await applyMachineEvent(c.get("redis"), event, Date.now());
   const terminalJob = outcome.becameTerminal ? outcome.job : null;
   if (terminalJob) await inBackground(c, "callback_enqueue", () => enqueueCallback(c.env, terminalJob));
-  // A released or retryably failed job is back in the queue and a machine slot may be free.
-  if (outcome.job?.state === "pending") await admitInBackground(c);
+  // A released or retryably failed job (or task) is back in the queue and a machine slot may be
+  // free; a split queued a job's tasks for every machine under the cap.
+  const queuedWork =
+    outcome.job?.state === "pending" ||
+    (outcome.action === "continue" &&
+      (event.type === "split" || (event.task !== undefined && (event.type === "failed" || event.type === "released"))));
+  if (queuedWork) await admitInBackground(c);
   const response: MachineEventResponse = { ok: true, action: outcome.action };
   return c.json(response, 200);
 });

@@ -6,3 +6,4 @@ export * from "./jobs.ts";
 export * from "./keys.ts";
 export * from "./pool.ts";
 export type { StateRedis } from "./scripts.ts";
+export { markLive, readTasks, type StoredTask, taskWeight, withLivePasses } from "./tasks.ts";

@@ -31,6 +31,10 @@ import {
   type PresetName,
   ProbeSummary,
   type SourceFetchPolicy,
+  SplitPlan,
+  TaskResult,
+  TaskSpec,
+  taskNames,
   terminalStates,
 } from "../contract/index.ts";
 import { HOUR_MS, hourStart, keys, USAGE_TTL_SECONDS } from "./keys.ts";
@@ -59,9 +63,10 @@ import {
   statsScript,
   unlockPackageScript,
 } from "./scripts.ts";
+import { splitConfig, splitJobScript, taskEventConfig, taskEventScript, taskStateNames } from "./tasks.ts";
 
 /** The stored job: the public `Job`, except outputs are keys (the API adds URLs). */
-export type StoredJob = Omit<Job, "outputs"> & { outputs?: OutputKeys };
+export type StoredJob = Omit<Job, "outputs" | "live"> & { outputs?: OutputKeys; live?: { hlsMaster: string } };
 
 export interface ClaimedJob {
   jobId: string;
@@ -76,6 +81,13 @@ export interface ClaimedJob {
   loudness?: LoudnessSetting;
   /** Epoch ms. */
   leaseExpiresAt: number;
+  /**
+   * A task of a chunked job (contract/tasks.ts): events carry its name and its own attempt;
+   * `attempt` above stays the job's (the package's prefix). Finalize gets every other task's result.
+   */
+  task?: { name: string; attempt: number; spec: TaskSpec; results: Record<string, TaskResult> };
+  /** The job's probe, recorded at the split: every task plans from the same one. */
+  probe?: ProbeSummary;
 }
 
 export class StateError extends Error {
@@ -165,6 +177,9 @@ export function jobFromHash(flat: unknown): StoredJob | null {
     }),
     probe,
     outputs,
+    playable: h.playable === "1" || (h.state === S.completed && outputs !== undefined),
+    live: h.liveMaster === undefined ? undefined : { hlsMaster: h.liveMaster },
+    tasks: taskCountsOf(h),
     error,
     machineId: h.machineId,
     callbackUrl: client.callbackUrl,
@@ -183,11 +198,26 @@ export function jobFromHash(flat: unknown): StoredJob | null {
   });
 }
 
+/** A chunked job's tasks by state (finalize counts as pending until it is queued). */
+function taskCountsOf(h: Record<string, string>): StoredJob["tasks"] {
+  if (h.tasks === undefined) return undefined;
+  const total = asList<string>(JSON.parse(h.tasks)).length;
+  const running = Number(h[`tasks:${taskStateNames.running}`] ?? 0);
+  const done = Number(h[`tasks:${taskStateNames.done}`] ?? 0);
+  const canceled = Number(h[`tasks:${taskStateNames.canceled}`] ?? 0);
+  return { total, pending: Math.max(0, total - running - done - canceled), running, done };
+}
+
 /** The job's cost so far, from the fields the scripts record; absent until something was spent. */
 function usageFromHash(h: Record<string, string>): JobUsage | undefined {
-  const entries = asList<{ attempt: number; machineId: string; startedAt: string; seconds: number; outcome: string }>(
-    json(h.machineTime),
-  );
+  const entries = asList<{
+    attempt: number;
+    machineId: string;
+    startedAt: string;
+    seconds: number;
+    outcome: string;
+    task?: string;
+  }>(json(h.machineTime));
   if (entries.length === 0 && h.outputSeconds === undefined) return undefined;
   const attempts = entries.map((e) => ({
     attempt: Number(e.attempt),
@@ -195,6 +225,7 @@ function usageFromHash(h: Record<string, string>): JobUsage | undefined {
     startedAt: new Date(Number(e.startedAt)).toISOString(),
     seconds: Number(e.seconds),
     outcome: String(e.outcome),
+    ...(e.task === undefined ? {} : { task: String(e.task) }),
   }));
   const machineSeconds = Math.round(attempts.reduce((sum, a) => sum + a.seconds, 0) * 1000) / 1000;
   return withoutUndefined<JobUsage>({
@@ -437,9 +468,14 @@ export async function claimNextJob(
         playback: string | false;
         loudness: string | false;
         source: (string | false)[];
+        task?: { name: string; attempt: number; spec: string; results: unknown };
+        probe?: string | false;
       }
   >(redis, claimScript, [keys.queue, keys.leases], {
     ...common(nowMs),
+    taskPrefix: keys.taskPrefix,
+    t: taskStateNames,
+    finalizeTask: taskNames.finalize,
     machineId: args.machineId,
     machineKey: keys.machine(args.machineId),
     from: allowedFrom(S.running),
@@ -458,7 +494,17 @@ export async function claimNextJob(
     ...sourcePolicy(asList<string | false>(res.source)),
     ...(loudness ? { loudness } : {}),
     leaseExpiresAt: nowMs + leaseMs,
+    ...(res.task ? { task: claimedTask(res.task) } : {}),
+    ...(typeof res.probe === "string" ? { probe: ProbeSummary.parse(JSON.parse(res.probe)) } : {}),
   };
+}
+
+/** The claim's task: its spec and, for finalize, every other task's result by name. */
+function claimedTask(raw: { name: string; attempt: number; spec: string; results: unknown }): ClaimedJob["task"] {
+  const results: Record<string, TaskResult> = {};
+  for (const [name, result] of asList<[string, string | false]>(raw.results))
+    if (typeof result === "string") results[String(name)] = TaskResult.parse(JSON.parse(result));
+  return { name: String(raw.name), attempt: Number(raw.attempt), spec: TaskSpec.parse(JSON.parse(raw.spec)), results };
 }
 
 /** The claim's `HMGET sourceUrl sourceMaxBytes sourceAllowLoopback`, for a job ingested from a URL. */
@@ -475,7 +521,7 @@ export interface MachineEventOutcome {
 }
 
 /** What each event does to a running job it is entitled to touch. */
-function eventChange(event: MachineEvent) {
+function eventChange(event: Exclude<MachineEvent, { type: "split" | "task_completed" }>) {
   switch (event.type) {
     case "claimed":
     case "heartbeat":
@@ -507,6 +553,39 @@ export async function applyMachineEvent(
   event: MachineEvent,
   nowMs: number,
 ): Promise<MachineEventOutcome> {
+  type Answer = { action: "continue" | "abort"; terminal?: boolean; requeued?: boolean; job: unknown };
+  const outcome = (res: Answer): MachineEventOutcome => ({
+    action: res.action,
+    job: jobFromHash(res.job),
+    becameTerminal: res.terminal === true,
+  });
+  const jobFields = {
+    ...common(nowMs),
+    id: event.jobId,
+    jobKey: keys.job(event.jobId),
+    machineId: event.machineId,
+    attempt: String(event.attempt),
+    running: S.running,
+    completed: S.completed,
+    failed: S.failed,
+    defaultLeaseMs: "60000",
+  };
+  if (event.task !== undefined)
+    return outcome(
+      await runScript<Answer>(redis, taskEventScript, [keys.queue, keys.leases], {
+        ...jobFields,
+        ...taskEventConfig({ ...event, task: event.task }),
+      }),
+    );
+  if (event.type === "split")
+    return outcome(
+      await runScript<Answer>(redis, splitJobScript, [keys.queue, keys.leases], {
+        ...jobFields,
+        ...splitConfig(event, SplitPlan.parse(event.plan)),
+      }),
+    );
+  // A task's outcome without the task's name is about nothing this job holds.
+  if (event.type === "task_completed") return { action: "abort", job: null, becameTerminal: false };
   const res = await runScript<{ action: "continue" | "abort"; terminal?: boolean; job: unknown }>(
     redis,
     machineEventScript,
@@ -627,6 +706,8 @@ export async function recoverExpiredLeases(
       queued: S.pending,
       failed: S.failed,
       errorJson: JSON.stringify(error),
+      taskPrefix: keys.taskPrefix,
+      t: taskStateNames,
     },
   );
   return { requeued: asList<string>(res.requeued).map(String), failed: await readJobs(redis, asList(res.failed)) };

@@ -22,7 +22,10 @@
  * - `tcoder:usage:stored-bytes`     integer: bytes completed jobs keep stored (source + package),
  *                                   less what deleting them removed
  * - `tcoder:job-package-lock:<id>`  string token, expiring: held while the API republishes a finished
- *                                   job's package (captions added or removed), one change at a time
+ *                                   job's package (captions added or removed) or a chunked job's live
+ *                                   playlists, one change at a time
+ * - `tcoder:task:<id>/<task>`       hash, one per task of a chunked job (fields listed in tasks.ts);
+ *                                   the queue and the leases hold `<id>/<task>` for it
  *
  * Scripts receive fixed keys as KEYS and the per-id prefixes below in their config, so a key name
  * is still only ever built from this file.
@@ -48,6 +51,8 @@ export const keys = {
   usageHour: (hourStartMs: number) => `${prefix}usage:hour:${hourStartMs}`,
   storedBytes: `${prefix}usage:stored-bytes`,
   packageLock: (id: string) => `${prefix}job-package-lock:${id}`,
+  taskPrefix: `${prefix}task:`,
+  task: (taskId: string) => `${prefix}task:${taskId}`,
 } as const;
 
 /** Uploaded sources live at `inputs/<jobId>/<name>` in the input bucket. */

@@ -7,7 +7,6 @@
  * lost, told to abort — never by heartbeats or polls), `jobId` (current job), `lastError`,
  * `updatedAt`. Times are epoch ms.
  */
-import { JobState } from "../contract/index.ts";
 import { keys } from "./keys.ts";
 import {
   asList,
@@ -106,17 +105,12 @@ export async function reserveMachines(
     active: number;
     queued: number;
     running: number;
-  }>(
-    redis,
-    reserveMachinesScript,
-    [keys.queue, keys.jobsInState(JobState.enum.running), keys.machines, keys.machineReservations],
-    {
-      ...base(opts.nowMs),
-      cap: String(opts.cap),
-      tokens,
-      reservationExpiresAt: String(opts.nowMs + opts.reservationTtlMs),
-    },
-  );
+  }>(redis, reserveMachinesScript, [keys.queue, keys.leases, keys.machines, keys.machineReservations], {
+    ...base(opts.nowMs),
+    cap: String(opts.cap),
+    tokens,
+    reservationExpiresAt: String(opts.nowMs + opts.reservationTtlMs),
+  });
   return {
     start: asList<string>(res.start).map(String),
     create: asList<string>(res.create).map(String),

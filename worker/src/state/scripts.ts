@@ -29,21 +29,26 @@ local function set_state(key, id, from, to)
   redis.call('ZREM', cfg.statePrefix .. from, id)
   redis.call('ZADD', cfg.statePrefix .. to, created, id)
 end
--- The attempt a job is running ends at ended_ms (a string): its machine time is added to the job's
--- \`machineTime\` list and to this hour's usage, once per attempt (\`endedStartedAt\` remembers it).
-local function end_attempt(key, ended_ms, outcome)
-  local started = redis.call('HGET', key, 'startedAt')
-  if not started or redis.call('HGET', key, 'endedStartedAt') == started then return end
+-- The attempt a job (hkey = jkey) or one of its tasks (hkey = the task's hash) is running ends at
+-- ended_ms (a string): its machine time is added to the job's \`machineTime\` list and to this hour's
+-- usage, once per attempt (\`endedStartedAt\` remembers it).
+local function end_attempt_of(hkey, jkey, ended_ms, outcome, task)
+  local started = redis.call('HGET', hkey, 'startedAt')
+  if not started or redis.call('HGET', hkey, 'endedStartedAt') == started then return end
   local seconds = math.max(0, (tonumber(ended_ms) - tonumber(started)) / 1000)
-  local list = cjson.decode(redis.call('HGET', key, 'machineTime') or '[]')
-  table.insert(list, {attempt = tonumber(redis.call('HGET', key, 'attempts') or '0'),
-    machineId = redis.call('HGET', key, 'machineId') or '', startedAt = started,
-    seconds = tonumber(string.format('%.3f', seconds)), outcome = outcome})
-  redis.call('HSET', key, 'machineTime', cjson.encode(list), 'endedStartedAt', started)
+  local list = cjson.decode(redis.call('HGET', jkey, 'machineTime') or '[]')
+  local entry = {attempt = tonumber(redis.call('HGET', hkey, 'attempts') or '0'),
+    machineId = redis.call('HGET', hkey, 'machineId') or '', startedAt = started,
+    seconds = tonumber(string.format('%.3f', seconds)), outcome = outcome}
+  if task then entry.task = task end
+  table.insert(list, entry)
+  redis.call('HSET', jkey, 'machineTime', cjson.encode(list))
+  redis.call('HSET', hkey, 'endedStartedAt', started)
   redis.call('HINCRBYFLOAT', cfg.usageKey, 'machineSeconds', string.format('%.3f', seconds))
   redis.call('HINCRBY', cfg.usageKey, 'attempts', 1)
   redis.call('EXPIRE', cfg.usageKey, cfg.usageTtl)
 end
+local function end_attempt(key, ended_ms, outcome) end_attempt_of(key, key, ended_ms, outcome, nil) end
 -- A completed package: the job records what it keeps stored, and this hour's usage counts it.
 local function count_completion(key, usage)
   local source = tonumber(cjson.decode(redis.call('HGET', key, 'probe') or '{}').sizeBytes or 0)
@@ -65,9 +70,60 @@ local function machine_finished(machine_id, job_id)
   if redis.call('HGET', mkey, 'state') == cfg.m.busy then redis.call('HSET', mkey, 'state', cfg.m.idle) end
   redis.call('HSET', mkey, 'lastJobFinishedAt', cfg.now, 'updatedAt', cfg.now)
 end
+-- Tasks of chunked jobs (contract/tasks.ts): \`<jobId>/<task>\` in the queue and the leases, a hash
+-- each; the job counts its tasks by state in \`tasks:<state>\`.
+local function job_of_task(id)
+  local slash = string.find(id, '/', 1, true)
+  if not slash then return nil end
+  return string.sub(id, 1, slash - 1)
+end
+local function move_task(tkey, jkey, from, to)
+  redis.call('HSET', tkey, 'state', to, 'updatedAt', cfg.now)
+  redis.call('HINCRBY', jkey, 'tasks:' .. from, -1)
+  redis.call('HINCRBY', jkey, 'tasks:' .. to, 1)
+end
+-- A task's progress counts toward its job's by the task's weight (its share of the work).
+local function task_progress(tkey, jkey, progress)
+  local old = tonumber(redis.call('HGET', tkey, 'progress') or '0')
+  local weight = tonumber(redis.call('HGET', tkey, 'weight') or '0')
+  redis.call('HSET', tkey, 'progress', string.format('%.4f', progress))
+  local done = tonumber(redis.call('HINCRBYFLOAT', jkey, 'weightDone', string.format('%.6f', (progress - old) * weight)))
+  local total = tonumber(redis.call('HGET', jkey, 'weightTotal') or '1')
+  redis.call('HSET', jkey, 'progress', string.format('%.3f', math.min(1, math.max(0, done / total))))
+end
+-- A running task stops (its machine failed, gave it back or went silent): queued again while it
+-- has attempts left (\`uncount\`: the attempt did not count), else its job fails with error_json.
+-- Returns 'requeued', 'failed' or 'over' (the job had already ended).
+local function stop_task(tkey, jkey, job_id, retry, uncount, error_json, queue_key, leases_key)
+  local task_id = redis.call('HGET', tkey, 'id')
+  redis.call('ZREM', leases_key, task_id)
+  redis.call('HDEL', tkey, 'leaseExpiresAt', 'leaseMs')
+  machine_finished(redis.call('HGET', tkey, 'machineId'), task_id)
+  local jstate = redis.call('HGET', jkey, 'state')
+  if jstate ~= cfg.running then
+    move_task(tkey, jkey, cfg.t.running, cfg.t.canceled)
+    return 'over'
+  end
+  local attempts = tonumber(redis.call('HGET', tkey, 'attempts') or '0')
+  local max = tonumber(redis.call('HGET', tkey, 'maxAttempts') or '1')
+  if uncount then
+    attempts = attempts - 1
+    redis.call('HSET', tkey, 'attempts', attempts)
+  end
+  if retry and attempts < max then
+    move_task(tkey, jkey, cfg.t.running, cfg.t.pending)
+    redis.call('ZADD', queue_key, redis.call('HGET', tkey, 'queueScore') or '0', task_id)
+    return 'requeued'
+  end
+  move_task(tkey, jkey, cfg.t.running, cfg.t.canceled)
+  set_state(jkey, job_id, jstate, cfg.failed)
+  redis.call('HSET', jkey, 'error', error_json, 'finishedAt', cfg.now)
+  redis.call('HDEL', jkey, 'stage')
+  return 'failed'
+end
 `;
 
-const script = (body: string) => `${prelude}\n${body}`;
+export const script = (body: string) => `${prelude}\n${body}`;
 
 /** KEYS: allJobs, queue, uploadDeadlines. */
 export const createJobScript = script(`
@@ -122,8 +178,39 @@ for _ = 1, 100 do
   local popped = redis.call('ZPOPMIN', KEYS[1])
   if #popped == 0 then return reply({claimed = false}) end
   local id = popped[1]
+  local job_id = job_of_task(id)
+  if job_id then
+    local tkey = cfg.taskPrefix .. id
+    local jkey = cfg.jobPrefix .. job_id
+    -- a task of a job that ended (canceled, failed, deleted) is dropped, never run
+    if redis.call('HGET', jkey, 'state') == cfg.to and redis.call('HGET', tkey, 'state') == cfg.t.pending then
+      move_task(tkey, jkey, cfg.t.pending, cfg.t.running)
+      local attempt = redis.call('HINCRBY', tkey, 'attempts', 1)
+      redis.call('HSET', tkey, 'machineId', cfg.machineId, 'startedAt', cfg.now, 'leaseExpiresAt', cfg.leaseExpiresAt,
+        'leaseMs', cfg.leaseMs, 'progress', '0')
+      redis.call('ZADD', KEYS[2], cfg.leaseExpiresAt, id)
+      redis.call('HSET', cfg.machineKey, 'state', cfg.m.busy, 'jobId', id, 'updatedAt', cfg.now)
+      redis.call('HSETNX', cfg.machineKey, 'createdAt', cfg.now)
+      redis.call('HSETNX', cfg.machineKey, 'startedAt', cfg.now)
+      local name = redis.call('HGET', tkey, 'name')
+      -- the finalize task stitches what every other task made
+      local results = {}
+      if name == cfg.finalizeTask then
+        for _, other in ipairs(cjson.decode(redis.call('HGET', jkey, 'tasks') or '[]')) do
+          if other ~= name then table.insert(results, {other, redis.call('HGET', cfg.taskPrefix .. job_id .. '/' .. other, 'result') or false}) end
+        end
+      end
+      return reply({claimed = true, jobId = job_id, attempt = tonumber(redis.call('HGET', jkey, 'attempts') or '1'),
+        task = {name = name, attempt = attempt, spec = redis.call('HGET', tkey, 'spec'), results = results},
+        probe = redis.call('HGET', jkey, 'probe'), preset = redis.call('HGET', jkey, 'preset'),
+        inputKey = redis.call('HGET', jkey, 'inputKey'), playback = redis.call('HGET', jkey, 'playback'),
+        loudness = redis.call('HGET', jkey, 'loudness'),
+        source = redis.call('HMGET', jkey, 'sourceUrl', 'sourceMaxBytes', 'sourceAllowLoopback'),
+        leaseExpiresAt = cfg.leaseExpiresAt})
+    end
+  end
   local key = cfg.jobPrefix .. id
-  local state = redis.call('HGET', key, 'state')
+  local state = not job_id and redis.call('HGET', key, 'state')
   -- an entry whose job is no longer claimable is dropped from the queue, never run
   if state and includes(cfg.from, state) then
     set_state(key, id, state, cfg.to)
@@ -298,12 +385,23 @@ local now = tonumber(cfg.now)
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cfg.now, 'LIMIT', 0, cfg.limit)
 local requeued, failed = {}, {}
 for _, id in ipairs(ids) do
-  local key = cfg.jobPrefix .. id
+  local job_id = job_of_task(id)
+  local key = job_id and cfg.taskPrefix .. id or cfg.jobPrefix .. id
   redis.call('ZREM', KEYS[1], id)
   local state = redis.call('HGET', key, 'state')
   local expires = tonumber(redis.call('HGET', key, 'leaseExpiresAt') or '0')
-  if state == cfg.running and expires > now then
+  local running = job_id and cfg.t.running or cfg.running
+  if state == running and expires > now then
     redis.call('ZADD', KEYS[1], expires, id)
+  elseif job_id and state == running then
+    local jkey = cfg.jobPrefix .. job_id
+    local heard = expires - tonumber(redis.call('HGET', key, 'leaseMs') or '0')
+    end_attempt_of(key, jkey, string.format('%d', math.max(heard, tonumber(redis.call('HGET', key, 'startedAt') or heard))),
+      'lease_expired', redis.call('HGET', key, 'name'))
+    local outcome = stop_task(key, jkey, job_id, true, false, cfg.errorJson, KEYS[2], KEYS[1])
+    if outcome == 'requeued' then table.insert(requeued, id) elseif outcome == 'failed' then table.insert(failed, job_id) end
+  elseif job_id then
+    -- a task no longer running: nothing to recover
   elseif state == cfg.running then
     local attempts = tonumber(redis.call('HGET', key, 'attempts') or '0')
     local max = tonumber(redis.call('HGET', key, 'maxAttempts') or '1')
@@ -430,7 +528,7 @@ return reply({found = true})
 `);
 
 /**
- * KEYS: queue, running index, machines, reservations. Admission control: decides how many
+ * KEYS: queue, leases (a running job or task each), machines, reservations. Admission control: decides how many
  * machines to bring up and holds their slots before any Fly call, so concurrent admissions can
  * never exceed `cfg.cap`. Stopped pool machines are restarted first (marked `starting` here);
  * only then are new machines reserved (a token each, expiring if the admitter dies).

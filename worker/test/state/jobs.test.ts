@@ -65,6 +65,7 @@ describe("records", () => {
     expect(job).toEqual({
       id: "j1",
       state: "awaiting_upload",
+      playable: false,
       preset: "hls-ladder",
       playback: "public",
       progress: 0,
