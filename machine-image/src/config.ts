@@ -6,7 +6,7 @@
  */
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type MachineEnvName, machineEnv } from "@tcoder/worker/bindings";
+import { defaultVars, type MachineEnvName, machineEnv } from "@tcoder/worker/bindings";
 import { z } from "zod";
 
 const positiveInt = z.coerce.number().int().positive();
@@ -26,6 +26,8 @@ const machineEnvSchema = {
   MACHINE_EVENTS_SECRET: z.string().min(16),
   JOB_LEASE_SECONDS: positiveInt,
   MACHINE_IDLE_STOP_SECONDS: positiveInt,
+  // Absent only when an older control plane created the machine.
+  CHUNK_SECONDS: z.coerce.number().int().nonnegative().default(Number(defaultVars.CHUNK_SECONDS)),
 } satisfies Record<MachineEnvName, z.ZodType>;
 
 export const configSchema = z.object({

@@ -9,8 +9,11 @@ import {
   type LoudnessSetting,
   type MachineEvent,
   type PlaybackPolicy,
+  type ProbeSummary,
   presets,
   type SourceFetchPolicy,
+  type TaskResult,
+  type TaskSpec,
 } from "@tcoder/worker/contract";
 import type { ControlPlane } from "./control-plane.ts";
 import { AttemptStoppedError, type JobToRun, type TranscodeOutcome } from "./transcode.ts";
@@ -24,6 +27,9 @@ export interface Claim {
   playback?: PlaybackPolicy;
   source?: SourceFetchPolicy;
   loudness?: LoudnessSetting;
+  /** A task of a chunked job: its events carry its name and its own attempt. */
+  task?: { name: string; attempt: number; spec: TaskSpec; results: Record<string, TaskResult> };
+  probe?: ProbeSummary;
 }
 
 export interface JobRunContext {
@@ -54,6 +60,11 @@ export interface LoopDeps {
   now?: () => number;
   /** Minimum time between progress events. */
   progressIntervalMs?: number;
+  /**
+   * Runs after the control plane accepted a task's outcome (or a chunked job's completion): the
+   * live playlists of the job are brought up to date. Failures are logged, never fatal.
+   */
+  afterTask?: (claim: Claim) => Promise<void>;
 }
 
 export type LoopExit = { reason: "idle" | "shutdown"; jobsFinished: number };
@@ -114,11 +125,31 @@ export async function runMachineLoop(deps: LoopDeps): Promise<LoopExit> {
   return { reason: "shutdown", jobsFinished };
 }
 
+async function runAfterTask(
+  claim: Claim,
+  deps: LoopDeps,
+  jobLog: (level: "warn", message: string, fields?: Record<string, unknown>) => void,
+) {
+  try {
+    await deps.afterTask?.(claim);
+  } catch (error) {
+    jobLog("warn", "could not update the live playlists", { error: (error as Error).message });
+  }
+}
+
 /** Works one claimed job to its end. Returns true when the machine is shutting down. */
 async function workOn(claim: Claim, deps: LoopDeps, log: Logger, now: () => number): Promise<boolean> {
-  const base = { jobId: claim.jobId, machineId: deps.machineId, attempt: claim.attempt };
+  // A task's events are about the task: its name and its own attempt.
+  const base = claim.task
+    ? { jobId: claim.jobId, machineId: deps.machineId, attempt: claim.task.attempt, task: claim.task.name }
+    : { jobId: claim.jobId, machineId: deps.machineId, attempt: claim.attempt };
   const jobLog = (level: Parameters<Logger>[0], message: string, fields?: Record<string, unknown>) =>
-    log(level, message, { jobId: claim.jobId, attempt: claim.attempt, ...fields });
+    log(level, message, {
+      jobId: claim.jobId,
+      attempt: base.attempt,
+      ...(claim.task ? { task: claim.task.name } : {}),
+      ...fields,
+    });
   const lost = new AbortController();
   const signal = AbortSignal.any([lost.signal, deps.shutdown]);
 
@@ -179,6 +210,8 @@ async function workOn(claim: Claim, deps: LoopDeps, log: Logger, now: () => numb
       ...(claim.playback ? { playback: claim.playback } : {}),
       ...(claim.source ? { source: claim.source } : {}),
       ...(claim.loudness ? { loudness: claim.loudness } : {}),
+      ...(claim.task ? { task: claim.task } : {}),
+      ...(claim.probe ? { probe: claim.probe } : {}),
     };
     let outcome: TranscodeOutcome;
     try {
@@ -204,7 +237,14 @@ async function workOn(claim: Claim, deps: LoopDeps, log: Logger, now: () => numb
       };
     }
     // Outcomes matter more than progress: keep trying through a control-plane blip.
-    if (outcome.kind === "completed") {
+    if (outcome.kind === "split") {
+      jobLog("info", "split into tasks", { tasks: outcome.plan.tasks.length });
+      await send({ type: "split", ...base, plan: outcome.plan }, 12);
+    } else if (outcome.kind === "task_completed") {
+      jobLog("info", "task completed");
+      const answer = await send({ type: "task_completed", ...base, result: outcome.result }, 12);
+      if (answer?.action === "continue") await runAfterTask(claim, deps, jobLog);
+    } else if (outcome.kind === "completed") {
       jobLog("info", "completed", { renditions: outcome.outputs.renditions.length });
       const { manifest } = outcome;
       // What the package costs to keep: every file it lists, plus the manifest itself.
@@ -213,7 +253,11 @@ async function workOn(claim: Claim, deps: LoopDeps, log: Logger, now: () => numb
         packageBytes: manifest.files.reduce((sum, file) => sum + file.sizeBytes, 0),
         objects: manifest.files.length + 1,
       };
-      await send({ type: "completed", ...base, outputs: outcome.outputs, probe: outcome.probe, usage }, 12);
+      const answer = await send(
+        { type: "completed", ...base, outputs: outcome.outputs, probe: outcome.probe, usage },
+        12,
+      );
+      if (claim.task && answer?.action === "continue") await runAfterTask(claim, deps, jobLog);
     } else {
       jobLog("warn", "failed", { code: outcome.error.code, message: outcome.error.message });
       await send(

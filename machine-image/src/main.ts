@@ -6,6 +6,7 @@ import { mkdir } from "node:fs/promises";
 import { packageBucketVar } from "@tcoder/worker/contract";
 import { claimNextJob } from "@tcoder/worker/state";
 import { Redis } from "@upstash/redis";
+import { publishLive } from "./chunked/live.ts";
 import { ConfigError, loadConfig } from "./config.ts";
 import { createControlPlane } from "./control-plane.ts";
 import { type Logger, runMachineLoop } from "./loop.ts";
@@ -69,6 +70,7 @@ async function main(): Promise<number> {
     controlPlane,
     shutdown: shutdown.signal,
     log,
+    afterTask: (claim) => publishLive({ redis, s3, bucketOf: (bucketVar) => config[bucketVar] }, claim.jobId),
     runJob: (job, { signal, onProgress, confirmLease }) =>
       transcodeJob(job, {
         s3,
@@ -79,6 +81,7 @@ async function main(): Promise<number> {
         limits: { maxDurationSeconds: config.MAX_DURATION_SECONDS, maxPixels: config.MAX_PIXELS },
         x264Preset: config.X264_PRESET,
         uploadConcurrency: config.UPLOAD_CONCURRENCY,
+        chunkSeconds: config.CHUNK_SECONDS,
         signal,
         onProgress,
         confirmLease,

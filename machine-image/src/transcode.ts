@@ -15,7 +15,12 @@ import type {
   Preset,
   ProbeSummary,
   SourceFetchPolicy,
+  SplitPlan,
+  TaskResult,
+  TaskSpec,
 } from "@tcoder/worker/contract";
+import { planSplit } from "./chunked/plan.ts";
+import { keepSource } from "./chunked/source-cache.ts";
 import { buildTranscodeArgs, outputDirs, type TranscodeSpec, type X264Preset } from "./media/ffmpeg-args.ts";
 import { readHdrMetadata } from "./media/hdr.ts";
 import { encodedDurationSeconds } from "./media/inspect.ts";
@@ -53,6 +58,10 @@ export interface JobToRun {
   source?: SourceFetchPolicy;
   /** Normalize every audio rendition to this loudness (two-pass loudnorm). */
   loudness?: LoudnessSetting;
+  /** A task of a chunked job (chunked/tasks.ts): `attempt` is the job's, the task has its own. */
+  task?: { name: string; attempt: number; spec: TaskSpec; results: Record<string, TaskResult> };
+  /** The probe the job was split on (tasks only). */
+  probe?: ProbeSummary;
 }
 
 export interface TranscodeDeps {
@@ -67,13 +76,19 @@ export interface TranscodeDeps {
   onProgress?: (stage: JobStage, progress: number) => void;
   /** Asks the control plane whether this attempt still holds the lease, right before publishing. */
   confirmLease?: () => Promise<boolean>;
+  /** Sources longer than this are split into tasks (contract/tasks.ts); 0 never splits. */
+  chunkSeconds?: number;
   signal?: AbortSignal;
   log?: (message: string, fields?: Record<string, unknown>) => void;
 }
 
 export type TranscodeOutcome =
   | { kind: "completed"; outputs: OutputKeys; probe: ProbeSummary; manifest: Manifest }
-  | { kind: "failed"; error: JobError; retryable: boolean; probe?: ProbeSummary };
+  | { kind: "failed"; error: JobError; retryable: boolean; probe?: ProbeSummary }
+  /** The source is long: the job becomes these tasks (the source stays cached for them). */
+  | { kind: "split"; plan: SplitPlan }
+  /** A task of a chunked job is done (finalize completes the job instead). */
+  | { kind: "task_completed"; result: TaskResult };
 
 /** Thrown (only) when the attempt was stopped through its AbortSignal. */
 export class AttemptStoppedError extends Error {
@@ -94,7 +109,7 @@ const STAGE_SPAN: Record<Exclude<JobStage, "queued">, [number, number]> = {
   publishing: [0.98, 1],
 };
 
-const failure = (
+export const failure = (
   code: JobError["code"],
   message: string,
   retryable: boolean,
@@ -107,10 +122,18 @@ const failure = (
 });
 
 export async function transcodeJob(job: JobToRun, deps: TranscodeDeps): Promise<TranscodeOutcome> {
-  const dir = join(deps.workDir, `${job.jobId}-${job.attempt}`);
+  const dir = join(
+    deps.workDir,
+    job.task ? `${job.jobId}-${job.task.name}-${job.task.attempt}` : `${job.jobId}-${job.attempt}`,
+  );
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
   try {
+    if (job.task) {
+      // Imported when needed: a machine that never runs a chunked job never loads it.
+      const { runTask } = await import("./chunked/tasks.ts");
+      return await runTask(job, job.task, deps, dir);
+    }
     return await runAttempt(job, deps, dir);
   } catch (error) {
     if (deps.signal?.aborted || error instanceof FfmpegAbortedError) throw new AttemptStoppedError();
@@ -129,35 +152,22 @@ async function runAttempt(job: JobToRun, deps: TranscodeDeps, dir: string): Prom
 
   report("downloading", 0);
   const sourcePath = join(dir, "source");
-  let sizeBytes = 0;
-  // The SDK retries requests; a body stream cut mid-way is retried here, from the start.
-  for (let attempt = 1; ; attempt++) {
-    try {
-      ({ sizeBytes } = await downloadToFile(deps.s3, deps.inputBucket, job.inputKey, sourcePath, signal));
-      break;
-    } catch (error) {
-      if (signal?.aborted) throw error;
-      if (error instanceof ObjectMissingError && job.source) {
-        const fetched = await fetchSourceFromUrl(job, job.source, deps, sourcePath, report);
-        if ("kind" in fetched) return fetched;
-        ({ sizeBytes } = fetched);
-        break;
-      }
-      if (error instanceof ObjectMissingError)
-        return failure("input_missing", `source ${job.inputKey} not found`, false);
-      if (attempt >= DOWNLOAD_ATTEMPTS)
-        return failure("internal", `download failed: ${(error as Error).message}`, true);
-      await new Promise((resolve) => setTimeout(resolve, 500 * 2 ** attempt));
-    }
-  }
+  const downloaded = await obtainSource(job, deps, sourcePath, report);
+  if ("kind" in downloaded) return downloaded;
 
   report("probing", 0);
-  const probed = await probeFile(sourcePath, sizeBytes, deps.limits);
+  const probed = await probeFile(sourcePath, downloaded.sizeBytes, deps.limits);
   if (!probed.ok) return failure(probed.code, probed.message, false, probed.probe);
   const probe = probed.probe;
 
   report("transcoding", 0);
   const plan = planLadder(job.preset, probe);
+  const split = planSplit(job.preset, probe, plan, deps.chunkSeconds ?? 0);
+  if (split) {
+    // This machine is likely to take one of the tasks next: the source stays here for it.
+    await keepSource(deps.workDir, job.jobId, sourcePath);
+    return { kind: "split", plan: split };
+  }
   const thumbnailPlan = planThumbnails(job.preset, probe);
   const spec: TranscodeSpec = {
     inputPath: sourcePath,
@@ -173,35 +183,8 @@ async function runAttempt(job: JobToRun, deps: TranscodeDeps, dir: string): Prom
       : {}),
   };
   for (const d of outputDirs(spec)) await mkdir(d, { recursive: true });
-  const oomKillsBefore = await oomKillCount();
-  try {
-    await runFfmpeg(buildTranscodeArgs(spec), {
-      ...(signal ? { signal } : {}),
-      onProgress: (p) => report("transcoding", p.outTimeSeconds / probe.durationSeconds),
-    });
-  } catch (error) {
-    if (!(error instanceof FfmpegError)) throw error;
-    // Killed by the OOM killer: this source needs more memory than the machine has, and another
-    // attempt on the same machine size would end the same way.
-    const oomKillsAfter = error.exitCode === null ? await oomKillCount() : undefined;
-    if (oomKillsBefore !== undefined && oomKillsAfter !== undefined && oomKillsAfter > oomKillsBefore) {
-      const megabytes = Math.round((await machineMemoryBytes()) / 2 ** 20);
-      return failure(
-        "out_of_memory",
-        `ffmpeg was killed for lack of memory: ${job.preset} of this source needs more than the machine's ${megabytes} MB (raise MACHINE_MEMORY_MB or choose a smaller preset)`,
-        false,
-        probe,
-      );
-    }
-    // The source probed fine, so an error exit means damaged media (not worth retrying); any other
-    // kill by a signal is the machine's fault and worth another attempt.
-    return failure(
-      "transcode_failed",
-      `ffmpeg failed: ${error.stderrTail.split("\n").slice(-3).join(" | ") || error.message}`,
-      error.exitCode === null,
-      probe,
-    );
-  }
+  const failed = await runTranscode(spec, job, probe, (p) => report("transcoding", p / probe.durationSeconds), signal);
+  if (failed) return failed;
 
   const built = await buildPackage(job, spec, thumbnailPlan, probe, signal);
 
@@ -235,10 +218,79 @@ async function runAttempt(job: JobToRun, deps: TranscodeDeps, dir: string): Prom
 }
 
 /**
+ * Runs the transcode of `spec`; a failure comes back as the job's outcome. ffmpeg killed by the OOM
+ * killer means this source needs more memory than the machine has (another attempt on the same
+ * size would end the same way); an error exit of a source that probed fine is damaged media (not
+ * worth retrying); any other kill by a signal is the machine's fault and worth another attempt.
+ */
+export async function runTranscode(
+  spec: TranscodeSpec,
+  job: Pick<JobToRun, "preset">,
+  probe: ProbeSummary,
+  onOutTime: (seconds: number) => void,
+  signal: AbortSignal | undefined,
+): Promise<TranscodeOutcome | null> {
+  const oomKillsBefore = await oomKillCount();
+  try {
+    await runFfmpeg(buildTranscodeArgs(spec), {
+      ...(signal ? { signal } : {}),
+      onProgress: (p) => onOutTime(p.outTimeSeconds),
+    });
+    return null;
+  } catch (error) {
+    if (!(error instanceof FfmpegError)) throw error;
+    const oomKillsAfter = error.exitCode === null ? await oomKillCount() : undefined;
+    if (oomKillsBefore !== undefined && oomKillsAfter !== undefined && oomKillsAfter > oomKillsBefore) {
+      const megabytes = Math.round((await machineMemoryBytes()) / 2 ** 20);
+      return failure(
+        "out_of_memory",
+        `ffmpeg was killed for lack of memory: ${job.preset.name} of this source needs more than the machine's ${megabytes} MB (raise MACHINE_MEMORY_MB or choose a smaller preset)`,
+        false,
+        probe,
+      );
+    }
+    return failure(
+      "transcode_failed",
+      `ffmpeg failed: ${error.stderrTail.split("\n").slice(-3).join(" | ") || error.message}`,
+      error.exitCode === null,
+      probe,
+    );
+  }
+}
+
+/**
+ * The source on disk at `path`: from the input bucket, or for a job ingested from a URL on its
+ * first attempt, from that URL. The SDK retries requests; a body stream cut mid-way is retried
+ * here, from the start.
+ */
+export async function obtainSource(
+  job: JobToRun,
+  deps: TranscodeDeps,
+  path: string,
+  report: (stage: "downloading", fraction: number) => void,
+): Promise<{ sizeBytes: number } | TranscodeOutcome> {
+  const { signal } = deps;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await downloadToFile(deps.s3, deps.inputBucket, job.inputKey, path, signal);
+    } catch (error) {
+      if (signal?.aborted) throw error;
+      if (error instanceof ObjectMissingError && job.source)
+        return fetchSourceFromUrl(job, job.source, deps, path, report);
+      if (error instanceof ObjectMissingError)
+        return failure("input_missing", `source ${job.inputKey} not found`, false);
+      if (attempt >= DOWNLOAD_ATTEMPTS)
+        return failure("internal", `download failed: ${(error as Error).message}`, true);
+      await new Promise((resolve) => setTimeout(resolve, 500 * 2 ** attempt));
+    }
+  }
+}
+
+/**
  * Loudness pass 1: each audio rendition's source stream, down-mixed as the rendition will be. A
  * silent stream has no loudness to correct and is encoded as it is.
  */
-async function measureSourceLoudness(
+export async function measureSourceLoudness(
   sourcePath: string,
   plan: LadderPlan,
   setting: LoudnessSetting,
@@ -305,12 +357,18 @@ async function fetchSourceFromUrl(
  * begun uploading under the same number) are removed once this attempt's manifest is out. Later
  * attempts' prefixes are never touched.
  */
-async function removeUnreferenced(job: JobToRun, manifest: Manifest, deps: TranscodeDeps) {
+export async function removeUnreferenced(
+  job: JobToRun,
+  manifest: Manifest,
+  deps: TranscodeDeps,
+  // A chunked job's own attempt keeps what its tasks wrote (retried chunks, live playlists).
+  { olderAttemptsOnly = false }: { olderAttemptsOnly?: boolean } = {},
+) {
   const referenced = new Set([...manifest.files.map((f) => f.key), manifestKey(job.jobId)]);
   const prefix = outputPrefix(job.jobId);
   const attemptOf = (key: string) => Number(key.slice(prefix.length).split("/")[0]);
   const stale = (await listKeys(deps.s3, deps.outputBucket, prefix)).filter(
-    (k) => !referenced.has(k) && attemptOf(k) <= job.attempt,
+    (k) => !referenced.has(k) && (olderAttemptsOnly ? attemptOf(k) < job.attempt : attemptOf(k) <= job.attempt),
   );
   if (stale.length > 0) await deleteKeys(deps.s3, deps.outputBucket, stale);
 }

@@ -31,6 +31,11 @@ export const vars = {
   MACHINE_IDLE_STOP_SECONDS: { description: "Stop a machine this long after it last finished a job", example: "300" },
   JOB_LEASE_SECONDS: { description: "A claim is lost when not extended for this long", example: "60" },
   JOB_MAX_ATTEMPTS: { description: "Attempts before a job fails with lease_expired", example: "3" },
+  /** Sources longer than this are encoded in chunks of this length on every machine at once (contract/tasks.ts). */
+  CHUNK_SECONDS: {
+    description: "Chunk length of parallel encoding (a multiple of the segment length; 0: never)",
+    example: "30",
+  },
   UPLOAD_EXPIRY_SECONDS: { description: "awaiting_upload jobs expire after this long", example: "3600" },
   MAX_UPLOAD_BYTES: { description: "Largest accepted upload", example: "5368709120" },
   /** Above this a source goes up in parts: well under the store's single-PUT limit (R2: 4.995 GiB). */
@@ -211,6 +216,7 @@ export const settingsSchema = z.object({
   MACHINE_IDLE_STOP_SECONDS: seconds,
   JOB_LEASE_SECONDS: seconds,
   JOB_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(20),
+  CHUNK_SECONDS: z.coerce.number().int().min(0).max(3600),
   UPLOAD_EXPIRY_SECONDS: seconds,
   MAX_UPLOAD_BYTES: z.coerce.number().int().positive(),
   SINGLE_PUT_MAX_BYTES: z.coerce.number().int().positive().max(MAX_SINGLE_UPLOAD_BYTES),
@@ -268,6 +274,7 @@ export const defaultVars = {
   MACHINE_IDLE_STOP_SECONDS: "300",
   JOB_LEASE_SECONDS: "60",
   JOB_MAX_ATTEMPTS: "3",
+  CHUNK_SECONDS: "30",
   UPLOAD_EXPIRY_SECONDS: "3600",
   MAX_UPLOAD_BYTES: String(5 * 1024 ** 3),
   SINGLE_PUT_MAX_BYTES: String(1024 ** 3),
@@ -300,5 +307,6 @@ export const machineEnv = [
   "MACHINE_EVENTS_SECRET",
   "JOB_LEASE_SECONDS",
   "MACHINE_IDLE_STOP_SECONDS",
+  "CHUNK_SECONDS",
 ] as const satisfies readonly (VarName | SecretName)[];
 export type MachineEnvName = (typeof machineEnv)[number];

@@ -50,16 +50,36 @@ export interface TranscodeSpec {
   hdr?: HdrMetadata;
   /** Loudness normalization (pass 2): the target and each audio rendition's measured source. */
   loudness?: LoudnessPlan;
+  /**
+   * One part of a chunked job (contract/tasks.ts) instead of everything: a video chunk (every rung,
+   * its frames only), the audio (every audio rendition and the subtitles, whole), or the stills.
+   */
+  part?: { kind: "video"; chunk: VideoChunk } | { kind: "audio" } | { kind: "stills" };
+}
+
+/** A video chunk as ffmpeg needs it: where it starts in the source and the output, how much of it. */
+export interface VideoChunk {
+  /** Start in the output timeline (seconds from the source's start). */
+  startSeconds: number;
+  /** The source's own start time, which its timestamps count from. */
+  sourceStartSeconds: number;
+  /** Frames to encode; absent: to the end of the source. */
+  frames?: number;
+  durationSeconds: number;
+  /** Media sequence number of the chunk's first segment. */
+  firstSegment: number;
 }
 
 // Fixed GOP, no scene-cut keyframes, and forced keyframes on the same timestamps in every rendition.
-const gopArgs = (plan: LadderPlan): string[] => [
+// A chunk counts frames instead: it starts on a GOP boundary, and its timestamps (the source's) do
+// not start at zero.
+const gopArgs = (plan: LadderPlan, chunked = false): string[] => [
   "-g",
   String(plan.gopFrames),
   "-keyint_min",
   String(plan.gopFrames),
   "-force_key_frames",
-  `expr:gte(t,n_forced*${plan.gopSeconds})`,
+  chunked ? `expr:eq(mod(n,${plan.gopFrames}),0)` : `expr:gte(t,n_forced*${plan.gopSeconds})`,
 ];
 
 const rateArgs = (r: PlannedRendition): string[] => [
@@ -93,6 +113,7 @@ const videoEncoderArgs = (
   plan: LadderPlan,
   x264Preset: X264Preset,
   hdr: HdrMetadata = {},
+  chunked = false,
 ): string[] =>
   r.codec === "hevc"
     ? [
@@ -109,7 +130,7 @@ const videoEncoderArgs = (
         "-tag:v",
         "hvc1",
         ...rateArgs(r),
-        ...gopArgs(plan),
+        ...gopArgs(plan, chunked),
         // ffmpeg's forced keyframes are plain I-frames for x265 unless asked for IDR.
         "-forced-idr",
         "1",
@@ -127,7 +148,7 @@ const videoEncoderArgs = (
         "-pix_fmt",
         "yuv420p",
         ...rateArgs(r),
-        ...gopArgs(plan),
+        ...gopArgs(plan, chunked),
         "-sc_threshold",
         "0",
         ...colorTagArgs("sdr"),
@@ -164,7 +185,20 @@ const allAudioArgs = (plan: LadderPlan, loudness: LoudnessPlan | undefined): str
     a.default && a.group === "stereo" ? "default" : "0",
   ]);
 
-const hlsMuxerArgs = (workDir: string, rendition: string, segmentSeconds: number): string[] => [
+const hlsMuxerArgs = (workDir: string, rendition: string, segmentSeconds: number, chunk?: VideoChunk): string[] => [
+  ...(chunk
+    ? [
+        // Each fragment's decode time is its packets' (the source's, kept by -copyts), so the
+        // chunk's segments continue the previous chunk's timeline; no shift to make them positive.
+        "-avoid_negative_ts",
+        "disabled",
+        "-hls_segment_options",
+        "movflags=+frag_discont",
+        "-start_number",
+        String(chunk.firstSegment),
+        ...(chunk.frames === undefined ? [] : ["-frames:v", String(chunk.frames)]),
+      ]
+    : []),
   "-f",
   "hls",
   "-hls_time",
@@ -201,13 +235,20 @@ export function outputDirs(spec: TranscodeSpec): string[] {
  * from HDR when need be) feeds the SDR rungs, the thumbnails and the poster; an HDR branch feeds
  * the HEVC rungs that keep the source's range. Outputs `[v<i>]` per rendition, `[thumbs]`, `[poster]`.
  */
-function videoGraph(spec: TranscodeSpec, wantPoster: boolean): string[] {
+function videoGraph(spec: TranscodeSpec, rungs: readonly PlannedRendition[], wantThumbs: boolean, wantPoster: boolean) {
   const { plan } = spec;
   const conditioning = plan.conditioning;
   const frameRate = plan.frameRate as NonNullable<LadderPlan["frameRate"]>;
-  const head = [...(conditioning ? headFilters(conditioning) : []), `fps=${frameRate.expr}`].join(",");
-  const hdrRungs = plan.renditions.filter(fromHdrBranch);
-  const sdrOutputs = plan.renditions.length - hdrRungs.length + (spec.thumbnail ? 1 : 0) + (wantPoster ? 1 : 0);
+  const chunk = spec.part?.kind === "video" ? spec.part.chunk : undefined;
+  const head = [
+    // A chunk keeps the source's timestamps (-copyts), measured from its start; the frame rate
+    // grid starts where the chunk does, so its first frame lands exactly on the chunk's start.
+    ...(chunk && chunk.sourceStartSeconds !== 0 ? [`setpts=PTS-${chunk.sourceStartSeconds.toFixed(6)}/TB`] : []),
+    ...(conditioning ? headFilters(conditioning) : []),
+    chunk ? `fps=fps=${frameRate.expr}:start_time=${chunk.startSeconds.toFixed(6)}` : `fps=${frameRate.expr}`,
+  ].join(",");
+  const hdrRungs = rungs.filter(fromHdrBranch);
+  const sdrOutputs = rungs.length - hdrRungs.length + (wantThumbs ? 1 : 0) + (wantPoster ? 1 : 0);
   const graph: string[] = [];
   const split = (input: string, filters: string, labels: string[]) =>
     graph.push(`${input}${filters},split=${labels.length}${labels.map((l) => `[${l}]`).join("")}`);
@@ -239,11 +280,11 @@ function videoGraph(spec: TranscodeSpec, wantPoster: boolean): string[] {
   }
   let hdrBranch = 0;
   let sdrBranch = 0;
-  plan.renditions.forEach((r, i) => {
+  rungs.forEach((r, i) => {
     const input = fromHdrBranch(r) ? `hdr${hdrBranch++}` : `sdr${sdrBranch++}`;
     graph.push(`[${input}]${rungScale(r)}[v${i}]`);
   });
-  if (spec.thumbnail) {
+  if (wantThumbs && spec.thumbnail) {
     const t = spec.thumbnail;
     // The first frame at or after each multiple of the interval: thumbnail i shows time i·interval
     // (the fps filter drops the last one at end of stream).
@@ -262,43 +303,58 @@ function videoGraph(spec: TranscodeSpec, wantPoster: boolean): string[] {
 }
 
 export function buildTranscodeArgs(spec: TranscodeSpec): string[] {
-  const { plan, preset, workDir } = spec;
+  const { plan, preset, workDir, part } = spec;
+  const chunk = part?.kind === "video" ? part.chunk : undefined;
   const args = [...ffmpegQuiet, "-progress", "pipe:1", "-nostats"];
+  if (chunk)
+    // Input seeking decodes only the chunk (from the keyframe before it); a second of slack past
+    // its end lets the frame count, not the demuxer, end it.
+    args.push(
+      "-copyts",
+      "-ss",
+      (chunk.sourceStartSeconds + chunk.startSeconds).toFixed(6),
+      ...(chunk.frames === undefined ? [] : ["-t", (chunk.durationSeconds + 1).toFixed(6)]),
+    );
   args.push("-i", spec.inputPath);
   const outputs: string[][] = [];
-  const video = plan.renditions.length > 0 && plan.frameRate !== null;
-  const wantPoster = video && preset.poster;
-  if (video) args.push("-filter_complex", videoGraph(spec, wantPoster).join(";"));
+  const hasVideo = plan.renditions.length > 0 && plan.frameRate !== null;
+  const rungs = part && part.kind !== "video" ? [] : plan.renditions;
+  const wantThumbs = hasVideo && spec.thumbnail !== null && (!part || part.kind === "stills");
+  const wantPoster = hasVideo && preset.poster && (!part || part.kind === "stills");
+  const wantAudio = !part || part.kind === "audio";
+  if (hasVideo && (rungs.length > 0 || wantThumbs || wantPoster))
+    args.push("-filter_complex", videoGraph(spec, rungs, wantThumbs, wantPoster).join(";"));
 
   if (preset.hls) {
     // Video rungs carry no audio: audio is a set of alternate renditions every rung shares.
-    plan.renditions.forEach((r, i) => {
+    rungs.forEach((r, i) => {
       outputs.push([
         "-map",
         `[v${i}]`,
-        ...videoEncoderArgs(r, plan, spec.x264Preset, spec.hdr),
-        ...hlsMuxerArgs(workDir, r.name, preset.segmentSeconds),
+        ...videoEncoderArgs(r, plan, spec.x264Preset, spec.hdr, chunk !== undefined),
+        ...hlsMuxerArgs(workDir, r.name, preset.segmentSeconds, chunk),
       ]);
     });
-    for (const a of plan.audio)
-      outputs.push([
-        "-map",
-        `0:a:${a.sourceIndex}`,
-        "-vn",
-        ...audioEncoderArgs(a, spec.loudness),
-        ...hlsMuxerArgs(workDir, a.name, preset.segmentSeconds),
-      ]);
-  } else if (preset.mp4 && (video || plan.audio.length > 0)) {
+    if (wantAudio)
+      for (const a of plan.audio)
+        outputs.push([
+          "-map",
+          `0:a:${a.sourceIndex}`,
+          "-vn",
+          ...audioEncoderArgs(a, spec.loudness),
+          ...hlsMuxerArgs(workDir, a.name, preset.segmentSeconds),
+        ]);
+  } else if (preset.mp4 && (hasVideo || plan.audio.length > 0)) {
     const primary = primaryRendition(plan);
     outputs.push([
-      ...(video && primary ? ["-map", "[v0]", ...videoEncoderArgs(primary, plan, spec.x264Preset, spec.hdr)] : []),
+      ...(hasVideo && primary ? ["-map", "[v0]", ...videoEncoderArgs(primary, plan, spec.x264Preset, spec.hdr)] : []),
       ...allAudioArgs(plan, spec.loudness),
       "-movflags",
       "+faststart",
       join(workDir, workLayout.directMp4),
     ]);
   }
-  if (video && spec.thumbnail)
+  if (wantThumbs)
     outputs.push([
       "-map",
       "[thumbs]",
@@ -314,7 +370,7 @@ export function buildTranscodeArgs(spec: TranscodeSpec): string[] {
     outputs.push(["-map", "[poster]", "-frames:v", "1", "-q:v", "2", "-update", "1", join(workDir, workLayout.poster)]);
   if (outputs.length === 0) throw new Error("nothing to encode: no video rendition and no audio");
   // Text subtitles ride along the same run (no decode of their own): WebVTT, cut up when packaging.
-  if (preset.hls)
+  if (preset.hls && wantAudio)
     for (const sub of plan.subtitles)
       outputs.push([
         "-map",

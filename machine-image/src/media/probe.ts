@@ -47,6 +47,7 @@ export const FfprobeOutput = z.object({
   format: z
     .looseObject({
       format_name: z.string().optional(),
+      start_time: z.string().optional(),
       duration: z.string().optional(),
       size: z.string().optional(),
       bit_rate: z.string().optional(),
@@ -220,9 +221,11 @@ export function summarizeProbe(output: FfprobeOutput, sizeBytes: number, limits:
     };
   }
 
+  const startSeconds = toNumber(output.format?.start_time);
   const probe: ProbeSummary = {
     formatName,
     durationSeconds: Math.max(0, duration),
+    ...(startSeconds !== undefined && startSeconds !== 0 ? { startSeconds } : {}),
     sizeBytes,
     ...(bitRate !== undefined ? { bitRate: Math.round(bitRate) } : {}),
     ...(video ? { video } : {}),

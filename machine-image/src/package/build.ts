@@ -9,6 +9,7 @@ import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import {
+  type LoudnessReport,
   type ProbeSummary,
   parseCues,
   SUBTITLES_GROUP,
@@ -16,7 +17,7 @@ import {
   subtitleSegmentName,
   writeVtt,
 } from "@tcoder/worker/contract";
-import type { AudioGroup, PlannedAudio } from "../media/audio-plan.ts";
+import type { PlannedAudio } from "../media/audio-plan.ts";
 import { type TranscodeSpec, workLayout } from "../media/ffmpeg-args.ts";
 import { encodedDurationSeconds } from "../media/inspect.ts";
 import { type PlannedRendition, primaryRendition } from "../media/ladder.ts";
@@ -30,7 +31,6 @@ import {
   type MediaRendition,
   measureBandwidth,
   parseMediaPlaylist,
-  type VariantStream,
   videoCodecFromInit,
   videoRangeOf,
   writeMasterPlaylist,
@@ -38,11 +38,26 @@ import {
 import { cacheControlFor, contentTypeFor, manifestKey } from "./layout.ts";
 import type { Manifest, ManifestAudio, ManifestRendition, ManifestSubtitle } from "./manifest.ts";
 import { packageKey, packagePaths } from "./manifest.ts";
+import { masterEntries } from "./master-entries.ts";
 import { buildSprite, type ThumbnailPlan, writeThumbnailsVtt } from "./thumbnails.ts";
 
 export interface PackageJob {
   jobId: string;
   attempt: number;
+}
+
+/**
+ * A chunked job's finalize step packages media other machines already uploaded: the media
+ * playlists on disk list them with their sizes here, and only the files the package is made from
+ * (init segments, the MP4's rendition and audio, the subtitles) are on disk. Stills and the
+ * loudness report come from their tasks.
+ */
+export interface UploadedMedia {
+  /** Size of each uploaded file, by its path relative to the work directory. */
+  sizes: ReadonlyMap<string, number>;
+  poster?: string;
+  thumbnails?: { sprite: string; vtt: string; count: number };
+  loudness?: LoudnessReport;
 }
 
 export interface BuiltPackage {
@@ -62,22 +77,13 @@ interface Measured {
   rates: ReturnType<typeof measureBandwidth>;
 }
 
-async function measure(workDir: string, name: string): Promise<Measured> {
+async function measure(workDir: string, name: string, uploaded?: UploadedMedia): Promise<Measured> {
   const dir = join(workDir, workLayout.hlsDir(name));
   const playlist = parseMediaPlaylist(await readFile(join(workDir, workLayout.playlist(name)), "utf8"));
   const sizes = new Map<string, number>();
   for (const uri of [...(playlist.initSegment ? [playlist.initSegment] : []), ...playlist.segments.map((s) => s.uri)])
-    sizes.set(uri, (await stat(join(dir, uri))).size);
+    sizes.set(uri, uploaded?.sizes.get(join(workLayout.hlsDir(name), uri)) ?? (await stat(join(dir, uri))).size);
   return { name, dir, playlist, sizes, rates: measureBandwidth(playlist, (uri) => sizes.get(uri) ?? 0) };
-}
-
-/** The renditions of an audio group: stereo has every stream; surround has each stream's 5.1, else its stereo. */
-function groupMembers(audio: readonly PlannedAudio[], group: AudioGroup): PlannedAudio[] {
-  if (group === "stereo") return audio.filter((a) => a.group === "stereo");
-  if (!audio.some((a) => a.group === "surround")) return [];
-  return audio
-    .filter((a) => a.group === "stereo")
-    .map((stereo) => audio.find((a) => a.group === "surround" && a.sourceIndex === stereo.sourceIndex) ?? stereo);
 }
 
 /** Concatenates a rendition's init and media segments into one fragmented MP4 ffmpeg can read. */
@@ -94,6 +100,7 @@ export async function buildPackage(
   thumbnailPlan: ThumbnailPlan | null,
   probe: ProbeSummary,
   signal: AbortSignal | undefined,
+  uploaded?: UploadedMedia,
 ): Promise<BuiltPackage> {
   const { plan, preset, workDir: dir } = spec;
   const key = (path: string) => packageKey(job.jobId, job.attempt, path);
@@ -112,7 +119,12 @@ export async function buildPackage(
     files.push({ key: upload.key, sizeBytes: (await stat(upload.path)).size, contentType: upload.contentType });
   };
   const publishRendition = async (m: Measured) => {
-    for (const uri of m.sizes.keys()) await track(item(join(m.dir, uri), key(`hls/${m.name}/${uri}`)), media);
+    for (const [uri, sizeBytes] of m.sizes) {
+      const upload = item(join(m.dir, uri), key(`hls/${m.name}/${uri}`));
+      // Already uploaded by the task that encoded it: listed, not sent again.
+      if (uploaded) files.push({ key: upload.key, sizeBytes, contentType: upload.contentType });
+      else await track(upload, media);
+    }
     await track(item(join(m.dir, "playlist.m3u8"), key(packagePaths.renditionPlaylist(m.name))), playlists);
   };
 
@@ -134,15 +146,15 @@ export async function buildPackage(
   if (preset.hls) {
     const video = new Map<string, { planned: PlannedRendition; measured: Measured; codec: string }>();
     for (const r of plan.renditions) {
-      const measured = await measure(dir, r.name);
+      const measured = await measure(dir, r.name, uploaded);
       const init = measured.playlist.initSegment;
       const codec = init ? videoCodecFromInit(await readFile(join(measured.dir, init))) : null;
       if (!codec) throw new Error(`no H.264 or HEVC configuration in ${r.name}/${init ?? "(no init segment)"}`);
       video.set(r.name, { planned: r, measured, codec });
     }
     const audio = new Map<string, { planned: PlannedAudio; measured: Measured }>();
-    for (const a of plan.audio) audio.set(a.name, { planned: a, measured: await measure(dir, a.name) });
-    if (spec.loudness)
+    for (const a of plan.audio) audio.set(a.name, { planned: a, measured: await measure(dir, a.name, uploaded) });
+    if (spec.loudness && !uploaded)
       for (const { planned, measured } of audio.values())
         encodedAudio.push({
           name: planned.name,
@@ -152,29 +164,7 @@ export async function buildPackage(
         });
 
     const uriOf = (name: string) => `${name}/playlist.m3u8`;
-    const groups = (["stereo", "surround"] as const)
-      .map((group) => ({ group, members: groupMembers(plan.audio, group) }))
-      .filter((g) => g.members.length > 0);
-    const mediaRenditions: MediaRendition[] = groups.flatMap(({ group, members }) =>
-      members.map((a) => ({
-        type: "AUDIO" as const,
-        groupId: group,
-        name: a.label,
-        ...(a.language ? { language: a.language } : {}),
-        default: a.default,
-        channels: a.channels,
-        uri: uriOf(a.name),
-      })),
-    );
-    // A group's cost is its most demanding member: that is what a player may add to the video.
-    const groupRates = (members: PlannedAudio[]) => {
-      const rates = members.map((a) => (audio.get(a.name) as { measured: Measured }).measured.rates);
-      return {
-        bandwidth: Math.max(...rates.map((r) => r.bandwidth)),
-        averageBandwidth: Math.max(...rates.map((r) => r.averageBandwidth)),
-      };
-    };
-
+    const mediaRenditions: MediaRendition[] = [];
     // Subtitles are cut on the primary video rendition's segment boundaries (so a player fetches
     // the cues of the segment it plays), or the first audio rendition's for audio-only sources.
     const primaryName = primaryRendition(plan)?.name;
@@ -216,48 +206,16 @@ export async function buildPackage(
         uri: uriOf(sub.name),
       });
     }
-    const subtitlesGroup = subtitles.length > 0 ? { subtitlesGroup: SUBTITLES_GROUP } : {};
 
-    const variants: VariantStream[] = [];
-    for (const { planned: r, measured, codec } of video.values()) {
-      const videoPart = {
-        uri: uriOf(r.name),
-        resolution: { width: r.width, height: r.height },
-        ...(plan.frameRate ? { frameRate: plan.frameRate.value } : {}),
-        videoRange: videoRangeOf(r.dynamicRange),
-      };
-      if (groups.length === 0)
-        variants.push({
-          ...videoPart,
-          bandwidth: measured.rates.bandwidth,
-          averageBandwidth: measured.rates.averageBandwidth,
-          codecs: [codec],
-          ...subtitlesGroup,
-        });
-      for (const { group, members } of groups) {
-        const rates = groupRates(members);
-        variants.push({
-          ...videoPart,
-          bandwidth: measured.rates.bandwidth + rates.bandwidth,
-          averageBandwidth: measured.rates.averageBandwidth + rates.averageBandwidth,
-          codecs: [codec, AAC_LC_CODEC],
-          audioGroup: group,
-          ...subtitlesGroup,
-        });
-      }
-    }
-    if (video.size === 0)
-      // Audio only: each group's default rendition is the variant; the group offers the others.
-      for (const { group, members } of groups) {
-        const main = members.find((a) => a.default) ?? (members[0] as PlannedAudio);
-        variants.push({
-          uri: uriOf(main.name),
-          ...groupRates(members),
-          codecs: [AAC_LC_CODEC],
-          audioGroup: group,
-          ...subtitlesGroup,
-        });
-      }
+    const entries = masterEntries({
+      plan,
+      video: [...video.values()].map((v) => ({ planned: v.planned, rates: v.measured.rates, codec: v.codec })),
+      audioRates: new Map([...audio.values()].map((a) => [a.planned.name, a.measured.rates])),
+      uriOf,
+      ...(subtitles.length > 0 ? { subtitlesGroup: SUBTITLES_GROUP } : {}),
+    });
+    const variants = entries.variants;
+    mediaRenditions.unshift(...entries.audioMedia);
 
     const renditions: ManifestRendition[] = [];
     for (const { planned: r, measured, codec } of video.values()) {
@@ -370,7 +328,8 @@ export async function buildPackage(
       encodedAudio.push({ name: a.name, path: mp4Source.path, stream: `0:a:${i}`, channels: a.channels });
   }
 
-  if (spec.loudness) {
+  if (uploaded?.loudness) manifest.loudness = uploaded.loudness;
+  else if (spec.loudness) {
     // What the listener gets: the encoded renditions, measured like their sources were.
     const output = await measureLoudness(encodedAudio, spec.loudness.targetLufs, signal);
     manifest.loudness = loudnessReport(
@@ -394,29 +353,31 @@ export async function buildPackage(
 
   const posterPath = join(dir, workLayout.poster);
   const top = primaryRendition(plan);
-  if (preset.poster && top && (await exists(posterPath))) {
+  if (uploaded) {
+    if (uploaded.poster && top) manifest.poster = { key: key(uploaded.poster), width: top.width, height: top.height };
+    if (uploaded.thumbnails && thumbnailPlan)
+      manifest.thumbnails = thumbnailsEntry(
+        key(uploaded.thumbnails.vtt),
+        key(uploaded.thumbnails.sprite),
+        thumbnailPlan,
+        uploaded.thumbnails.count,
+      );
+  } else if (preset.poster && top && (await exists(posterPath))) {
     await track(item(posterPath, key(packagePaths.poster)), media);
     manifest.poster = { key: key(packagePaths.poster), width: top.width, height: top.height };
   }
 
-  if (thumbnailPlan) {
-    const thumbs = (await readdir(join(dir, workLayout.thumbsDir))).filter((f) => f.endsWith(".jpg")).sort();
-    if (thumbs.length > 0) {
-      const spritePath = join(dir, "sprite.jpg");
-      await buildSprite(join(dir, workLayout.thumbPattern), thumbs.length, thumbnailPlan, spritePath, signal);
-      const vttPath = join(dir, "thumbnails.vtt");
-      await writeFile(vttPath, writeThumbnailsVtt(thumbnailPlan, thumbs.length, probe.durationSeconds, "sprite.jpg"));
-      await track(item(spritePath, key(packagePaths.thumbnailsSprite)), media);
-      await track(item(vttPath, key(packagePaths.thumbnailsVtt)), playlists);
-      manifest.thumbnails = {
-        vtt: key(packagePaths.thumbnailsVtt),
-        sprite: key(packagePaths.thumbnailsSprite),
-        intervalSeconds: thumbnailPlan.intervalSeconds,
-        count: thumbs.length,
-        width: thumbnailPlan.width,
-        height: thumbnailPlan.height,
-        columns: Math.min(thumbnailPlan.columns, thumbs.length),
-      };
+  if (thumbnailPlan && !uploaded) {
+    const thumbnails = await buildThumbnails(dir, thumbnailPlan, probe.durationSeconds, signal);
+    if (thumbnails) {
+      await track(item(thumbnails.spritePath, key(packagePaths.thumbnailsSprite)), media);
+      await track(item(thumbnails.vttPath, key(packagePaths.thumbnailsVtt)), playlists);
+      manifest.thumbnails = thumbnailsEntry(
+        key(packagePaths.thumbnailsVtt),
+        key(packagePaths.thumbnailsSprite),
+        thumbnailPlan,
+        thumbnails.count,
+      );
     }
   }
 
@@ -425,6 +386,32 @@ export async function buildPackage(
   const manifestUpload = item(manifestPath, manifestKey(job.jobId));
   return { manifest, media, playlists, indexes, manifestUpload };
 }
+
+/** The sprite and cue file of the thumbnails ffmpeg wrote into the work directory; null when it wrote none. */
+export async function buildThumbnails(
+  dir: string,
+  plan: ThumbnailPlan,
+  durationSeconds: number,
+  signal: AbortSignal | undefined,
+): Promise<{ spritePath: string; vttPath: string; count: number } | null> {
+  const thumbs = (await readdir(join(dir, workLayout.thumbsDir))).filter((f) => f.endsWith(".jpg")).sort();
+  if (thumbs.length === 0) return null;
+  const spritePath = join(dir, "sprite.jpg");
+  await buildSprite(join(dir, workLayout.thumbPattern), thumbs.length, plan, spritePath, signal);
+  const vttPath = join(dir, "thumbnails.vtt");
+  await writeFile(vttPath, writeThumbnailsVtt(plan, thumbs.length, durationSeconds, "sprite.jpg"));
+  return { spritePath, vttPath, count: thumbs.length };
+}
+
+const thumbnailsEntry = (vtt: string, sprite: string, plan: ThumbnailPlan, count: number) => ({
+  vtt,
+  sprite,
+  intervalSeconds: plan.intervalSeconds,
+  count,
+  width: plan.width,
+  height: plan.height,
+  columns: Math.min(plan.columns, count),
+});
 
 const exists = (path: string) =>
   stat(path).then(

@@ -28,6 +28,44 @@ export function parseMediaPlaylist(text: string): MediaPlaylist {
   return { ...(initSegment ? { initSegment } : {}), segments, durationSeconds };
 }
 
+/** A media segment to list: `map` (EXT-X-MAP) names the init segment of it and the segments after it. */
+export interface ListedSegment {
+  uri: string;
+  durationSeconds: number;
+  map?: string;
+}
+
+/**
+ * A media playlist. `EVENT` (still growing: segments are only ever appended) or `VOD`, with
+ * `#EXT-X-ENDLIST` once the list is complete. The target duration must not change while a playlist
+ * grows, so it is given (the preset's segment length) and only raised by a longer segment.
+ */
+export function writeMediaPlaylist(p: {
+  segments: readonly ListedSegment[];
+  type: "EVENT" | "VOD";
+  ended: boolean;
+  targetDurationSeconds: number;
+}): string {
+  const target = Math.max(
+    Math.round(p.targetDurationSeconds),
+    ...p.segments.map((segment) => Math.round(segment.durationSeconds)),
+  );
+  const lines = [
+    "#EXTM3U",
+    "#EXT-X-VERSION:7",
+    `#EXT-X-TARGETDURATION:${target}`,
+    "#EXT-X-MEDIA-SEQUENCE:0",
+    `#EXT-X-PLAYLIST-TYPE:${p.type}`,
+    "#EXT-X-INDEPENDENT-SEGMENTS",
+  ];
+  for (const segment of p.segments) {
+    if (segment.map) lines.push(`#EXT-X-MAP:URI=${quoted(segment.map)}`);
+    lines.push(`#EXTINF:${segment.durationSeconds.toFixed(6)},`, segment.uri);
+  }
+  if (p.ended) lines.push("#EXT-X-ENDLIST");
+  return `${lines.join("\n")}\n`;
+}
+
 export interface VariantStream {
   uri: string;
   bandwidth: number;

@@ -5,7 +5,10 @@ import { promisify } from "node:util";
 
 const run = promisify(execFile);
 
-export async function makeClip(path: string, { seconds = 2, size = "320x240", rate = 25 } = {}): Promise<string> {
+export async function makeClip(
+  path: string,
+  { seconds = 2, size = "320x240", rate = 25 as number | string } = {},
+): Promise<string> {
   await run("ffmpeg", [
     ...["-hide_banner", "-loglevel", "error", "-y"],
     ...["-f", "lavfi", "-i", `testsrc2=size=${size}:rate=${rate}:duration=${seconds}`],
