@@ -253,6 +253,8 @@ export function jobView(client: TcoderClient, id: string): View {
   );
   const controller = new AbortController();
   let player: { dispose(): void } | null = null;
+  /** What the player shows: a running chunked job's live playlists, or the finished package. */
+  let playing: "live" | "package" | null = null;
 
   /** Delete asks first, in place: what goes, and a second button that does it. */
   const deleteAction = (job: Job) => {
@@ -407,6 +409,7 @@ export function jobView(client: TcoderClient, id: string): View {
     if (job.state === "deleted") {
       player?.dispose();
       player = null;
+      playing = null;
       clear(media);
       clear(
         outputs,
@@ -418,19 +421,37 @@ export function jobView(client: TcoderClient, id: string): View {
       );
       return;
     }
+    /** Runs `show` with the job's URLs as players may fetch them: a signed job's carry a token (an hour). */
+    const withUrls = (show: (urlOf: (url: string) => string) => void) => {
+      if (job.playback !== "signed") return show((url) => url);
+      client
+        .createPlaybackToken(job.id, { expiresInSeconds: 3600, signal: controller.signal })
+        .then(({ token }) => show((url) => withPlaybackToken(url, token)))
+        .catch((err: unknown) => {
+          if (!controller.signal.aborted) clear(media, errorLine(err));
+        });
+    };
     const out = job.outputs;
-    if (job.state === "completed" && out && !player) {
-      if (job.playback !== "signed") showPackage(job, out, (url) => url);
-      else {
-        // A signed job plays only with a token: ask the API for one (an hour) before showing anything.
-        player = { dispose() {} };
-        client
-          .createPlaybackToken(job.id, { expiresInSeconds: 3600, signal: controller.signal })
-          .then(({ token }) => showPackage(job, out, (url) => withPlaybackToken(url, token)))
-          .catch((err: unknown) => {
-            if (!controller.signal.aborted) clear(media, errorLine(err));
-          });
-      }
+    if (job.state === "completed" && out && playing !== "package") {
+      player?.dispose();
+      player = { dispose() {} };
+      playing = "package";
+      withUrls((urlOf) => showPackage(job, out, urlOf));
+    } else if (job.state === "running" && job.playable && job.live && !playing) {
+      // A chunked job plays while it encodes: its live playlists grow as chunks are done.
+      const live = job.live.hlsMaster.url;
+      player = { dispose() {} };
+      playing = "live";
+      withUrls((urlOf) => {
+        const handle = hlsPlayer({ src: urlOf(live), title: jobName(job) });
+        player = handle;
+        clear(
+          media,
+          h("h3", {}, "Playback"),
+          h("p", { class: "muted" }, "Playing while it encodes: more of it appears as chunks are done."),
+          handle.element,
+        );
+      });
     }
   };
 
