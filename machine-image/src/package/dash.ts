@@ -3,6 +3,7 @@
  * representation points at `hls/<rendition>/init.mp4` and `seg_<n>.m4s` through a SegmentTemplate
  * whose timeline is the media playlist's, so DASH players need no second copy of the media.
  */
+import { type DashText, dashTextAdaptationSet, xmlEscape as xml } from "@tcoder/worker/contract";
 import type { PlannedAudio } from "../media/audio-plan.ts";
 import type { PlannedRendition } from "../media/ladder.ts";
 import type { MediaPlaylist } from "./hls-master.ts";
@@ -20,13 +21,7 @@ export interface DashAudio {
   playlist: MediaPlaylist;
 }
 
-export interface DashText {
-  name: string;
-  language?: string;
-  label: string;
-  /** Path of the whole WebVTT file, relative to the manifest. */
-  uri: string;
-}
+export type { DashText };
 
 export interface DashPackage {
   durationSeconds: number;
@@ -37,9 +32,6 @@ export interface DashPackage {
 }
 
 const TIMESCALE = 1000;
-
-const xml = (value: string) =>
-  value.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
 
 const duration = (seconds: number) => `PT${seconds.toFixed(3)}S`;
 
@@ -109,15 +101,8 @@ export function writeDashManifest(pkg: DashPackage): string {
       "    </AdaptationSet>",
     );
   }
-  for (const t of pkg.text)
-    lines.push(
-      `    <AdaptationSet id="${set++}" contentType="text" mimeType="text/vtt"${t.language ? ` lang="${xml(t.language)}"` : ""}>`,
-      `      <Label>${xml(t.label)}</Label>`,
-      `      <Representation id="${xml(t.name)}" bandwidth="256">`,
-      `        <BaseURL>${xml(t.uri)}</BaseURL>`,
-      "      </Representation>",
-      "    </AdaptationSet>",
-    );
+  // Text sets come last: the API rewrites them when captions are added to a finished job (contract/dash.ts).
+  for (const t of pkg.text) lines.push(...dashTextAdaptationSet(t, set++));
   lines.push("  </Period>", "</MPD>");
   return `${lines.join("\n")}\n`;
 }

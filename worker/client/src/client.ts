@@ -430,7 +430,8 @@ export function createClient(options: ClientOptions & { resolveSource?: SourceRe
 
     /**
      * Adds captions (a WebVTT or SubRip file's text) in `language` to a completed job: they become a
-     * subtitle rendition of its HLS package and the master playlist is republished. The same
+     * subtitle rendition of its HLS package and the master playlist, the DASH manifest and
+     * manifest.json are republished. The same
      * language again replaces them. Rejects with `invalid_captions`, `captions_too_large`, or
      * `invalid_state` for a job that is not completed.
      */
@@ -446,7 +447,7 @@ export function createClient(options: ClientOptions & { resolveSource?: SourceRe
         captions.text.replace(/^\uFEFF/, "").startsWith("WEBVTT") ? "text/vtt" : "application/x-subrip",
       ),
 
-    /** Removes the captions added in `language` (`captions_not_found` if there are none) and republishes the master. */
+    /** Removes the captions added in `language` (`captions_not_found` if there are none) and republishes the master, MPD and manifest. */
     removeCaptions: (id: string, language: string, opts: { signal?: AbortSignal } = {}) =>
       api<Job>("DELETE", `${jobPath(id)}/captions/${encodeURIComponent(language)}`, undefined, opts.signal),
 

@@ -1,13 +1,17 @@
 /**
  * Captions on a finished job through the SDK against the real local stack (workerd, redis-server,
  * the S3 store, a machine process running ffmpeg): SubRip and WebVTT files become subtitle
- * renditions cut on the package's own segment boundaries, the master playlist is republished with
- * them (and without them after a removal), and bad input is refused with a stable code.
+ * renditions cut on the package's own segment boundaries, the master playlist, the DASH manifest
+ * and manifest.json are republished with them (and without them after a removal), and bad input is
+ * refused with a stable code.
  */
+import { execFile } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { type LocalStack, startLocalStack } from "@tcoder/local/stack";
+import { type Manifest, subtitleSegmentName } from "@tcoder/worker/contract";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient, type Job, TcoderError } from "../src/node.ts";
 import { makeClip } from "./media.ts";
@@ -60,6 +64,15 @@ const subrip = [
 
 const webvtt =
   "WEBVTT\n\nintro\n00:00:00.500 --> 00:00:01.500 align:start\nHello\n\n00:00:07.000 --> 00:00:08.000\nAgain\n";
+
+/** The text adaptation sets of an MPD: [lang, label, BaseURL] each. */
+const dashTextSets = (mpd: string) =>
+  [...mpd.matchAll(/<AdaptationSet [^>]*contentType="text"[^>]*>[\s\S]*?<\/AdaptationSet>/g)].map((m) => [
+    /lang="([^"]*)"/.exec(m[0])?.[1],
+    /<Label>([^<]*)<\/Label>/.exec(m[0])?.[1],
+    /<BaseURL>([^<]*)<\/BaseURL>/.exec(m[0])?.[1],
+  ]);
+const manifestOf = async (job: Job) => JSON.parse(await text(job.outputs?.manifest.url as string)) as Manifest;
 
 const problemOf = async (promise: Promise<unknown>) => {
   const error = await promise.then(
@@ -115,6 +128,46 @@ describe("captions on a finished job", () => {
     expect(uris).toEqual(withBoth.outputs?.subtitles?.map((s) => s.playlist.url));
   });
 
+  it("lists the captions in the DASH manifest and in manifest.json, with every file they added", async () => {
+    const current = await client.getJob(job.id);
+    const subtitles = current.outputs?.subtitles ?? [];
+    const mpdUrl = current.outputs?.dashManifest?.url as string;
+    const mpd = await text(mpdUrl);
+    expect(dashTextSets(mpd)).toEqual([
+      ["fr", "French", "subtitles/captions-fr.vtt"],
+      ["en", "English (CC)", "subtitles/captions-en.vtt"],
+    ]);
+    // Relative to the MPD, each names the whole WebVTT file the job lists.
+    expect(dashTextSets(mpd).map(([, , uri]) => new URL(uri as string, mpdUrl).href)).toEqual(
+      subtitles.map((s) => s.vtt.url),
+    );
+    // The MPD still describes the machine's media, and ffmpeg still plays its video and audio from it.
+    const { stderr } = await promisify(execFile)("ffmpeg", [
+      ...["-hide_banner", "-v", "error", "-i", mpdUrl, "-map", "0:v", "-map", "0:a", "-f", "null", "-"],
+    ]);
+    expect(stderr).toBe("");
+
+    const manifest = await manifestOf(current);
+    expect(manifest.hls?.subtitles.map((s) => [s.name, s.label, s.language, s.cues, s.segments])).toEqual([
+      ["captions-fr", "French", "fr", 3, 3],
+      ["captions-en", "English (CC)", "en", 2, 3],
+    ]);
+    const listed = new Map(manifest.files.map((f) => [f.key, f]));
+    const manifestRef = current.outputs?.manifest as { url: string; key: string };
+    const urlOf = (key: string) => manifestRef.url.slice(0, -manifestRef.key.length) + key;
+    for (const s of subtitles) {
+      const segments = segmentDurations(await text(s.playlist.url)).map((_, i) =>
+        s.playlist.key.replace("playlist.m3u8", subtitleSegmentName(i)),
+      );
+      for (const key of [s.playlist.key, s.vtt.key, ...segments]) {
+        const bytes = (await (await fetch(urlOf(key))).arrayBuffer()).byteLength;
+        expect(listed.get(key), key).toMatchObject({ sizeBytes: bytes });
+      }
+    }
+    // Each file once, and nothing listed that is not there.
+    expect(listed.size).toBe(manifest.files.length);
+  });
+
   it("replaces a language's captions when they are posted again", async () => {
     const replaced = await client.addCaptions(job.id, {
       language: "fr",
@@ -139,10 +192,19 @@ describe("captions on a finished job", () => {
     ])
       expect((await fetch(url as string)).status, url).toBe(404);
 
-    await client.removeCaptions(job.id, "fr");
+    const afterManifest = await manifestOf(after);
+    expect(afterManifest.hls?.subtitles.map((s) => s.name)).toEqual(["captions-fr"]);
+    expect(afterManifest.files.filter((f) => f.key.includes("captions-en"))).toEqual([]);
+    expect(dashTextSets(await text(after.outputs?.dashManifest?.url as string)).map(([lang]) => lang)).toEqual(["fr"]);
+
+    const none = await client.removeCaptions(job.id, "fr");
     const bare = await text(job.outputs?.hlsMaster?.url as string);
     expect(mediaLines(bare)).toEqual([]);
     for (const variant of variantLines(bare)) expect(variant).not.toContain("SUBTITLES=");
+    expect(await text(none.outputs?.dashManifest?.url as string)).not.toContain('contentType="text"');
+    const bareManifest = await manifestOf(none);
+    expect(bareManifest.hls?.subtitles).toEqual([]);
+    expect(bareManifest.files.filter((f) => f.key.includes("captions-"))).toEqual([]);
   });
 
   it("refuses what is not captions, too large a file, a bad language, a missing language and an unfinished job", async () => {

@@ -1,8 +1,9 @@
 /**
  * The web console in real Chromium (Debian's `chromium`, driven by playwright-core; no browser
  * download) against the local stack: sign in with the API token, upload a clip, watch it reach
- * done, and play the HLS output until the video's clock moves; play a signed job with a token the
- * console asks the API for; delete a job after confirming. `UPDATE_SCREENSHOTS=1` saves the
+ * done, and play the HLS output until the video's clock moves; switch audio and subtitle tracks of
+ * a film with two languages and subtitles (plus captions added through the API); play a signed job
+ * with a token the console asks the API for; delete a job after confirming. `UPDATE_SCREENSHOTS=1` saves the
  * screenshots as docs/console-*.png.
  */
 import { existsSync } from "node:fs";
@@ -12,7 +13,7 @@ import { basename, join } from "node:path";
 import { type LocalStack, repoRoot, startLocalStack } from "@tcoder/local/stack";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { makeClip, makeRawClip } from "./media.ts";
+import { makeClip, makeMultilingualClip, makeRawClip } from "./media.ts";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 /** Screenshots refresh docs/console-*.png with UPDATE_SCREENSHOTS=1; otherwise they go to the temp dir. */
@@ -131,6 +132,86 @@ describe("web console", () => {
 
     await page.setViewportSize({ width: 390, height: 844 });
     await page.screenshot({ path: join(docs, "console-mobile.png"), fullPage: true });
+    expect(consoleErrors).toEqual([]);
+  });
+
+  it("offers the audio and subtitle tracks of a film and switches to each one picked", async () => {
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.goto(`${stack.cloud.apiUrl}/#/`);
+    const film = await makeMultilingualClip(join(dir, "film.mkv"));
+    const card = await uploadThroughConsole(film, "hls-small");
+    expect(await card.getAttribute("data-state")).toBe("completed");
+    const jobId = (await card.locator("a").getAttribute("href"))?.replace("#/jobs/", "") as string;
+    // Captions added after the fact are offered as well as the source's subtitles.
+    const added = await fetch(`${stack.cloud.apiUrl}/v1/jobs/${jobId}/captions?language=de`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${stack.cloud.apiToken}`, "content-type": "text/vtt" },
+      body: "WEBVTT\n\n00:00:02.000 --> 00:00:04.000\nHallo\n",
+    });
+    expect(added.status).toBe(200);
+
+    // Which audio renditions the page fetches segments of: hls.js loads only the track it plays.
+    const audioFetched = new Set<string>();
+    page.on("request", (request) => {
+      const rendition = /\/hls\/(audio-[^/]+)\/seg_/.exec(request.url())?.[1];
+      if (rendition) audioFetched.add(rendition);
+    });
+    await card.locator("a").click();
+    const video = page.locator(".player video");
+    await video.waitFor({ timeout: 30_000 });
+    const audio = page.getByLabel("Audio");
+    const subtitles = page.getByLabel("Subtitles");
+    await audio.waitFor();
+    await subtitles.waitFor();
+    const options = (select: typeof audio) => select.locator("option").allTextContents();
+    expect(await options(audio)).toEqual(["English", "Français"]);
+    expect(await options(subtitles)).toEqual(["Off", "French", "German"]);
+    // The source's default track plays first, with no subtitles.
+    await page.locator('#audio-track[data-active="0"]').waitFor({ timeout: 30_000 });
+    expect(await audio.inputValue()).toBe("0");
+    expect(await subtitles.inputValue()).toBe("-1");
+    await video.evaluate((v) => {
+      const el = v as HTMLVideoElement;
+      el.muted = true;
+      void el.play();
+    });
+    await expect.poll(() => [...audioFetched], { timeout: 30_000 }).toEqual(["audio-0"]);
+
+    // Each audio track picked is the one hls.js switches to and fetches.
+    await audio.selectOption({ label: "Français" });
+    await page.locator('#audio-track[data-active="1"]').waitFor({ timeout: 30_000 });
+    await expect.poll(() => audioFetched.has("audio-1"), { timeout: 30_000 }).toBe(true);
+    audioFetched.clear();
+    await audio.selectOption({ label: "English" });
+    await page.locator('#audio-track[data-active="0"]').waitFor({ timeout: 30_000 });
+
+    // Each subtitle track picked shows its cues at the source's times; Off hides them all.
+    const showing = () =>
+      video.evaluate((v) =>
+        [...(v as HTMLVideoElement).textTracks]
+          .filter((t) => t.mode === "showing")
+          .map((t) => ({
+            language: t.language,
+            cues: [...(t.cues ?? [])].map(
+              (c) => `${c.startTime.toFixed(1)}-${c.endTime.toFixed(1)} ${(c as VTTCue).text}`,
+            ),
+          })),
+      );
+    await video.evaluate((v) => {
+      (v as HTMLVideoElement).currentTime = 0;
+    });
+    await subtitles.selectOption({ label: "French" });
+    await page.locator('#subtitle-track[data-active="0"]').waitFor({ timeout: 30_000 });
+    await expect
+      .poll(showing, { timeout: 30_000 })
+      .toEqual([{ language: "fr", cues: expect.arrayContaining(["1.0-3.0 Bonjour"]) }]);
+    await subtitles.selectOption({ label: "German" });
+    await page.locator('#subtitle-track[data-active="1"]').waitFor({ timeout: 30_000 });
+    await expect.poll(showing, { timeout: 30_000 }).toEqual([{ language: "de", cues: ["2.0-4.0 Hallo"] }]);
+    await subtitles.selectOption({ label: "Off" });
+    await page.locator('#subtitle-track[data-active="-1"]').waitFor({ timeout: 30_000 });
+    await expect.poll(showing).toEqual([]);
+    await video.evaluate((v) => (v as HTMLVideoElement).pause());
     expect(consoleErrors).toEqual([]);
   });
 

@@ -1,8 +1,12 @@
 /**
  * HLS playback: hls.js over Media Source Extensions where the browser has them, the browser's own
- * HLS (Safari, iOS) otherwise. Thumbnail scrubbing reads the job's WebVTT sprite index.
+ * HLS (Safari, iOS) otherwise, whose controls offer audio and subtitle tracks themselves. With
+ * hls.js the player offers the package's alternate audio renditions and subtitle renditions (the
+ * source's and captions added later) as two menus. Thumbnail scrubbing reads the job's WebVTT
+ * sprite index.
  */
-import Hls from "hls.js/light";
+// The full build: the light one leaves out alternate audio and subtitles.
+import Hls from "hls.js";
 import { h } from "./dom.ts";
 
 export interface PlayerHandle {
@@ -20,6 +24,7 @@ export function hlsPlayer(opts: { src: string; poster?: string; thumbnailsVtt?: 
   });
   const note = h("p", { class: "muted", "data-playback": "" });
   let hls: Hls | null = null;
+  let tracks: HTMLElement | null = null;
   if (Hls.isSupported()) {
     hls = new Hls({ enableWorker: false });
     hls.on(Hls.Events.ERROR, (_event, data) => {
@@ -28,13 +33,14 @@ export function hlsPlayer(opts: { src: string; poster?: string; thumbnailsVtt?: 
     hls.loadSource(opts.src);
     hls.attachMedia(video);
     note.textContent = "Playing with hls.js (Media Source Extensions).";
+    tracks = trackMenus(hls);
   } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
     video.src = opts.src;
     note.textContent = "Playing with the browser's native HLS.";
   } else {
     note.textContent = "This browser cannot play HLS; use the MP4 link below.";
   }
-  const element = h("div", { class: "player" }, video, note);
+  const element = h("div", { class: "player" }, video, tracks, note);
   if (opts.thumbnailsVtt) element.append(scrubber(video, opts.thumbnailsVtt));
   return {
     element,
@@ -43,6 +49,54 @@ export function hlsPlayer(opts: { src: string; poster?: string; thumbnailsVtt?: 
       video.removeAttribute("src");
     },
   };
+}
+
+/** NAME is the stream's title or its language's name (the machine and the captions API write one). */
+const trackName = (track: { name: string; lang?: string | undefined }, index: number) =>
+  track.name || track.lang || `Track ${index + 1}`;
+
+/**
+ * An "Audio" and a "Subtitles" menu, each shown once the package offers a choice (two audio tracks
+ * or more; any subtitles). A pick switches hls.js's track; the menu shows what hls.js switched to
+ * (`data-active`), so what it says is what plays.
+ */
+function trackMenus(hls: Hls): HTMLElement {
+  const audio = h("select", { id: "audio-track" });
+  const subtitles = h("select", { id: "subtitle-track" });
+  const audioField = h("div", { class: "field", hidden: true }, h("label", { for: "audio-track" }, "Audio"), audio);
+  const subtitlesField = h(
+    "div",
+    { class: "field", hidden: true },
+    h("label", { for: "subtitle-track" }, "Subtitles"),
+    subtitles,
+  );
+  const showAudio = () => {
+    audio.replaceChildren(...hls.audioTracks.map((t, i) => h("option", { value: i }, trackName(t, i))));
+    audio.value = String(hls.audioTrack);
+    audio.dataset.active = String(hls.audioTrack);
+    audioField.hidden = hls.audioTracks.length < 2;
+  };
+  const showSubtitles = () => {
+    subtitles.replaceChildren(
+      h("option", { value: -1 }, "Off"),
+      ...hls.subtitleTracks.map((t, i) => h("option", { value: i }, trackName(t, i))),
+    );
+    subtitles.value = String(hls.subtitleTrack);
+    subtitles.dataset.active = String(hls.subtitleTrack);
+    subtitlesField.hidden = hls.subtitleTracks.length === 0;
+  };
+  hls.on(Hls.Events.AUDIO_TRACKS_UPDATED, showAudio);
+  hls.on(Hls.Events.AUDIO_TRACK_SWITCHED, showAudio);
+  hls.on(Hls.Events.SUBTITLE_TRACKS_UPDATED, showSubtitles);
+  hls.on(Hls.Events.SUBTITLE_TRACK_SWITCH, showSubtitles);
+  audio.addEventListener("change", () => {
+    hls.audioTrack = Number(audio.value);
+  });
+  subtitles.addEventListener("change", () => {
+    hls.subtitleDisplay = true;
+    hls.subtitleTrack = Number(subtitles.value);
+  });
+  return h("div", { class: "tracks" }, audioField, subtitlesField);
 }
 
 interface SpriteCue {

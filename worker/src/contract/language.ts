@@ -4,6 +4,13 @@
  * `Intl`) does the mapping and supplies a display name, so no table is kept here.
  */
 
+/**
+ * What a client may name a language with (captions, the CLI's --captions-language): a BCP 47 tag
+ * such as `en`, `pt-BR` or `yue-Hant`, at most 35 characters.
+ */
+export const LANGUAGE_TAG = /^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$/;
+export const MAX_LANGUAGE_TAG_LENGTH = 35;
+
 /** BCP 47 form of a language tag, or undefined for none, `und` (undetermined) or an unusable tag. */
 export function languageTag(raw: string | undefined): string | undefined {
   const trimmed = raw?.trim();

@@ -17,9 +17,12 @@ export const LOUDNESS_TRUE_PEAK_DBTP = -1.5;
  */
 export const LOUDNESS_RANGE_LU = 20;
 
+/** The quietest and loudest integrated loudness a job may ask for, in LUFS. */
+export const LOUDNESS_TARGET_RANGE_LUFS = { min: -31, max: -10 } as const;
+
 export const LoudnessSetting = z.object({
   /** Integrated loudness to reach, in LUFS: −23 (EBU R128) or −16 (streaming), or any level between −31 and −10. */
-  targetLufs: z.number().min(-31).max(-10),
+  targetLufs: z.number().min(LOUDNESS_TARGET_RANGE_LUFS.min).max(LOUDNESS_TARGET_RANGE_LUFS.max),
 });
 export type LoudnessSetting = z.infer<typeof LoudnessSetting>;
 

@@ -5,6 +5,9 @@
  * cut the source's subtitles with it; the API cuts captions added to a finished job the same way.
  */
 
+/** The largest captions file a client may add to a job. A feature film's SubRip is ~100 KB; this leaves room for long, verbose ones. */
+export const MAX_CAPTIONS_BYTES = 1024 * 1024;
+
 export interface Cue {
   startSeconds: number;
   endSeconds: number;
@@ -35,6 +38,27 @@ export function captionsFormat(text: string): "webvtt" | "subrip" | null {
   )
     return "subrip";
   return null;
+}
+
+/**
+ * The cues of a captions file a client sends (the API's body, the CLI's --captions), or the problem
+ * saying why there are none: it must be UTF-8, WebVTT or SubRip, and hold at least one cue.
+ */
+export function readCaptions(bytes: Uint8Array): { cues: Cue[] } | { problem: string } {
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
+  } catch {
+    return { problem: "captions must be UTF-8 text" };
+  }
+  const format = captionsFormat(text);
+  if (!format)
+    return {
+      problem: "not a WebVTT file (WEBVTT first line) or a SubRip file (numbered cues with 00:00:00,000 timings)",
+    };
+  const cues = parseCues(text);
+  if (cues.length === 0) return { problem: `the ${format} file has no cues` };
+  return { cues };
 }
 
 /** Cues of a WebVTT (or SubRip: the same cue shape with comma decimals) document, in order. */

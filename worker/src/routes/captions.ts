@@ -12,7 +12,13 @@ import {
   PackageError,
   removeCaptions,
 } from "../captions/publish.ts";
-import { captionsFormat, type OutputKeys, parseCues } from "../contract/index.ts";
+import {
+  LANGUAGE_TAG,
+  MAX_CAPTIONS_BYTES,
+  MAX_LANGUAGE_TAG_LENGTH,
+  type OutputKeys,
+  readCaptions,
+} from "../contract/index.ts";
 import type { AppEnv } from "../http/context.ts";
 import { validationHook } from "../http/errors.ts";
 import { presentJob } from "../http/present-job.ts";
@@ -21,16 +27,13 @@ import { getJob, replaceCompletedOutputs, type StateRedis, type StoredJob, withP
 import { StorageError } from "../storage/s3.ts";
 import { JobIdParams, PublicJob } from "./schemas.ts";
 
-/** A feature film's SubRip is ~100 KB; this leaves room for long, verbose ones. */
-export const MAX_CAPTIONS_BYTES = 1024 * 1024;
-
 /** The paths whose bodies are captions files (exempt from the API's JSON body limit). */
 export const CAPTIONS_PATH = /^\/v1\/jobs\/[^/]+\/captions\/?$/;
 
 const LanguageTag = z
   .string()
-  .max(35)
-  .regex(/^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$/, "a BCP 47 language tag such as en, pt-BR or yue-Hant");
+  .max(MAX_LANGUAGE_TAG_LENGTH)
+  .regex(LANGUAGE_TAG, "a BCP 47 language tag such as en, pt-BR or yue-Hant");
 
 const CaptionsQuery = z.object({
   language: LanguageTag.openapi({ description: "BCP 47 language of the captions", example: "en" }),
@@ -62,20 +65,9 @@ async function completedJob(redis: StateRedis, id: string): Promise<StoredJob & 
 
 /** The cues of a captions body, or the problem saying why there are none. */
 function captionsCues(body: ArrayBuffer) {
-  let text: string;
-  try {
-    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(body);
-  } catch {
-    throw new ProblemError("invalid_captions", { detail: "captions must be UTF-8 text" });
-  }
-  const format = captionsFormat(text);
-  if (!format)
-    throw new ProblemError("invalid_captions", {
-      detail: "not a WebVTT file (WEBVTT first line) or a SubRip file (numbered cues with 00:00:00,000 timings)",
-    });
-  const cues = parseCues(text);
-  if (cues.length === 0) throw new ProblemError("invalid_captions", { detail: `the ${format} file has no cues` });
-  return cues;
+  const read = readCaptions(new Uint8Array(body));
+  if ("problem" in read) throw new ProblemError("invalid_captions", { detail: read.problem });
+  return read.cues;
 }
 
 /** Runs a package change under the job's lock, with storage failures and a concurrent change as problems. */

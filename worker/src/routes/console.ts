@@ -34,7 +34,9 @@ function contentSecurityPolicy(env: AppEnv["Bindings"]): string {
     "style-src 'self' 'unsafe-inline'",
     `connect-src 'self' ${store}`,
     `img-src 'self' data: ${store}`,
-    `media-src 'self' blob: ${store}`,
+    // data: for the empty `<track src="data:,WEBVTT">` hls.js gives each subtitle track it renders
+    // (so Chrome and Safari keep the cues it adds).
+    `media-src 'self' blob: data: ${store}`,
     "base-uri 'none'",
     "form-action 'self'",
     "frame-ancestors 'none'",

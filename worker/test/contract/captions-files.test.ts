@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { captionsFormat, parseCues, withSubtitleRenditions } from "../../src/contract/index.ts";
+import {
+  captionsFormat,
+  DashManifestError,
+  dashTextAdaptationSet,
+  parseCues,
+  withDashTextSets,
+  withSubtitleRenditions,
+} from "../../src/contract/index.ts";
 
 const master = [
   "#EXTM3U",
@@ -68,5 +75,61 @@ describe("captionsFormat", () => {
     expect(parseCues("1\r\n00:00:01,000 --> 00:00:02,500\r\nHi\r\n")).toEqual(
       parseCues("WEBVTT\n\n00:00:01.000 --> 00:00:02.500\nHi\n"),
     );
+  });
+});
+
+const mpd = [
+  '<?xml version="1.0" encoding="UTF-8"?>',
+  '<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT13.000S" minBufferTime="PT2S">',
+  '  <Period id="0" start="PT0S">',
+  '    <AdaptationSet id="0" contentType="video" mimeType="video/mp4" segmentAlignment="true" startWithSAP="1">',
+  '      <Representation id="360p" codecs="avc1.4D401E" bandwidth="900000" width="640" height="360" sar="1:1">',
+  "      </Representation>",
+  "    </AdaptationSet>",
+  '    <AdaptationSet id="1" contentType="audio" mimeType="audio/mp4" segmentAlignment="true" lang="en">',
+  "      <Label>English</Label>",
+  "    </AdaptationSet>",
+  ...dashTextAdaptationSet({ name: "subs-0", label: "English", language: "en", uri: "subtitles/subs-0.vtt" }, 2),
+  "  </Period>",
+  "</MPD>",
+  "",
+].join("\n");
+
+describe("withDashTextSets", () => {
+  it("replaces the text adaptation sets after the video and audio ones, numbered on from them", () => {
+    const out = withDashTextSets(mpd, [
+      { name: "subs-0", label: "English", language: "en", uri: "subtitles/subs-0.vtt" },
+      { name: "captions-de", label: "Deutsch & <mehr>", language: "de", uri: "subtitles/captions-de.vtt" },
+    ]);
+    const lines = out.split("\n");
+    expect(lines.slice(0, 10)).toEqual(mpd.split("\n").slice(0, 10));
+    expect(lines.slice(10)).toEqual([
+      '    <AdaptationSet id="2" contentType="text" mimeType="text/vtt" lang="en">',
+      "      <Label>English</Label>",
+      '      <Representation id="subs-0" bandwidth="256">',
+      "        <BaseURL>subtitles/subs-0.vtt</BaseURL>",
+      "      </Representation>",
+      "    </AdaptationSet>",
+      '    <AdaptationSet id="3" contentType="text" mimeType="text/vtt" lang="de">',
+      "      <Label>Deutsch &amp; &lt;mehr&gt;</Label>",
+      '      <Representation id="captions-de" bandwidth="256">',
+      "        <BaseURL>subtitles/captions-de.vtt</BaseURL>",
+      "      </Representation>",
+      "    </AdaptationSet>",
+      "  </Period>",
+      "</MPD>",
+      "",
+    ]);
+  });
+
+  it("takes every text set out when no subtitles are left, and keeps the rest as it was", () => {
+    const out = withDashTextSets(mpd, []);
+    expect(out).not.toContain('contentType="text"');
+    expect(out.split("\n")).toEqual([...mpd.split("\n").slice(0, 10), "  </Period>", "</MPD>", ""]);
+    expect(withDashTextSets(out, [])).toBe(out);
+  });
+
+  it("refuses a document that is not an MPD with one Period", () => {
+    expect(() => withDashTextSets("<html></html>", [])).toThrow(DashManifestError);
   });
 });

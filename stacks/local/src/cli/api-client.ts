@@ -6,7 +6,7 @@ import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { createClient, TcoderError } from "@tcoder/client/node";
-import type { Job } from "@tcoder/worker/contract";
+import type { Job, LoudnessSetting } from "@tcoder/worker/contract";
 import { fetchOrExplain } from "./unreachable.ts";
 
 export interface Problem {
@@ -41,6 +41,12 @@ export interface Stats {
   running: number;
   oldestQueuedAgeSeconds: number | null;
 }
+
+/** The SDK's refusals are as expected as the API's: one sentence, no "unexpected error". */
+const asApiError = (error: unknown): never => {
+  if (!(error instanceof TcoderError)) throw error;
+  throw new ApiError({ status: error.status ?? 0, code: error.code }, `${error.code}: ${error.message}`);
+};
 
 export function createApiClient({ baseUrl, token }: { baseUrl: string; token: string }) {
   const origin = new URL(baseUrl).origin;
@@ -85,8 +91,13 @@ export function createApiClient({ baseUrl, token }: { baseUrl: string; token: st
 
   return {
     health: async () => (await fetchOrExplain(new URL("/healthz", baseUrl), {}, "the API")).ok,
-    createUpload: (input: { filename: string; contentType: string; size: number; preset?: string }) =>
-      call<UploadTicket>("POST", "/v1/uploads", input),
+    createUpload: (input: {
+      filename: string;
+      contentType: string;
+      size: number;
+      preset?: string;
+      loudness?: LoudnessSetting;
+    }) => call<UploadTicket>("POST", "/v1/uploads", input),
     getJob: (id: string) => call<Job>("GET", `/v1/jobs/${encodeURIComponent(id)}`),
     listJobs: (query: { state?: string; limit?: number; cursor?: string } = {}) => {
       const params = new URLSearchParams();
@@ -95,7 +106,11 @@ export function createApiClient({ baseUrl, token }: { baseUrl: string; token: st
     },
     cancel: (id: string) => call<Job>("POST", `/v1/jobs/${encodeURIComponent(id)}/cancel`),
     /** A job whose source the machine downloads from `url` (`POST /v1/jobs {url}`). */
-    createJobFromUrl: (input: { url: string; preset?: string }) => call<Job>("POST", "/v1/jobs", input),
+    createJobFromUrl: (input: { url: string; preset?: string; loudness?: LoudnessSetting }) =>
+      call<Job>("POST", "/v1/jobs", input),
+    /** Adds captions to a completed job (the SDK's addCaptions: the body is the file, not JSON). */
+    addCaptions: (id: string, captions: { language: string; text: string }) =>
+      sdk.addCaptions(id, captions).catch(asApiError),
     /** Deletes the job's source and outputs; answers 204 (also for a job already deleted). */
     deleteJob: (id: string) => call<undefined>("DELETE", `/v1/jobs/${encodeURIComponent(id)}`),
     stats: () => call<Stats>("GET", "/v1/stats"),
@@ -104,11 +119,7 @@ export function createApiClient({ baseUrl, token }: { baseUrl: string; token: st
       await call("POST", `/v1/uploads/${encodeURIComponent(jobId)}/multipart`, {});
       await sdk
         .resumeUpload(jobId, path, { onProgress: ({ loaded, total }) => onBytes(loaded, total) })
-        .catch((error: unknown) => {
-          // The SDK's refusals are as expected as the API's: one sentence, no "unexpected error".
-          if (!(error instanceof TcoderError)) throw error;
-          throw new ApiError({ status: error.status ?? 0, code: error.code }, `${error.code}: ${error.message}`);
-        });
+        .catch(asApiError);
     },
   };
 }

@@ -4,8 +4,22 @@
  * Commands share these checks; a new command that takes files, a preset or an API address uses
  * them too rather than finding out from a failure halfway through.
  */
-import { open, stat } from "node:fs/promises";
-import { isPresetName, type JobState, jobStates, type PresetName, presetNames } from "@tcoder/worker/contract";
+import { open, readFile, stat } from "node:fs/promises";
+import {
+  isPresetName,
+  type JobState,
+  jobStates,
+  LANGUAGE_TAG,
+  LOUDNESS_TARGET_RANGE_LUFS,
+  LoudnessSetting,
+  loudnessTargetsLufs,
+  MAX_CAPTIONS_BYTES,
+  MAX_LANGUAGE_TAG_LENGTH,
+  type PresetName,
+  presetNames,
+  presets,
+  readCaptions,
+} from "@tcoder/worker/contract";
 
 /** A wrong argument; the message says which and why. The CLI prints it and exits 2. */
 export class ArgumentError extends Error {
@@ -36,6 +50,74 @@ export function jobStateFlag(value: string): JobState {
   const state = jobStates.find((s) => s === value);
   if (state) return state;
   throw new ArgumentError(`--state "${value}" is not a job state; the states are ${jobStates.join(", ")}`);
+}
+
+/**
+ * `--loudness`: the integrated loudness to normalize audio to, in LUFS (-23 EBU R128, -16
+ * streaming, or any level the API takes), or `broadcast` / `streaming` for those two.
+ */
+export function loudnessFlag(value: string): LoudnessSetting {
+  const named = Object.hasOwn(loudnessTargetsLufs, value)
+    ? loudnessTargetsLufs[value as keyof typeof loudnessTargetsLufs]
+    : undefined;
+  // Number("") is 0 and Number("0x10") 16: only a plain decimal is a loudness.
+  const targetLufs = named ?? (/^[-+]?\d+(\.\d+)?$/.test(value) ? Number(value) : Number.NaN);
+  if (LoudnessSetting.safeParse({ targetLufs }).success) return { targetLufs };
+  const { min, max } = LOUDNESS_TARGET_RANGE_LUFS;
+  throw new ArgumentError(
+    `--loudness must be a loudness in LUFS from ${min} to ${max} (-23 is EBU R128, -16 streaming) or the word broadcast or streaming, got "${value}"`,
+  );
+}
+
+/** A captions file checked and read: what `POST /v1/jobs/{id}/captions` will be sent. */
+export interface CaptionsFile {
+  path: string;
+  language: string;
+  text: string;
+}
+
+/**
+ * `--captions FILE --captions-language TAG`, given in pairs (the first language goes with the first
+ * file, and so on). Every file must be one the API takes (UTF-8 WebVTT or SubRip with a cue, at
+ * most MAX_CAPTIONS_BYTES), every language a BCP 47 tag, and the preset (when named) one with an
+ * HLS package for them to join; checked, and the files read, before anything starts.
+ */
+export async function captionsFlags(
+  paths: readonly string[],
+  languages: readonly string[],
+  preset: PresetName | undefined,
+): Promise<CaptionsFile[]> {
+  if (languages.length < paths.length)
+    throw new ArgumentError(
+      `--captions ${paths[languages.length]} needs a --captions-language (one for each --captions, in the same order)`,
+    );
+  if (languages.length > paths.length)
+    throw new ArgumentError(`--captions-language ${languages[paths.length]} has no --captions file to go with`);
+  if (paths.length > 0 && preset && !presets[preset].hls)
+    throw new ArgumentError(`--captions need a preset with an HLS package; ${preset} has none`);
+  for (const language of languages)
+    if (language.length > MAX_LANGUAGE_TAG_LENGTH || !LANGUAGE_TAG.test(language))
+      throw new ArgumentError(
+        `--captions-language "${language}" is not a BCP 47 language tag (such as en, pt-BR or yue-Hant)`,
+      );
+  if (new Set(languages.map((l) => l.toLowerCase())).size < languages.length)
+    throw new ArgumentError("--captions-language names a language twice; a job has one set of captions per language");
+  const files: CaptionsFile[] = [];
+  for (const [i, path] of paths.entries()) {
+    const [file] = await inputFiles([path]).catch((error: unknown) => {
+      throw error instanceof ArgumentError ? new ArgumentError(`--captions ${error.message}`) : error;
+    });
+    if (!file) continue;
+    if (file.size > MAX_CAPTIONS_BYTES)
+      throw new ArgumentError(
+        `--captions ${path}: is ${file.size} bytes, over the captions limit of ${MAX_CAPTIONS_BYTES} bytes`,
+      );
+    const bytes = await readFile(path);
+    const read = readCaptions(bytes);
+    if ("problem" in read) throw new ArgumentError(`--captions ${path}: ${read.problem}`);
+    files.push({ path, language: languages[i] as string, text: new TextDecoder().decode(bytes) });
+  }
+  return files;
 }
 
 /** An http(s) address such as `--api`; `flag` is how the message names it. */

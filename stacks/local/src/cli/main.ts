@@ -2,7 +2,7 @@
  * `tcoder`: run the pipeline locally and talk to any tcoder API.
  *
  *   tcoder up [--demo] [--once] [--fresh]        the local cloud (npm start = up --demo)
- *   tcoder transcode <file…> [--url URL…] [--preset] [--out] [--json]
+ *   tcoder transcode <file…> [--url URL…] [--preset] [--loudness] [--captions …] [--out] [--json]
  *   tcoder status [jobId] | jobs | cancel <jobId> | delete <jobId> | down
  *
  * Commands other than `up` talk to --api/--token, else TCODER_API_URL/TCODER_API_TOKEN, else the
@@ -11,13 +11,17 @@
 import { join, resolve } from "node:path";
 import { inspect, parseArgs } from "node:util";
 import { defaultVars } from "@tcoder/worker/bindings";
+import type { LoudnessSetting } from "@tcoder/worker/contract";
 import type { LocalStack, StackLogger, StartLocalStackOptions } from "../stack.ts";
 import { type ApiClient, ApiError, createApiClient } from "./api-client.ts";
 import {
   ArgumentError,
+  type CaptionsFile,
+  captionsFlags,
   httpUrlFlag,
   inputFiles,
   jobStateFlag,
+  loudnessFlag,
   outputDirFlag,
   positiveIntFlag,
   presetFlag,
@@ -32,8 +36,13 @@ const usage = `usage: tcoder <command> [options]
 
 commands:
   up [--demo] [--once] [--fresh] [--sample FILE]   start the local stack (and transcode a sample with --demo)
-  transcode <file...> [--url URL...] [--preset NAME] [--out DIR] [--json]
-                                                   (--url: the machine downloads the source itself)
+  transcode <file...> [--url URL...] [--preset NAME] [--loudness LUFS] [--out DIR] [--json]
+            [--captions FILE --captions-language TAG]...
+                                                   (--url: the machine downloads the source itself;
+                                                   --loudness: -23 EBU R128, -16 streaming, or
+                                                   broadcast/streaming; --captions: a WebVTT or
+                                                   SubRip file added to each job once it completes,
+                                                   each with its BCP 47 language, e.g. en or pt-BR)
   status [jobId]                                   a job, or the pipeline's stats
   jobs [--state STATE] [--limit N]                 recent jobs
   cancel <jobId>
@@ -59,6 +68,9 @@ const options = {
   sample: { type: "string" },
   preset: { type: "string" },
   url: { type: "string", multiple: true },
+  loudness: { type: "string" },
+  captions: { type: "string", multiple: true },
+  "captions-language": { type: "string", multiple: true },
   out: { type: "string" },
   json: { type: "boolean" },
   state: { type: "string" },
@@ -169,16 +181,23 @@ async function connect(
   return { api: createApiClient({ baseUrl: stack.cloud.apiUrl, token: stack.cloud.apiToken }), stack };
 }
 
+/** What every job of one `transcode` (or `up --demo`) is created and finished with. */
+interface JobChoices {
+  preset?: string;
+  loudness?: LoudnessSetting;
+  captions?: CaptionsFile[];
+}
+
 async function transcodeAll(
   api: ApiClient,
   files: string[],
   flags: Flags,
-  preset: string | undefined,
+  choices: JobChoices,
   signal: AbortSignal,
   urls: string[] = [],
 ): Promise<number> {
   const progress = createProgress();
-  const options = { progress, signal, ...(preset ? { preset } : {}) };
+  const options = { progress, signal, ...choices };
   const jobs = await Promise.all([
     ...files.map((file) => transcodeFile(api, file, options)),
     ...urls.map((url) => transcodeUrl(api, url, options)),
@@ -240,7 +259,10 @@ async function up(flags: Flags): Promise<number> {
       const sample = flags.sample ?? (await ensureSampleVideo(join(stack.dir, "sample-1080p.mp4")));
       process.stderr.write(`transcoding ${sample}\n`);
       const api = createApiClient({ baseUrl: apiUrl, token: apiToken });
-      code = await Promise.race([transcodeAll(api, [sample], flags, preset, signal), interrupted.then(() => 130)]);
+      code = await Promise.race([
+        transcodeAll(api, [sample], flags, preset ? { preset } : {}, signal),
+        interrupted.then(() => 130),
+      ]);
     }
     if (flags.once || signal.aborted) return code;
     process.stderr.write(`\nserving until Ctrl-C (try: npx tcoder transcode <file>)\n`);
@@ -267,8 +289,26 @@ async function down(flags: Flags): Promise<number> {
   throw new Error(`stack process ${running.pid} did not stop within 30 s`);
 }
 
+/**
+ * Flags whose value may be negative (a loudness in LUFS is). parseArgs refuses `--loudness -16` as
+ * ambiguous (the value looks like a flag); a negative number after one of these is its value.
+ */
+const negativeValueFlags = new Set(["--loudness"]);
+
+const joinNegativeValues = (argv: readonly string[]) =>
+  argv.flatMap((arg, i) => {
+    if (negativeValueFlags.has(argv[i - 1] ?? "") && /^-\d/.test(arg)) return [];
+    const next = argv[i + 1] ?? "";
+    return negativeValueFlags.has(arg) && /^-\d/.test(next) ? [`${arg}=${next}`] : [arg];
+  });
+
 async function run(argv: string[]): Promise<number> {
-  const { values: flags, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  const { values: flags, positionals } = parseArgs({
+    args: joinNegativeValues(argv),
+    options,
+    allowPositionals: true,
+    strict: true,
+  });
   const [command, ...args] = positionals;
   if (flags.help || !command) {
     process.stdout.write(`${usage}\n`);
@@ -284,6 +324,13 @@ async function run(argv: string[]): Promise<number> {
       if (args.length === 0 && urls.length === 0) throw new UsageError("transcode needs at least one file or --url");
       const target = targetOf(flags);
       const preset = flags.preset === undefined ? undefined : presetFlag(flags.preset);
+      const loudness = flags.loudness === undefined ? undefined : loudnessFlag(flags.loudness);
+      const captions = await captionsFlags(flags.captions ?? [], flags["captions-language"] ?? [], preset);
+      const choices: JobChoices = {
+        ...(preset ? { preset } : {}),
+        ...(loudness ? { loudness } : {}),
+        ...(captions.length > 0 ? { captions } : {}),
+      };
       if (flags.out) await outputDirFlag("--out", flags.out);
       const files =
         args.length === 0 ? [] : await inputFiles(args, target.kind === "local" ? { maxBytes: localUploadLimit } : {});
@@ -293,7 +340,10 @@ async function run(argv: string[]): Promise<number> {
       takeOver();
       try {
         const paths = files.map((file) => file.path);
-        return await Promise.race([transcodeAll(api, paths, flags, preset, signal, urls), interrupted.then(() => 130)]);
+        return await Promise.race([
+          transcodeAll(api, paths, flags, choices, signal, urls),
+          interrupted.then(() => 130),
+        ]);
       } finally {
         await stack?.stop();
         if (stack && !flags.out) {

@@ -4,7 +4,7 @@
  */
 export interface JobLine {
   label: string;
-  phase: "upload" | "transcode" | "done" | "failed";
+  phase: "upload" | "transcode" | "captions" | "done" | "failed";
   fraction: number;
   detail: string;
 }

@@ -5,14 +5,19 @@
 import { mkdir, stat, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { isTerminal, type Job } from "@tcoder/worker/contract";
+import { isTerminal, type Job, type LoudnessSetting } from "@tcoder/worker/contract";
 import { type ApiClient, putFile } from "./api-client.ts";
+import type { CaptionsFile } from "./arguments.ts";
 import { contentTypeForFile } from "./media-types.ts";
 import type { Progress } from "./progress.ts";
 import { fetchOrExplain } from "./unreachable.ts";
 
 export interface TranscodeOptions {
   preset?: string;
+  /** Normalize audio to this loudness (the job setting). */
+  loudness?: LoudnessSetting;
+  /** Added to each job once it completes (captions join a finished package). */
+  captions?: readonly CaptionsFile[];
   progress: Progress;
   pollMs?: number;
   signal?: AbortSignal;
@@ -25,7 +30,7 @@ export async function transcodeFile(api: ApiClient, path: string, opts: Transcod
     filename: label,
     contentType: contentTypeForFile(path),
     size,
-    ...(opts.preset ? { preset: opts.preset } : {}),
+    ...jobSettings(opts),
   });
   const id = ticket.jobId;
   opts.progress.update(id, { label, phase: "upload", fraction: 0, detail: id });
@@ -33,13 +38,36 @@ export async function transcodeFile(api: ApiClient, path: string, opts: Transcod
     opts.progress.update(id, { label, phase: "upload", fraction: total === 0 ? 1 : sent / total, detail: id });
   // The API signs one PUT only for sources well under the store's single-PUT limit.
   await (ticket.upload === null ? api.uploadInParts(id, path, onBytes) : putFile(ticket.upload, path, onBytes));
-  return followJob(api, id, label, opts);
+  return withCaptions(api, await followJob(api, id, label, opts), label, opts);
+}
+
+const jobSettings = (opts: TranscodeOptions) => ({
+  ...(opts.preset ? { preset: opts.preset } : {}),
+  ...(opts.loudness ? { loudness: opts.loudness } : {}),
+});
+
+/** A completed job with `opts.captions` added, one language after another (the API takes one change at a time). */
+async function withCaptions(api: ApiClient, job: Job, label: string, opts: TranscodeOptions): Promise<Job> {
+  if (job.state !== "completed" || !opts.captions?.length) return job;
+  let current = job;
+  for (const [i, captions] of opts.captions.entries()) {
+    opts.progress.update(job.id, {
+      label,
+      phase: "captions",
+      fraction: i / opts.captions.length,
+      detail: `${captions.language} ${basename(captions.path)}`,
+    });
+    current = await api.addCaptions(job.id, captions);
+  }
+  opts.progress.update(job.id, { label, phase: "done", fraction: 1, detail: job.id });
+  return current;
 }
 
 /** Creates a job whose source the machine downloads from `url`, and follows it to the end. */
 export async function transcodeUrl(api: ApiClient, url: string, opts: TranscodeOptions): Promise<Job> {
-  const job = await api.createJobFromUrl({ url, ...(opts.preset ? { preset: opts.preset } : {}) });
-  return followJob(api, job.id, job.input.filename ?? url, opts);
+  const job = await api.createJobFromUrl({ url, ...jobSettings(opts) });
+  const label = job.input.filename ?? url;
+  return withCaptions(api, await followJob(api, job.id, label, opts), label, opts);
 }
 
 export async function followJob(api: ApiClient, id: string, label: string, opts: TranscodeOptions): Promise<Job> {
@@ -76,6 +104,20 @@ export function describeJob(job: Job): string {
       const ladder = o.renditions.map((r) => `${r.name} ${r.width}x${r.height} ${Math.round(r.bandwidth / 1000)} kb/s`);
       lines.push(`           ${ladder.join(" · ")}`);
     }
+    // One audio track is the common case and says nothing; several are the source's languages.
+    if ((o.audio?.length ?? 0) > 1)
+      lines.push(
+        `  audio    ${(o.audio ?? []).map((a) => `${a.label}${a.language ? ` (${a.language})` : ""} ${a.channels} ch`).join(" · ")}`,
+      );
+    if (o.subtitles?.length)
+      lines.push(
+        `  subs     ${o.subtitles.map((t) => `${t.label}${t.language ? ` (${t.language})` : ""}`).join(" · ")}`,
+      );
+    if (o.dashManifest) lines.push(`  dash     ${o.dashManifest.url}`);
+    if (o.loudness)
+      lines.push(
+        `  loudness ${o.loudness.renditions.map((r) => `${r.name} ${r.input.integratedLufs.toFixed(1)} → ${r.output.integratedLufs.toFixed(1)} LUFS`).join(" · ")} (target ${o.loudness.targetLufs})`,
+      );
     if (o.mp4) lines.push(`  mp4      ${o.mp4.url}`);
     if (o.poster) lines.push(`  poster   ${o.poster.url}`);
     if (o.thumbnailsVtt) lines.push(`  thumbs   ${o.thumbnailsVtt.url}`);

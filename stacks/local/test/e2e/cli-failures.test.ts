@@ -6,7 +6,7 @@
  */
 import { execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { chmod, mkdir, mkdtemp, readFile, rm, truncate, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { createServer as createHttpServer } from "node:http";
 import { type AddressInfo, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
@@ -175,6 +175,59 @@ describe("arguments are checked before anything starts", () => {
       const run = await tcoderIn(args);
       expect(run.stderr, args.join(" ")).toContain(message);
       expect(run.code, args.join(" ")).toBe(2);
+      expectNothingStarted(run);
+    }
+  });
+
+  it("refuses a bad --loudness and --captions that the API would refuse, before anything starts", async () => {
+    const vtt = join(files, "talk.vtt");
+    await writeFile(vtt, "WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nHello\n");
+    const prose = join(files, "notes.srt");
+    await writeFile(prose, "just some words\nno cues here\n");
+    const latin1 = join(files, "latin1.srt");
+    await writeFile(latin1, Buffer.from("1\r\n00:00:01,000 --> 00:00:02,000\r\nd\xe9j\xe0 vu\r\n", "latin1"));
+    const huge = join(files, "huge.vtt");
+    await writeFile(huge, `WEBVTT\n\n${"00:00:01.000 --> 00:00:02.000\nline\n\n".repeat(40_000)}`);
+    const loudnessRange = "--loudness must be a loudness in LUFS from -31 to -10 (-23 is EBU R128, -16 streaming)";
+    const cases: [string[], string][] = [
+      [["--loudness", "-40"], `${loudnessRange} or the word broadcast or streaming, got "-40"`],
+      [["--loudness", "loud"], `${loudnessRange} or the word broadcast or streaming, got "loud"`],
+      [["--loudness=0x10"], `${loudnessRange} or the word broadcast or streaming, got "0x10"`],
+      [
+        ["--captions", vtt],
+        `--captions ${vtt} needs a --captions-language (one for each --captions, in the same order)`,
+      ],
+      [["--captions-language", "fr"], "--captions-language fr has no --captions file to go with"],
+      [
+        ["--captions", vtt, "--captions-language", "french"],
+        '--captions-language "french" is not a BCP 47 language tag (such as en, pt-BR or yue-Hant)',
+      ],
+      [
+        ["--captions", join(files, "gone.vtt"), "--captions-language", "fr"],
+        `--captions ${join(files, "gone.vtt")}: no such file`,
+      ],
+      [
+        ["--captions", prose, "--captions-language", "fr"],
+        `--captions ${prose}: not a WebVTT file (WEBVTT first line) or a SubRip file`,
+      ],
+      [["--captions", latin1, "--captions-language", "fr"], `--captions ${latin1}: captions must be UTF-8 text`],
+      [
+        ["--captions", huge, "--captions-language", "fr"],
+        `--captions ${huge}: is ${(await stat(huge)).size} bytes, over the captions limit of 1048576 bytes`,
+      ],
+      [
+        ["--captions", vtt, "--captions-language", "fr", "--preset", "mp4-720p"],
+        "--captions need a preset with an HLS package; mp4-720p has none",
+      ],
+      [
+        ["--captions", vtt, "--captions-language", "fr", "--captions", vtt, "--captions-language", "FR"],
+        "--captions-language names a language twice",
+      ],
+    ];
+    for (const [flags, message] of cases) {
+      const run = await tcoderIn(["transcode", await clip(), ...flags]);
+      expect(run.stderr, flags.join(" ")).toContain(`tcoder: ${message}`);
+      expect(run.code, flags.join(" ")).toBe(2);
       expectNothingStarted(run);
     }
   });
