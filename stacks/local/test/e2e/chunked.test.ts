@@ -151,21 +151,45 @@ describe("a long source encoded in chunks on two machines", () => {
       },
       { timeoutMs: 180_000, everyMs: 100 },
     );
-    const [job] = (await waitForTerminal(chunked.api, [jobId], 240_000)) as [Job];
     expect(early.state, "playable before completed").toBe("running");
     expect(early.live?.hlsMaster.url).toMatch(/live\.m3u8$/);
+    // What a player reloading the live playlist saw while the job ran.
+    const liveMaster = early.live?.hlsMaster.url as string;
+    const variant = (await (await fetch(liveMaster)).text()).split("\n").find((line) => line.endsWith("live.m3u8"));
+    const liveMedia = new URL(variant as string, liveMaster).href;
+    const seen: string[] = [];
+    for (;;) {
+      const job = await chunked.api.getJob(jobId);
+      if (job.state !== "running") break;
+      seen.push(await (await fetch(liveMedia)).text());
+      await new Promise((resolve) => setTimeout(resolve, 150));
+    }
+    const [job] = (await waitForTerminal(chunked.api, [jobId], 240_000)) as [Job];
     // audio, v0..v4, stills and finalize
     expect(job.tasks?.total).toBe(8);
     const machines = new Set(job.usage?.attempts.filter((a) => a.task?.startsWith("v")).map((a) => a.machineId));
     expect(machines.size, "both machines encoded chunks").toBe(2);
     await expectSameAsReference(job, "clean");
 
-    // Once complete, the live playlists end too (VOD with an end tag), listing every segment.
-    const live = await (await fetch(job.live?.hlsMaster.url as string)).text();
-    const firstVariant = live.split("\n").find((line) => line.endsWith("live.m3u8")) as string;
-    const media = await (await fetch(new URL(firstVariant, job.live?.hlsMaster.url))).text();
-    expect(media).toContain("#EXT-X-PLAYLIST-TYPE:VOD");
-    expect(media).toContain("#EXT-X-ENDLIST");
+    // The live playlist only ever grew, in order, as an EVENT playlist; once complete it ends
+    // (VOD with an end tag) and lists every segment.
+    const final = await (await fetch(liveMedia)).text();
+    expect(final).toContain("#EXT-X-PLAYLIST-TYPE:VOD");
+    expect(final).toContain("#EXT-X-ENDLIST");
+    const all = parseMediaPlaylist(final).segments.map((segment) => segment.uri);
+    expect(all.length).toBe(5);
+    let listed = 0;
+    for (const text of seen) {
+      expect(text).toContain("#EXT-X-PLAYLIST-TYPE:EVENT");
+      expect(text).not.toContain("#EXT-X-ENDLIST");
+      const uris = parseMediaPlaylist(text).segments.map((segment) => segment.uri);
+      expect(uris, "a prefix of the final list").toEqual(all.slice(0, uris.length));
+      expect(uris.length).toBeGreaterThanOrEqual(listed);
+      listed = uris.length;
+    }
+    expect(parseMediaPlaylist(seen[0] ?? final).segments.length, "watchable before every chunk was done").toBeLessThan(
+      all.length,
+    );
   }, 600_000);
 
   it("retries a chunk whose machine was killed, alone, and still stitches the same package", async () => {
