@@ -170,7 +170,7 @@ async function pipelineSections(dir: string): Promise<{ overhead: Section; speed
     const coldRatio = cold.endToEndMs / 1000 / alone.wallSeconds;
     const warmRatio = warm.endToEndMs / 1000 / alone.wallSeconds;
     const met = (value: number) => (value <= endToEndTarget ? "met" : "not met");
-    reading = `In this run they add up to ${fixed(fixedOf(c), 1)} s cold and ${fixed(fixedOf(w), 1)} s warm against ${fixed(alone.wallSeconds, 1)} s of ffmpeg alone; request upload URL → completed is ${fixed(coldRatio)}× ffmpeg alone cold and ${fixed(warmRatio)}× warm: the ${fixed(endToEndTarget)} target is ${met(coldRatio)} cold and ${met(warmRatio)} warm on this machine.`;
+    reading = `In this run they add up to ${fixed(fixedOf(c), 1)} s cold and ${fixed(fixedOf(w), 1)} s warm against ${fixed(alone.wallSeconds, 1)} s of ffmpeg alone, of which upload done → claimed (the queue and the machine's poll) is ${fixed(w.uploadedToQueued + w.queuedToClaimed)} s warm; ffmpeg inside the pipeline ran ${fixed(c.ffmpeg / alone.wallSeconds)}× (cold) and ${fixed(w.ffmpeg / alone.wallSeconds)}× (warm) as long as the same command alone. Request upload URL → completed is ${fixed(coldRatio)}× ffmpeg alone cold and ${fixed(warmRatio)}× warm: the ${fixed(endToEndTarget)} target is ${met(coldRatio)} cold and ${met(warmRatio)} warm in this run.`;
     const row = (label: string, coldSeconds: number, warmSeconds: number) => [
       label,
       fixed(coldSeconds),
@@ -367,7 +367,11 @@ async function main() {
 
     const runLine = `Run: ${new Date().toISOString()}; 1-minute load average ${fixed(loadBefore)} before, ${fixed(loadavg()[0] ?? 0)} after (other work on the same cores slows some runs and not others).`;
     const earlier = only ? splitSections(await readFile(outPath, "utf8").catch(() => "")) : undefined;
-    const earlierRun = /Run: (\S+?);/.exec(earlier?.preamble ?? "")?.[1];
+    // The full run the kept sections come from: named in a partial run's header, else the header's own.
+    const preamble = earlier?.preamble ?? "";
+    const fullRun = /full run of (\S+?)(?: on (.+?))?\.$/m.exec(preamble);
+    const earlierRun = fullRun?.[1] ?? /Run: (\S+?);/.exec(preamble)?.[1];
+    const earlierMachine = fullRun ? fullRun[2] : /Machine: (.+?)\. Run/.exec(preamble)?.[1];
     // A partial run replaces its own sections where they were and keeps the rest as they were.
     const kept = (earlier?.sections ?? []).filter((s) => !s.heading.startsWith("## Reading the numbers"));
     const sections = kept.map((old) => fresh.find((s) => s.heading === old.heading) ?? old);
@@ -390,7 +394,7 @@ async function main() {
       "Written by `npm run bench` (stacks/local/bench/report.ts); every ratio compares runs made in the same session on the same machine. Numbers move with load: the cores may be shared.",
       "",
       only
-        ? `Machine: ${await machineDescription()}. This update reran only ${fresh.map((s) => s.heading.slice(3)).join(", ")} (\`BENCH_ONLY=${only.join(",")}\`). ${runLine} The other sections are from the full run of ${earlierRun ?? "an earlier date"}.`
+        ? `Machine: ${await machineDescription()}. This update reran only ${fresh.map((s) => s.heading.slice(3)).join(", ")} (\`BENCH_ONLY=${only.join(",")}\`). ${runLine} The other sections are from the full run of ${earlierRun ?? "an earlier date"}${earlierMachine ? ` on ${earlierMachine}` : ""}.`
         : `Machine: ${await machineDescription()}. ${runLine}`,
       "",
       ...sections.flatMap((s) => [s.heading, "", s.body, ""]),
