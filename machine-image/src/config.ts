@@ -43,9 +43,13 @@ export const configSchema = z.object({
   X264_PRESET: z.enum(["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"]).default("medium"),
   /** Parallel part uploads to the output bucket. */
   UPLOAD_CONCURRENCY: positiveInt.max(32).default(6),
-  /** First and longest wait between polls of an empty queue. */
-  POLL_MIN_MS: positiveInt.default(500),
-  POLL_MAX_MS: positiveInt.default(15_000),
+  /**
+   * First and longest wait between polls of an empty queue (full jitter: a wait is between half the
+   * first and the longest). Short, so a job waits well under a second for a running machine; the
+   * price is ~190 claims a minute while idle, and an idle machine stops (MACHINE_IDLE_STOP_SECONDS).
+   */
+  POLL_MIN_MS: positiveInt.default(250),
+  POLL_MAX_MS: positiveInt.default(500),
   LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
 });
 export type Config = z.infer<typeof configSchema>;

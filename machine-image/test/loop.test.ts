@@ -259,3 +259,30 @@ describe("pollDelayMs", () => {
     expect(pollDelayMs(30, 500, 15_000, () => 0)).toBe(250);
   });
 });
+
+describe("machine loop polling", () => {
+  it("claims the next job as soon as one finishes, without waiting a poll interval", async () => {
+    const queue = [job, { ...job, jobId: "j2" }];
+    let claims = 0;
+    const shutdown = new AbortController();
+    const exit = await runMachineLoop(
+      baseDeps({
+        // A wait of even one poll interval between the two jobs would outlast the test's timeout.
+        pollMinMs: 60_000,
+        pollMaxMs: 60_000,
+        idleStopSeconds: 600,
+        shutdown: shutdown.signal,
+        claim: async () => {
+          claims++;
+          return queue.shift() ?? null;
+        },
+        runJob: async (claimed) => {
+          if (claimed.jobId === "j2") shutdown.abort();
+          return completed;
+        },
+      }),
+    );
+    expect(exit).toEqual({ reason: "shutdown", jobsFinished: 2 });
+    expect(claims).toBe(2);
+  });
+});

@@ -21,6 +21,9 @@ const systemPackages = {
   ffmpeg: "ffmpeg",
   ffprobe: "ffmpeg",
   "redis-server": "redis-server",
+  // The local Fly API pins machines to their guest.cpus cores with it; Essential in Debian, but
+  // minimal images may leave it out.
+  taskset: "util-linux",
   ...(forImage ? { podman: "podman", runc: "runc", catatonit: "catatonit", debootstrap: "debootstrap" } : {}),
   ...(forTest ? { chromium: "chromium", go: "golang-go" } : {}),
 };

@@ -81,7 +81,9 @@ export const queues = {
     name: "tcoder-uploads",
     deadLetterQueue: "tcoder-uploads-dlq",
     maxBatchSize: 10,
-    maxBatchTimeoutSeconds: 2,
+    // No batch window (Cloudflare allows 0–60 s): every upload waits for it before its job is
+    // queued, and a burst still arrives in batches of what is there when the consumer is invoked.
+    maxBatchTimeoutSeconds: 0,
     maxRetries: 5,
   },
   /** Client callbacks: a message per terminal job, retried with backoff, then given up on. */

@@ -83,8 +83,6 @@ export async function startBenchStack(opts: {
   x264Preset: string;
   preset: string;
   cronIntervalMs?: number;
-  /** Longest wait between an idle machine's polls (the image's default is 15 s). */
-  pollMaxMs?: number;
 }): Promise<BenchStack> {
   const dir = await mkdtemp(join(tmpdir(), `tcoder-bench-${opts.name}-`));
   const { binDir, logDir } = await installFfmpegShim(dir);
@@ -97,7 +95,6 @@ export async function startBenchStack(opts: {
       X264_PRESET: opts.x264Preset,
       PATH: `${binDir}:${process.env.PATH ?? "/usr/bin:/bin"}`,
       TCODER_BENCH_FFMPEG_LOG: logDir,
-      ...(opts.pollMaxMs ? { POLL_MAX_MS: String(opts.pollMaxMs) } : {}),
     },
   });
   return {

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import FlyAdmin from "fly-admin/dist/client.js";
 import { afterEach, describe, expect, it } from "vitest";
+import { hostCores, parseCpuList } from "../src/services/fly/cores.ts";
 import {
   type FlyMachine,
   type LocalFlyApi,
@@ -42,6 +43,10 @@ const machineConfig = {
   env: { GREETING: "hi" },
   guest: { cpu_kind: "performance", cpus: 2, memory_mb: 4096 },
 };
+
+/** The cores a process may run on, as the kernel reports them. */
+const allowedCores = async (pid: number) =>
+  parseCpuList(/^Cpus_allowed_list:\s*(\S+)$/m.exec(await readFile(`/proc/${pid}/status`, "utf8"))?.[1] ?? "");
 
 async function withApp(options: Partial<Parameters<typeof startFlyApi>[0]> = {}) {
   const ctx = await start(options);
@@ -459,6 +464,40 @@ describe("processRunner", () => {
       const { pid } = JSON.parse((await readFile(report, "utf8")).split("\n")[0] ?? "");
       expect(await readFile(report, "utf8")).toContain("SIGTERM");
       expect(() => process.kill(pid, 0)).toThrow();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("pins each machine to guest.cpus cores of its own, and hands a stopped machine's cores to the next", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "fly-runner-"));
+    try {
+      const { call } = await withApp({ runner: processRunner({ command: [process.execPath, machineProgram] }) });
+      const startMachine = async (name: string, guest?: { cpus: number }) => {
+        const report = join(dir, `${name}.txt`);
+        const { body: m } = await call("POST", "/v1/apps/tcoder-machines/machines", {
+          config: { image: machineConfig.image, env: { REPORT_FILE: report }, ...(guest ? { guest } : {}) },
+        });
+        await call("GET", `/v1/apps/tcoder-machines/machines/${m.id}/wait?state=started`);
+        await expect.poll(() => readFile(report, "utf8").catch(() => "")).toContain("FLY_MACHINE_ID");
+        const { pid } = JSON.parse((await readFile(report, "utf8")).split("\n")[0] ?? "");
+        return { id: m.id as string, instanceId: m.instance_id as string, cores: await allowedCores(pid) };
+      };
+      const host = hostCores();
+
+      const [a, b] = await Promise.all([startMachine("a", { cpus: 1 }), startMachine("b", { cpus: 1 })]);
+      expect(a.cores).toHaveLength(1);
+      expect(b.cores).toHaveLength(1);
+      if (host.length >= 2) expect(a.cores).not.toEqual(b.cores);
+      expect(host).toEqual(expect.arrayContaining([...a.cores, ...b.cores]));
+
+      await call("POST", `/v1/apps/tcoder-machines/machines/${a.id}/stop`, {});
+      await call("GET", `/v1/apps/tcoder-machines/machines/${a.id}/wait?state=stopped&instance_id=${a.instanceId}`);
+      const c = await startMachine("c", { cpus: 1 });
+      expect(c.cores).toEqual(host.length >= 2 ? a.cores : b.cores);
+
+      // Without guest.cpus a machine is not pinned: it may run on every core this process may.
+      expect((await startMachine("unsized")).cores).toEqual(host);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

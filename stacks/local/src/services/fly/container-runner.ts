@@ -9,10 +9,11 @@
 import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { availableParallelism, constants, tmpdir } from "node:os";
+import { constants, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { podman, podmanContainerFlags, podmanGlobalFlags } from "../podman.ts";
+import { corePool, pinCores } from "./cores.ts";
 import { flyMachineEnv, forwardOutput, type MachineExit, type MachineLog, type MachineRunner } from "./runners.ts";
 
 const execFileAsync = promisify(execFile);
@@ -22,26 +23,6 @@ export interface ContainerRunnerOptions {
   env?: Record<string, string>;
   /** Receives each output line; without it output is discarded. */
   log?: MachineLog;
-}
-
-/** Cores handed out to machines: each goes to the machine holding the fewest, lowest index first. */
-function corePool(count: number) {
-  const holders = new Array<number>(count).fill(0);
-  return {
-    take(cpus: number): number[] {
-      const chosen = holders
-        .map((held, core) => ({ held, core }))
-        .sort((a, b) => a.held - b.held || a.core - b.core)
-        .slice(0, Math.min(cpus, count))
-        .map(({ core }) => core)
-        .sort((a, b) => a - b);
-      for (const core of chosen) holders[core] = (holders[core] ?? 0) + 1;
-      return chosen;
-    },
-    give(cores: number[]) {
-      for (const core of cores) holders[core] = Math.max(0, (holders[core] ?? 0) - 1);
-    },
-  };
 }
 
 /** What podman itself needs from this process's environment (the machine gets only `--env` names). */
@@ -63,7 +44,7 @@ export function containerRunner(opts: ContainerRunnerOptions = {}): MachineRunne
    */
   kill(machineId: string, signal?: NodeJS.Signals): Promise<boolean>;
 } {
-  const cores = corePool(availableParallelism());
+  const cores = corePool();
   const live = new Map<string, { name: string; done: boolean }>();
   const signalContainer = (name: string, signal: string) =>
     podman(["kill", "--signal", signal, name]).then(
@@ -83,12 +64,8 @@ export function containerRunner(opts: ContainerRunnerOptions = {}): MachineRunne
       const scratch = await mkdtemp(join(tmpdir(), "tcoder-container-"));
       const cidFile = join(scratch, "cid");
       const guest = machine.config.guest ?? {};
-      const pinned = cores.take(guest.cpus ?? 1);
-      let released = false;
-      const release = () => {
-        if (!released) cores.give(pinned);
-        released = true;
-      };
+      // A machine created without guest.cpus gets one core, Fly's smallest size (shared-cpu-1x).
+      const { cores: pinned, release } = pinCores(cores, guest.cpus ?? 1);
       const env = { ...opts.env, ...machine.config.env, ...flyMachineEnv(machine) };
       const args = [
         ...podmanGlobalFlags,

@@ -4,6 +4,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
+import { corePool, pinCores } from "./cores.ts";
 
 /** The machine's config as the API stores it (Fly's `MachineConfig`, the parts we model). */
 export interface FlyMachineConfig {
@@ -86,7 +87,13 @@ export interface ProcessRunnerOptions {
 /** Variables a process needs to find its tools; nothing else leaks from the host. */
 const hostEnvNames = ["PATH", "HOME", "TMPDIR", "LANG", "TZ"] as const;
 
-/** Runs each machine as a child process (its own process group, so stop reaches its children). */
+/**
+ * Runs each machine as a child process (its own process group, so stop reaches its children).
+ * A machine whose config sets `guest.cpus` runs under `taskset` on that many of the host's cores,
+ * disjoint from the other running machines' while there are enough (cores.ts), so machines of a
+ * given size compete for the host as Fly Machines of that size would not. A machine without
+ * `guest.cpus` is not pinned: it may use every core, as the process runner always did.
+ */
 export function processRunner(opts: ProcessRunnerOptions): MachineRunner & {
   running(): number;
   /**
@@ -99,6 +106,7 @@ export function processRunner(opts: ProcessRunnerOptions): MachineRunner & {
   if (!program) throw new Error("processRunner: command must name a program");
   const live = new Set<ChildProcess>();
   const byMachine = new Map<string, ChildProcess>();
+  const cores = corePool();
   return {
     running: () => live.size,
     kill(machineId, signal = "SIGKILL") {
@@ -117,7 +125,11 @@ export function processRunner(opts: ProcessRunnerOptions): MachineRunner & {
         const value = process.env[name];
         if (value !== undefined) hostEnv[name] = value;
       }
-      const child = spawn(program, args, {
+      const cpus = machine.config.guest?.cpus;
+      const pinned = cpus === undefined ? undefined : pinCores(cores, cpus);
+      // taskset sets the affinity and execs the program: the machine's pid and group stay the program's.
+      const argv = pinned ? ["taskset", "--cpu-list", pinned.cores.join(","), program, ...args] : [program, ...args];
+      const child = spawn(argv[0] ?? program, argv.slice(1), {
         cwd: opts.cwd,
         env: { ...hostEnv, ...opts.env, ...machine.config.env, ...flyMachineEnv(machine) },
         stdio: ["ignore", "pipe", "pipe"],
@@ -129,6 +141,7 @@ export function processRunner(opts: ProcessRunnerOptions): MachineRunner & {
       const exited = new Promise<MachineExit>((resolve) => {
         child.once("exit", (code, signal) => {
           live.delete(child);
+          pinned?.release();
           if (byMachine.get(machine.id) === child) byMachine.delete(machine.id);
           resolve({ code, signal });
         });
@@ -137,6 +150,7 @@ export function processRunner(opts: ProcessRunnerOptions): MachineRunner & {
         child.once("spawn", () => resolve());
         child.once("error", (err) => {
           live.delete(child);
+          pinned?.release();
           reject(err);
         });
       });
