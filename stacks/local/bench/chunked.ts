@@ -4,12 +4,11 @@
  * its own cores), measured in one run. Also the time from the end of the upload to the first
  * playable segment, and a projection to more machines from the measured task times.
  */
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { putFile } from "@tcoder/client/node";
 import { isTerminal, type Job } from "@tcoder/worker/contract";
-import { createApiClient } from "../src/cli/api-client.ts";
+import { createApiClient, putFile } from "../src/cli/api-client.ts";
 import { startLocalStack } from "../src/stack.ts";
 import { table } from "./markdown.ts";
 
@@ -51,7 +50,7 @@ async function runOnce(
   });
   try {
     const api = createApiClient({ baseUrl: stack.cloud.apiUrl, token: stack.cloud.apiToken });
-    const { size } = await import("node:fs/promises").then((fs) => fs.stat(source));
+    const { size } = await stat(source);
     const ticket = await api.createUpload({ filename: "long.mp4", contentType: "video/mp4", size });
     await putFile(ticket.upload, source, () => {});
     const uploaded = performance.now();
@@ -141,7 +140,12 @@ export function chunkedSection(r: ChunkedResult): string {
           `${two.firstPlayableSeconds.toFixed(1)} s`,
           "",
         ],
-        ["tasks (audio, video chunks, stills, finalize)", String(one.job.tasks?.total ?? 0), String(two.job.tasks?.total ?? 0), ""],
+        [
+          "tasks (audio, video chunks, stills, finalize)",
+          String(one.job.tasks?.total ?? 0),
+          String(two.job.tasks?.total ?? 0),
+          "",
+        ],
       ],
     ),
     "",

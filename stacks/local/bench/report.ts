@@ -8,12 +8,14 @@
  * 3. Control-plane costs per job: Redis commands (at the bridge), Fly API calls, queue → claim.
  * 4. Queue → claim with a warm machine, and what its idle polling costs in Redis commands.
  * 5. Encode speed (× real time) per preset.
- * 6. The machine image: size, compressed size, cold and warm build, container vs process start → claim.
+ * 6. Chunked parallel encoding: one long source on 1 and 2 machines of one CPU, first playable, projection.
+ * 7. The machine image: size, compressed size, cold and warm build, container vs process start → claim.
  *
  * Knobs: BENCH_PIPELINE_SECONDS (60), BENCH_PIPELINE_PRESET (hls-small), BENCH_X264_PRESET
  * (veryfast), BENCH_LADDER_SECONDS (5), BENCH_REPEAT (2), BENCH_SPEED_SECONDS (10), BENCH_JOBS (8),
- * BENCH_CLAIM_JOBS (20), BENCH_OUT (docs/benchmarks.md), BENCH_ONLY (every part; a comma list of
- * ladder, pipeline (2 and 5, one stack), costs, claim, image reruns just those and replaces their
+ * BENCH_CLAIM_JOBS (20), BENCH_CHUNKED_SECONDS (120), BENCH_CHUNK_SECONDS (12), BENCH_OUT
+ * (docs/benchmarks.md), BENCH_ONLY (every part; a comma list of ladder, pipeline (2 and 5, one
+ * stack), costs, claim, chunked, image reruns just those and replaces their
  * sections in the existing BENCH_OUT, keeping the others from the run that wrote them).
  */
 import { execFile, spawn } from "node:child_process";
@@ -22,6 +24,7 @@ import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { repoRoot } from "../src/stack.ts";
+import { chunkedBench, chunkedSection } from "./chunked.ts";
 import { imageBench, imageSection } from "./image.ts";
 import { table } from "./markdown.ts";
 import {
@@ -43,8 +46,10 @@ const repeats = Number(env.BENCH_REPEAT ?? 2);
 const speedSeconds = Number(env.BENCH_SPEED_SECONDS ?? 10);
 const costJobs = Number(env.BENCH_JOBS ?? 8);
 const claimJobs = Number(env.BENCH_CLAIM_JOBS ?? 20);
+const chunkedSeconds = Number(env.BENCH_CHUNKED_SECONDS ?? 120);
+const chunkSeconds = Number(env.BENCH_CHUNK_SECONDS ?? 12);
 const outPath = env.BENCH_OUT ?? join(repoRoot, "docs", "benchmarks.md");
-const parts = ["ladder", "pipeline", "costs", "claim", "image"] as const;
+const parts = ["ladder", "pipeline", "costs", "claim", "chunked", "image"] as const;
 type Part = (typeof parts)[number];
 const only = env.BENCH_ONLY?.split(",").map((part) => part.trim());
 const unknownPart = only?.find((part) => !(parts as readonly string[]).includes(part));
@@ -360,6 +365,13 @@ async function main() {
     if (runs("costs")) say(await costsSection(dir));
     if (runs("claim")) say(await claimSection(dir));
     if (speed) say(speed);
+    if (runs("chunked")) {
+      const source = await makeSource(join(dir, `long-${chunkedSeconds}s.mp4`), chunkedSeconds);
+      const [chunked] = splitSections(
+        chunkedSection(await chunkedBench(source, { sourceSeconds: chunkedSeconds, chunkSeconds, x264Preset })),
+      ).sections;
+      if (chunked) say(chunked);
+    }
     if (runs("image")) {
       const [image] = splitSections(imageSection(await imageBench(dir))).sections;
       if (image) say(image);
