@@ -305,6 +305,42 @@ describe("web console", () => {
     expect(await page.getByText("signed (token required)").isVisible()).toBe(true);
   });
 
+  it("plays a long (chunked) job from its live playlists while it is still encoding", async () => {
+    // Longer than CHUNK_SECONDS (30): the first chunk is one GOP, so it plays long before the rest.
+    const long = await makeClip(join(dir, "lecture.mp4"), { seconds: 64, size: "640x360" });
+    const bytes = await readFile(long);
+    const ticket = (await fetch(`${stack.cloud.apiUrl}/v1/uploads`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${stack.cloud.apiToken}`, "content-type": "application/json" },
+      body: JSON.stringify({
+        filename: "lecture.mp4",
+        contentType: "video/mp4",
+        size: bytes.length,
+        preset: "hls-small",
+      }),
+    }).then((res) => res.json())) as { jobId: string; upload: { url: string; headers: Record<string, string> } };
+    await fetch(ticket.upload.url, { method: "PUT", headers: ticket.upload.headers, body: bytes });
+
+    await page.goto(`${stack.cloud.apiUrl}/#/jobs/${ticket.jobId}`);
+    const job = page.locator("article.job");
+    await page.getByText("Playing while it encodes").waitFor({ timeout: 120_000 });
+    const video = page.locator(".player video");
+    await video.waitFor();
+    const played = await video.evaluate(async (v) => {
+      const el = v as HTMLVideoElement;
+      el.muted = true;
+      await el.play().catch(() => {});
+      const until = Date.now() + 15_000;
+      while (el.currentTime < 1 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+      return { time: el.currentTime, state: document.querySelector("article.job")?.getAttribute("data-state") };
+    });
+    expect(played.time).toBeGreaterThan(1);
+    expect(played.state, "still encoding while it played").toBe("running");
+    // Once done, the page shows the finished package.
+    await job.and(page.locator('[data-state="completed"]')).waitFor({ timeout: 150_000 });
+    await page.getByRole("link", { name: "HLS master playlist" }).waitFor({ timeout: 30_000 });
+  });
+
   it("deletes a job from its page only after the person confirms", async () => {
     const created = (await fetch(`${stack.cloud.apiUrl}/v1/uploads`, {
       method: "POST",

@@ -177,8 +177,9 @@ export function jobFromHash(flat: unknown): StoredJob | null {
     }),
     probe,
     outputs,
-    playable: h.playable === "1" || (h.state === S.completed && outputs !== undefined),
-    live: h.liveMaster === undefined ? undefined : { hlsMaster: h.liveMaster },
+    // A canceled or failed job's live playlists stop growing; they are not something to watch.
+    playable: (h.state === S.running && h.playable === "1") || (h.state === S.completed && outputs !== undefined),
+    live: h.liveMaster === undefined || h.state === S.deleted ? undefined : { hlsMaster: h.liveMaster },
     tasks: taskCountsOf(h),
     error,
     machineId: h.machineId,
@@ -411,7 +412,15 @@ export async function deleteJob(redis: StateRedis, id: string, nowMs: number): P
     redis,
     deleteJobScript,
     [keys.queue, keys.leases, keys.uploadDeadlines, keys.allJobs, keys.purges],
-    { ...common(nowMs), id, jobKey: keys.job(id), from: allowedFrom(S.deleted), to: S.deleted, running: S.running },
+    {
+      ...common(nowMs),
+      id,
+      jobKey: keys.job(id),
+      taskPrefix: keys.taskPrefix,
+      from: allowedFrom(S.deleted),
+      to: S.deleted,
+      running: S.running,
+    },
   );
   if (res.result === "not_found") return { result: "not_found" };
   const job = requireJob(res.job);

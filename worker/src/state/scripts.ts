@@ -12,7 +12,9 @@
 import type { Redis } from "@upstash/redis";
 
 /** The only part of the Upstash client the state layer needs; any `Redis` flavour fits. */
-export type StateRedis = Pick<Redis, "eval">;
+export type StateRedis = Pick<Redis, "createScript">;
+
+type LoadedScript = ReturnType<Redis["createScript"]>;
 
 const prelude = `
 local cfg = cjson.decode(ARGV[1])
@@ -311,6 +313,11 @@ if not includes(cfg.from, state) then return reply({result = 'invalid_state', jo
 local not_before = cfg.now
 if state == cfg.running then
   local lease = tonumber(redis.call('HGET', cfg.jobKey, 'leaseExpiresAt') or cfg.now)
+  -- a chunked job's machines hold its tasks' leases: the purge waits for the last of them too
+  for _, name in ipairs(cjson.decode(redis.call('HGET', cfg.jobKey, 'tasks') or '[]')) do
+    local task_lease = tonumber(redis.call('HGET', cfg.taskPrefix .. cfg.id .. '/' .. name, 'leaseExpiresAt') or '0')
+    if task_lease > lease then lease = task_lease end
+  end
   if lease > tonumber(cfg.now) then not_before = string.format('%d', lease) end
   end_attempt(cfg.jobKey, cfg.now, cfg.to)
 end
@@ -325,7 +332,7 @@ redis.call('ZREM', KEYS[1], cfg.id)
 redis.call('ZREM', KEYS[2], cfg.id)
 redis.call('ZREM', KEYS[3], cfg.id)
 redis.call('ZREM', KEYS[4], cfg.id)
-redis.call('HDEL', cfg.jobKey, 'outputs', 'stage', 'leaseExpiresAt', 'leaseMs')
+redis.call('HDEL', cfg.jobKey, 'outputs', 'stage', 'leaseExpiresAt', 'leaseMs', 'liveMaster', 'playable')
 redis.call('HSET', cfg.jobKey, 'deletedAt', cfg.now, 'purgeNotBefore', not_before)
 redis.call('ZADD', KEYS[5], cfg.now, cfg.id)
 return reply({result = 'ok', job = job_flat(cfg.jobKey)})
@@ -496,7 +503,6 @@ return reply({queued = redis.call('ZCARD', KEYS[1]), running = redis.call('ZCARD
   usage = {day = day, month = month, storedBytes = tonumber(redis.call('GET', cfg.storedBytesKey) or '0')}})
 `);
 
-/** KEYS: none. Records client-callback delivery state without resurrecting a deleted job. */
 /** No KEYS. Takes a job's package lock (`cfg.lockKey`) for `cfg.token` unless another holds it. */
 export const lockPackageScript = script(`
 local taken = redis.call('SET', cfg.lockKey, cfg.token, 'NX', 'PX', cfg.ttlMs)
@@ -521,6 +527,7 @@ redis.call('HSET', cfg.jobKey, 'outputs', cfg.outputs, 'updatedAt', cfg.now)
 return reply({result = 'ok', job = job_flat(cfg.jobKey)})
 `);
 
+/** KEYS: none. Records client-callback delivery state without resurrecting a deleted job. */
 export const recordCallbackScript = script(`
 if redis.call('EXISTS', cfg.jobKey) == 0 then return reply({found = false}) end
 redis.call('HSET', cfg.jobKey, 'callback', cfg.callback)
@@ -700,10 +707,6 @@ end
 return reply({machines = out})
 `);
 
-/**
- * Runs a script with its config and returns the decoded JSON answer. The Upstash client may or
- * may not have JSON-parsed the reply already (automaticDeserialization), so both are accepted.
- */
 /** KEYS: none. The job's upload fields, for the multipart endpoints (see uploads.ts). */
 export const readUploadScript = script(`
 local v = redis.call('HMGET', cfg.jobKey, 'state', 'inputKey', 'inputSizeBytes', 'client', 'uploadExpiresAt',
@@ -730,8 +733,21 @@ end
 return reply({result = 'ok'})
 `);
 
+/** Each client's scripts, made once: a script's text is sent only when Redis does not know its SHA yet. */
+const loaded = new WeakMap<StateRedis, Map<string, LoadedScript>>();
+
+/**
+ * Runs a script with its config and returns the decoded JSON answer. `EVALSHA` first, `EVAL` when
+ * Redis answers NOSCRIPT (the Upstash client's `Script.exec`), so a call costs the config's bytes,
+ * not the script's. The Upstash client may or may not have JSON-parsed the reply already
+ * (automaticDeserialization), so both are accepted.
+ */
 export async function runScript<T>(redis: StateRedis, lua: string, keys: string[], cfg: object): Promise<T> {
-  const raw = await redis.eval<[string], unknown>(lua, keys, [JSON.stringify(cfg)]);
+  let scripts = loaded.get(redis);
+  if (!scripts) loaded.set(redis, (scripts = new Map()));
+  let script = scripts.get(lua);
+  if (!script) scripts.set(lua, (script = redis.createScript(lua)));
+  const raw: unknown = await script.exec(keys, [JSON.stringify(cfg)]);
   return (typeof raw === "string" ? JSON.parse(raw) : raw) as T;
 }
 

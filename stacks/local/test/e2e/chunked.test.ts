@@ -9,6 +9,7 @@ import { execFile } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { isTerminal, type Job, parseMediaPlaylist } from "@tcoder/worker/contract";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FaultStack, startFaultStack, submitClip, waitFor, waitForTerminal } from "../reliability/harness.ts";
@@ -190,6 +191,39 @@ describe("a long source encoded in chunks on two machines", () => {
     expect(parseMediaPlaylist(seen[0] ?? final).segments.length, "watchable before every chunk was done").toBeLessThan(
       all.length,
     );
+  }, 600_000);
+
+  it("deleting a chunked job while its tasks run stops them and leaves no object under its prefixes", async () => {
+    const jobId = await submitClip(chunked, clip, { preset: "hls-small" });
+    await waitFor(
+      "chunks to be uploaded and tasks running",
+      async () => {
+        const job = await chunked.api.getJob(jobId);
+        return job.playable && (job.tasks?.running ?? 0) > 0 ? job : undefined;
+      },
+      { timeoutMs: 180_000, everyMs: 50 },
+    );
+    await chunked.api.deleteJob(jobId);
+    // The purge settles only once the last task's lease has run out: nothing can be written after it.
+    const purged = await waitFor(
+      "the purge to settle",
+      async () => {
+        const job = await chunked.api.getJob(jobId);
+        return job.purgedAt ? job : undefined;
+      },
+      { timeoutMs: 120_000, everyMs: 250 },
+    );
+    expect(purged).toMatchObject({ state: "deleted", playable: false });
+    const { s3, settings } = chunked.stack.cloud;
+    const left = await Promise.all(
+      [
+        [settings.INPUT_BUCKET, `inputs/${jobId}/`],
+        [settings.OUTPUT_BUCKET, `outputs/${jobId}/`],
+      ].map(([Bucket, Prefix]) => s3.send(new ListObjectsV2Command({ Bucket, Prefix }))),
+    );
+    expect(left.flatMap((page) => (page.Contents ?? []).map((object) => object.Key))).toEqual([]);
+    // No machine works on it any more, and nothing of it is queued.
+    await waitFor("its tasks' machines to let go", async () => (await chunked.api.stats()).queued === 0);
   }, 600_000);
 
   it("retries a chunk whose machine was killed, alone, and still stitches the same package", async () => {
