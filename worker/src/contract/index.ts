@@ -5,6 +5,7 @@ export * from "./job.ts";
 export * from "./language.ts";
 export * from "./loudness.ts";
 export * from "./machine-events.ts";
+export * from "./media-types.ts";
 export * from "./package-manifest.ts";
 export * from "./playback.ts";
 export * from "./presets.ts";
