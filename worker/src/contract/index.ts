@@ -10,6 +10,7 @@ export * from "./package-manifest.ts";
 export * from "./playback.ts";
 export * from "./presets.ts";
 export * from "./r2-events.ts";
+export * from "./retry.ts";
 export * from "./signing.ts";
 export * from "./tasks.ts";
 export * from "./webvtt.ts";
