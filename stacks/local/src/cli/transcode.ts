@@ -34,7 +34,8 @@ export async function transcodeFile(api: ApiClient, path: string, opts: Transcod
     contentType: sourceContentType(path) ?? "video/mp4",
     ...jobSettings(opts),
     ...(opts.signal ? { signal: opts.signal } : {}),
-    onProgress: ({ jobId, fraction }) => opts.progress.update(jobId, { label, phase: "upload", fraction, detail: jobId }),
+    onProgress: ({ jobId, fraction }) =>
+      opts.progress.update(jobId, { label, phase: "upload", fraction, detail: jobId }),
   });
   return withCaptions(api, await followJob(api, job.id, label, opts), label, opts);
 }
