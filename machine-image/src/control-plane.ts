@@ -7,6 +7,7 @@ import {
   MACHINE_EVENTS_PATH,
   type MachineEvent,
   MachineEventResponse,
+  retry,
   SIGNATURE_HEADER,
   signPayload,
 } from "@tcoder/worker/contract";
@@ -36,8 +37,6 @@ export interface ControlPlaneOptions {
   timeoutMs?: number;
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
   const {
     baseUrl,
@@ -53,37 +52,33 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
   return {
     async send(event, { attempts = defaultAttempts } = {}) {
       const rawBody = JSON.stringify(event);
-      let lastError: unknown;
-      for (let attempt = 1; attempt <= attempts; attempt++) {
-        if (attempt > 1) {
-          const delay = Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 2));
-          await sleep(delay / 2 + Math.random() * (delay / 2));
-        }
-        let response: Response;
-        try {
-          // Signed per attempt: a retry hours later must not carry a stale timestamp.
-          response = await doFetch(url, {
-            method: "POST",
-            headers: { "content-type": "application/json", [SIGNATURE_HEADER]: await signPayload(secret, rawBody) },
-            body: rawBody,
-            signal: AbortSignal.timeout(timeoutMs),
-          });
-        } catch (error) {
-          lastError = error;
-          continue;
-        }
+      const deliver = async (): Promise<MachineEventResponse> => {
+        // Signed per attempt: a retry hours later must not carry a stale timestamp.
+        const response = await doFetch(url, {
+          method: "POST",
+          headers: { "content-type": "application/json", [SIGNATURE_HEADER]: await signPayload(secret, rawBody) },
+          body: rawBody,
+          signal: AbortSignal.timeout(timeoutMs),
+        });
         const text = await response.text();
-        if (response.status >= 500 || response.status === 429) {
-          lastError = new Error(`control plane answered ${response.status}`);
-          continue;
-        }
+        if (response.status >= 500 || response.status === 429)
+          throw new Error(`control plane answered ${response.status}`);
         if (!response.ok) throw new ControlPlaneRefusedError(response.status, text);
         const parsed = MachineEventResponse.safeParse(safeJson(text));
         if (!parsed.success) throw new ControlPlaneRefusedError(response.status, `unexpected answer: ${text}`);
         return parsed.data;
-      }
-      throw new Error(`could not deliver ${event.type} for job ${event.jobId} after ${attempts} attempts`, {
-        cause: lastError,
+      };
+      return retry(deliver, {
+        attempts,
+        baseDelayMs,
+        maxDelayMs,
+        // A refusal is final; a network failure, a 5xx or a 429 is the control plane redeploying.
+        retryIf: (error) => !(error instanceof ControlPlaneRefusedError),
+      }).catch((error: unknown) => {
+        if (error instanceof ControlPlaneRefusedError) throw error;
+        throw new Error(`could not deliver ${event.type} for job ${event.jobId} after ${attempts} attempts`, {
+          cause: error,
+        });
       });
     },
   };

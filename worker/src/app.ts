@@ -5,6 +5,7 @@
  */
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
+import { secureHeaders } from "hono/secure-headers";
 import { MACHINE_EVENTS_PATH, PLAYBACK_PATH } from "./contract/index.ts";
 import { requireApiToken } from "./http/auth.ts";
 import { type AppEnv, readSettings, redisFromSettings } from "./http/context.ts";
@@ -27,6 +28,13 @@ export const MAX_BODY_BYTES = 64 * 1024;
 const app = new OpenAPIHono<AppEnv>();
 
 app.use("*", requestLog);
+// nosniff, no-referrer, frame and cross-origin isolation headers on every answer (the console adds
+// its CSP). Playback URLs are loaded by players on apps' own origins (<video>, <img>, hls.js), so
+// they are the one cross-origin resource.
+const isPlayback = (path: string) => path.startsWith(`${PLAYBACK_PATH}/`);
+const apiHeaders = secureHeaders();
+const playbackHeaders = secureHeaders({ crossOriginResourcePolicy: "cross-origin" });
+app.use("*", (c, next) => (isPlayback(c.req.path) ? playbackHeaders : apiHeaders)(c, next));
 app.onError(onError);
 app.notFound(onNotFound);
 
@@ -37,7 +45,7 @@ app.use("/v1/*", async (c, next) => {
   await next();
 });
 // Machines sign their events and players carry a playback token instead of the API's bearer token.
-const ownCredentials = (path: string) => path === MACHINE_EVENTS_PATH || path.startsWith(`${PLAYBACK_PATH}/`);
+const ownCredentials = (path: string) => path === MACHINE_EVENTS_PATH || isPlayback(path);
 app.use("/v1/*", async (c, next) => (ownCredentials(c.req.path) ? next() : requireApiToken(c, next)));
 // A captions file may be larger than any JSON body; its route has a limit of its own.
 const generalBodyLimit = bodyLimit({

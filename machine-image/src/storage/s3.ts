@@ -15,6 +15,7 @@ import {
   S3ServiceException,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
+import { retry } from "@tcoder/worker/contract";
 
 export interface S3Settings {
   endpoint: string;
@@ -23,6 +24,9 @@ export interface S3Settings {
   secretAccessKey: string;
 }
 
+/** Tries of each request, the SDK's own retries included. */
+const REQUEST_ATTEMPTS = 4;
+
 export function createS3Client(settings: S3Settings): S3Client {
   return new S3Client({
     endpoint: settings.endpoint,
@@ -30,7 +34,7 @@ export function createS3Client(settings: S3Settings): S3Client {
     credentials: { accessKeyId: settings.accessKeyId, secretAccessKey: settings.secretAccessKey },
     // Path-style works on R2 and on the local store alike; virtual-host style needs DNS per bucket.
     forcePathStyle: true,
-    maxAttempts: 4,
+    maxAttempts: REQUEST_ATTEMPTS,
   });
 }
 
@@ -70,54 +74,42 @@ export interface UploadItem {
   cacheControl: string;
 }
 
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener(
-      "abort",
-      () => {
-        clearTimeout(timer);
-        reject(signal.reason);
-      },
-      { once: true },
-    );
-  });
+/**
+ * The S3 client tries each request REQUEST_ATTEMPTS times itself. A file whose upload still failed
+ * (a part that failed them all, a read of the local file cut short) is sent once more from the
+ * start: one part is tried at most 2 × REQUEST_ATTEMPTS times, not a product of two loops of four.
+ */
+const WHOLE_FILE_ATTEMPTS = 2;
 
-/** Streams one file up (multipart when large), retrying the whole file on failure. */
+/** Streams one file up (multipart when large), retrying the whole file once on failure. */
 export async function uploadFile(
   s3: S3Client,
   bucket: string,
   item: UploadItem,
-  { attempts = 4, signal }: { attempts?: number; signal?: AbortSignal } = {},
+  { attempts = WHOLE_FILE_ATTEMPTS, signal }: { attempts?: number; signal?: AbortSignal } = {},
 ): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    signal?.throwIfAborted();
+  const sendFile = async () => {
+    const upload = new Upload({
+      client: s3,
+      params: {
+        Bucket: bucket,
+        Key: item.key,
+        Body: createReadStream(item.path),
+        ContentType: item.contentType,
+        CacheControl: item.cacheControl,
+      },
+      queueSize: 2,
+      partSize: 16 * 1024 * 1024,
+    });
+    const abort = () => void upload.abort();
+    signal?.addEventListener("abort", abort, { once: true });
     try {
-      const upload = new Upload({
-        client: s3,
-        params: {
-          Bucket: bucket,
-          Key: item.key,
-          Body: createReadStream(item.path),
-          ContentType: item.contentType,
-          CacheControl: item.cacheControl,
-        },
-        queueSize: 2,
-        partSize: 16 * 1024 * 1024,
-      });
-      const abort = () => void upload.abort();
-      signal?.addEventListener("abort", abort, { once: true });
-      try {
-        await upload.done();
-      } finally {
-        signal?.removeEventListener("abort", abort);
-      }
-      return;
-    } catch (error) {
-      if (signal?.aborted || attempt >= attempts) throw error;
-      await sleep(250 * 2 ** attempt + Math.random() * 250, signal);
+      await upload.done();
+    } finally {
+      signal?.removeEventListener("abort", abort);
     }
-  }
+  };
+  await retry(sendFile, { attempts, baseDelayMs: 1_000, maxDelayMs: 8_000, ...(signal ? { signal } : {}) });
 }
 
 /** Runs `task` over `items` with at most `concurrency` in flight; the first failure rejects. */

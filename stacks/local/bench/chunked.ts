@@ -4,11 +4,11 @@
  * its own cores), measured in one run. Also the time from the end of the upload to the first
  * playable segment, and a projection to more machines from the measured task times.
  */
-import { mkdtemp, rm, stat } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createClient } from "@tcoder/client/node";
 import { isTerminal, type Job } from "@tcoder/worker/contract";
-import { createApiClient, putFile } from "../src/cli/api-client.ts";
 import { startLocalStack } from "../src/stack.ts";
 import { table } from "./markdown.ts";
 
@@ -49,14 +49,12 @@ async function runOnce(
     machineEnv: { X264_PRESET: opts.x264Preset },
   });
   try {
-    const api = createApiClient({ baseUrl: stack.cloud.apiUrl, token: stack.cloud.apiToken });
-    const { size } = await stat(source);
-    const ticket = await api.createUpload({ filename: "long.mp4", contentType: "video/mp4", size });
-    await putFile(ticket.upload, source, () => {});
+    const api = createClient({ baseUrl: stack.cloud.apiUrl, token: stack.cloud.apiToken });
+    const uploadedJob = await api.upload(source, { filename: "long.mp4", contentType: "video/mp4" });
     const uploaded = performance.now();
     let firstPlayable = Number.NaN;
     for (;;) {
-      const job = await api.getJob(ticket.jobId);
+      const job = await api.getJob(uploadedJob.id);
       const at = (performance.now() - uploaded) / 1000;
       if (job.playable && Number.isNaN(firstPlayable)) firstPlayable = at;
       if (isTerminal(job.state)) {

@@ -9,11 +9,11 @@
  * section alone.
  */
 import { spawn } from "node:child_process";
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createApiClient, putFile } from "../src/cli/api-client.ts";
+import { createClient } from "@tcoder/client/node";
 import { type RunnerKind, repoRoot, runnerKinds, startLocalStack } from "../src/stack.ts";
 import { table } from "./markdown.ts";
 import { makeSource } from "./pipeline.ts";
@@ -89,7 +89,7 @@ async function startToClaim(runner: RunnerKind, dir: string, clip: string, sampl
     machineEnv: { X264_PRESET: "ultrafast", POLL_MIN_MS: "200", POLL_MAX_MS: "1000" },
   });
   const { cloud } = stack;
-  const api = createApiClient({ baseUrl: cloud.apiUrl, token: cloud.apiToken });
+  const api = createClient({ baseUrl: cloud.apiUrl, token: cloud.apiToken });
   const app = cloud.settings.FLY_APP_NAME;
   const flyCall = (method: string, path: string, body?: unknown) =>
     fetch(`${cloud.fly.url}/v1/apps/${app}/machines${path}`, {
@@ -97,17 +97,14 @@ async function startToClaim(runner: RunnerKind, dir: string, clip: string, sampl
       headers: { authorization: `Bearer ${cloud.fly.token}`, "content-type": "application/json" },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
-  const { size } = await stat(clip);
   const seconds: number[] = [];
   try {
     for (let sample = 0; sample < samples; sample++) {
-      const ticket = await api.createUpload({ filename: "clip.mp4", contentType: "video/mp4", size });
-      await putFile(ticket.upload, clip, () => {});
-      let job = await api.getJob(ticket.jobId);
+      let job = await api.upload(clip, { filename: "clip.mp4", contentType: "video/mp4" });
       while (job.state !== "completed") {
         if (job.state === "failed" || job.state === "canceled") throw new Error(`bench job ${job.id} ${job.state}`);
         await new Promise((resolve) => setTimeout(resolve, 100));
-        job = await api.getJob(ticket.jobId);
+        job = await api.getJob(job.id);
       }
       const machine = cloud.fly.machines(app).find((m) => m.id === job.machineId);
       const claimedAt = Date.parse(job.startedAt ?? "");

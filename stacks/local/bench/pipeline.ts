@@ -3,12 +3,12 @@
  * processes. Machines run a `ffmpeg` shim first in their PATH that records each command line and
  * how long it ran, so the overhead ratio compares the pipeline with the very command it ran.
  */
-import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { createClient, type TcoderClient } from "@tcoder/client/node";
 import { type Measured, measure } from "@tcoder/machine-image/bench/measure";
 import { isTerminal, type Job, presets } from "@tcoder/worker/contract";
-import { type ApiClient, createApiClient, putFile } from "../src/cli/api-client.ts";
 import { type LocalStack, startLocalStack } from "../src/stack.ts";
 
 /** A lavfi test pattern with audio, encoded fast (the source's own encode is not what is measured). */
@@ -71,7 +71,7 @@ const transcodeOf = (commands: RecordedCommand[], jobId: string) =>
 
 export interface BenchStack {
   stack: LocalStack;
-  api: ApiClient;
+  api: TcoderClient;
   dir: string;
   commands(): Promise<RecordedCommand[]>;
   stop(): Promise<void>;
@@ -99,7 +99,7 @@ export async function startBenchStack(opts: {
   });
   return {
     stack,
-    api: createApiClient({ baseUrl: stack.cloud.apiUrl, token: stack.cloud.apiToken }),
+    api: createClient({ baseUrl: stack.cloud.apiUrl, token: stack.cloud.apiToken }),
     dir,
     commands: () => recordedCommands(logDir),
     async stop() {
@@ -121,18 +121,15 @@ export interface Submitted {
 
 export async function runJob(bench: BenchStack, path: string, preset?: string, pollMs = 100): Promise<Submitted> {
   const started = performance.now();
-  const { size } = await stat(path);
-  const ticket = await bench.api.createUpload({
+  const uploadedJob = await bench.api.upload(path, {
     filename: "source.mp4",
     contentType: "video/mp4",
-    size,
     ...(preset ? { preset } : {}),
   });
-  await putFile(ticket.upload, path, () => {});
   const uploaded = performance.now();
   const uploadedAt = Date.now();
   for (;;) {
-    const job = await bench.api.getJob(ticket.jobId);
+    const job = await bench.api.getJob(uploadedJob.id);
     if (isTerminal(job.state)) {
       if (job.state !== "completed") throw new Error(`bench job ${job.id} ended ${job.state}: ${job.error?.message}`);
       const now = performance.now();

@@ -4,8 +4,10 @@
  * matter and live in `@tcoder/client/node`.
  */
 import type { TerminalState } from "@tcoder/worker/contract";
+import { captionsContentType, sourceContentType } from "@tcoder/worker/contract/media-types.ts";
+import { type RetryPolicy, retry } from "@tcoder/worker/contract/retry.ts";
 import { abortedError, errorFromResponse, TcoderError } from "./errors.ts";
-import { putBlob, sleep } from "./transfer.ts";
+import { type PutResult, putBlob, sleep } from "./transfer.ts";
 import type {
   Job,
   JobPage,
@@ -18,6 +20,7 @@ import type {
   UploadCreated,
   UploadOptions,
   UploadProgress,
+  UploadRequest,
   WaitOptions,
 } from "./types.ts";
 
@@ -54,26 +57,22 @@ export const DEFAULT_MULTIPART_THRESHOLD = 32 * 1024 * 1024;
 export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
 const PRESIGN_BATCH = 100;
 
-const mediaTypes: Record<string, string> = {
-  mp4: "video/mp4",
-  m4v: "video/mp4",
-  mov: "video/quicktime",
-  webm: "video/webm",
-  mkv: "video/x-matroska",
-  avi: "video/x-msvideo",
-  ts: "video/mp2t",
-  mpg: "video/mpeg",
-  mpeg: "video/mpeg",
-  ogv: "video/ogg",
-  m4a: "audio/mp4",
-  mp3: "audio/mpeg",
-  wav: "audio/wav",
-  flac: "audio/flac",
-  ogg: "audio/ogg",
-};
+/** The media type of a source by its file name (the contract's table), if its extension names one. */
+export const guessContentType: (filename: string) => string | undefined = sourceContentType;
 
-export const guessContentType = (filename: string): string | undefined =>
-  mediaTypes[filename.split(".").pop()?.toLowerCase() ?? ""];
+/**
+ * How a PUT to the store is tried again: `retries` more times, the first wait 0.5–1 s. A part is
+ * sent with the platform's fetch or XMLHttpRequest, neither of which retries on its own.
+ */
+const transferRetry = (opts: Pick<UploadOptions, "retries">): RetryPolicy => ({
+  attempts: (opts.retries ?? 3) + 1,
+  baseDelayMs: 1_000,
+  maxDelayMs: 8_000,
+});
+
+/** A store's answer worth another try: none (a network failure), a 5xx, an expired or refused signature (403), a timeout (408). */
+const worthRetrying = (status: number | undefined) =>
+  status === undefined || status >= 500 || status === 403 || status === 408 || status < 400;
 
 /** The job options a request carries: only those the caller set. */
 function jobOptions(opts: Pick<UploadOptions, "preset" | "playback" | "loudness" | "metadata" | "callbackUrl">) {
@@ -86,11 +85,18 @@ function jobOptions(opts: Pick<UploadOptions, "preset" | "playback" | "loudness"
   };
 }
 
-export function createClient(options: ClientOptions & { resolveSource?: SourceResolver }) {
+export function createClient(
+  options: ClientOptions & {
+    resolveSource?: SourceResolver;
+    /** Send bodies to the store as counted streams, for progress while they go (Node: `@tcoder/client/node`). */
+    streamBody?: boolean;
+  },
+) {
   const baseUrl = options.baseUrl.replace(/\/+$/, "");
   // Bound lazily: browsers refuse a fetch called with another `this` ("Illegal invocation").
   const doFetch: typeof fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
   const preferXhr = options.fetch === undefined;
+  const streamBody = options.streamBody ?? false;
 
   /** A JSON call; with `textType`, `body` is a string sent as it is with that content type (a captions file). */
   async function api<T>(
@@ -128,6 +134,14 @@ export function createClient(options: ClientOptions & { resolveSource?: SourceRe
   }
 
   const jobPath = (id: string) => `/v1/jobs/${encodeURIComponent(id)}`;
+
+  const createUpload = (request: UploadRequest) =>
+    api<UploadCreated>(
+      "POST",
+      "/v1/uploads",
+      { filename: request.filename, contentType: request.contentType, size: request.size, ...jobOptions(request) },
+      request.signal,
+    );
   const multipartPath = (id: string) => `/v1/uploads/${encodeURIComponent(id)}/multipart`;
 
   async function resolve(source: UploadSource): Promise<{ blob: Blob; name: string | undefined }> {
@@ -181,47 +195,54 @@ export function createClient(options: ClientOptions & { resolveSource?: SourceRe
     };
     await presign(todo);
 
-    const retries = opts.retries ?? 3;
-    const sendPart = async (n: number) => {
-      for (let attempt = 0; ; attempt++) {
-        const target = urls.get(n);
-        if (!target) throw new TcoderError("unexpected_response", `no upload URL for part ${n}`, { jobId });
-        const start = (n - 1) * plan.partSizeBytes;
-        let failure: TcoderError;
-        try {
-          const res = await putBlob(target.url, blob.slice(start, start + sizeOf(n)), {
-            headers: target.headers,
-            signal,
-            fetch: doFetch,
-            preferXhr,
-            onLoaded: (loaded) => {
-              inFlight.set(n, loaded);
-              report();
-            },
-          });
-          if (res.status >= 200 && res.status < 300 && res.etag) {
+    const sendPart = (n: number) => {
+      // A refused signature (403) may be an expired URL: the next try gets a fresh one.
+      let refreshUrl = false;
+      return retry(
+        async () => {
+          if (refreshUrl) await presign([n]);
+          const target = urls.get(n);
+          if (!target) throw new TcoderError("unexpected_response", `no upload URL for part ${n}`, { jobId });
+          const start = (n - 1) * plan.partSizeBytes;
+          let res: PutResult;
+          try {
+            res = await putBlob(target.url, blob.slice(start, start + sizeOf(n)), {
+              headers: target.headers,
+              signal,
+              fetch: doFetch,
+              preferXhr,
+              streamBody,
+              onLoaded: (loaded) => {
+                inFlight.set(n, loaded);
+                report();
+              },
+            });
+          } catch (err) {
             inFlight.delete(n);
+            if (signal.aborted) throw abortedError(signal, jobId);
+            if (!(err instanceof TcoderError) || err.code !== "network") throw err;
+            throw new TcoderError("upload_failed", `part ${n}: ${err.message}`, { jobId, cause: err });
+          }
+          inFlight.delete(n);
+          if (res.status >= 200 && res.status < 300 && res.etag) {
             etags.set(n, res.etag.replaceAll('"', ""));
             storedBytes += sizeOf(n);
             report();
             return;
           }
-          failure = new TcoderError("upload_failed", `part ${n}: the store answered ${res.status}`, {
+          refreshUrl = res.status === 403;
+          throw new TcoderError("upload_failed", `part ${n}: the store answered ${res.status}`, {
             status: res.status,
             jobId,
           });
-          // 4xx other than an expired/refused signature will not get better by trying again.
-          if (res.status >= 400 && res.status < 500 && res.status !== 403 && res.status !== 408) throw failure;
-          if (res.status === 403) await presign([n]);
-        } catch (err) {
-          if (signal.aborted) throw abortedError(signal, jobId);
-          if (!(err instanceof TcoderError) || err.code !== "network") throw err;
-          failure = new TcoderError("upload_failed", `part ${n}: ${err.message}`, { jobId, cause: err });
-        }
-        inFlight.delete(n);
-        if (attempt >= retries) throw failure;
-        await sleep(Math.min(8_000, 500 * 2 ** attempt), signal);
-      }
+        },
+        {
+          ...transferRetry(opts),
+          signal,
+          sleep,
+          retryIf: (err) => err instanceof TcoderError && err.code === "upload_failed" && worthRetrying(err.status),
+        },
+      );
     };
 
     const queue = [...todo];
@@ -262,6 +283,13 @@ export function createClient(options: ClientOptions & { resolveSource?: SourceRe
   return {
     baseUrl,
 
+    /** Whether the API answers its liveness probe (`GET /healthz`); never rejects for an API that does not. */
+    health: (opts: { signal?: AbortSignal } = {}) =>
+      api<{ ok: boolean }>("GET", "/healthz", undefined, opts.signal).then(
+        (answer) => answer?.ok === true,
+        () => false,
+      ),
+
     /**
      * Creates a job and uploads its source: one presigned PUT up to `multipartThreshold` (and the
      * API's own limit, `SINGLE_PUT_MAX_BYTES`), an S3 multipart upload (parallel, retried parts)
@@ -276,17 +304,7 @@ export function createClient(options: ClientOptions & { resolveSource?: SourceRe
       const contentType = opts.contentType ?? (blob.type || guessContentType(filename));
       if (!contentType)
         throw new TcoderError("invalid_source", `cannot tell the media type of ${filename}; pass contentType`);
-      const created = await api<UploadCreated>(
-        "POST",
-        "/v1/uploads",
-        {
-          filename,
-          contentType,
-          size: blob.size,
-          ...jobOptions(opts),
-        },
-        opts.signal,
-      );
+      const created = await createUpload({ ...opts, filename, contentType, size: blob.size });
       const jobId = created.jobId;
 
       return forJob(jobId, opts.signal, async (signal) => {
@@ -308,33 +326,40 @@ export function createClient(options: ClientOptions & { resolveSource?: SourceRe
           fraction: blob.size === 0 ? 1 : loaded / blob.size,
         });
         opts.onProgress?.(progress(0));
-        const retries = opts.retries ?? 3;
-        for (let attempt = 0; ; attempt++) {
-          let failure: TcoderError;
-          try {
+        await retry(
+          async () => {
             const res = await putBlob(single.url, blob, {
               headers: single.headers,
               signal,
               fetch: doFetch,
               preferXhr,
+              streamBody,
               onLoaded: (loaded) => opts.onProgress?.(progress(loaded)),
             });
-            if (res.status >= 200 && res.status < 300) break;
-            failure = new TcoderError("upload_failed", `the store answered ${res.status}`, {
-              status: res.status,
-              jobId,
-            });
-            if (res.status < 500) throw failure;
-          } catch (err) {
-            if (signal.aborted || !(err instanceof TcoderError) || err.code !== "network") throw err;
-            failure = err;
-          }
-          if (attempt >= retries) throw failure;
-          await sleep(Math.min(8_000, 500 * 2 ** attempt), signal);
-        }
+            if (res.status >= 200 && res.status < 300) return;
+            throw new TcoderError("upload_failed", `the store answered ${res.status}`, { status: res.status, jobId });
+          },
+          {
+            ...transferRetry(opts),
+            signal,
+            sleep,
+            retryIf: (err) =>
+              !signal.aborted &&
+              err instanceof TcoderError &&
+              (err.code === "network" || (err.code === "upload_failed" && (err.status ?? 0) >= 500)),
+          },
+        );
         return api<Job>("GET", jobPath(jobId), undefined, signal);
       });
     },
+
+    /**
+     * Creates a job and the presigned PUT its source goes to, sending no bytes: for a client that
+     * sends them itself or hands the URL on (a server giving it to a browser). `upload` is null for
+     * a source over the stack's SINGLE_PUT_MAX_BYTES, which goes up in parts (`resumeUpload`
+     * after `POST /v1/uploads/{id}/multipart`). The job waits in `awaiting_upload` until the store has it.
+     */
+    createUpload,
 
     /**
      * Continues an interrupted multipart upload of `source` (the same bytes) for `jobId`: parts the
@@ -444,7 +469,7 @@ export function createClient(options: ClientOptions & { resolveSource?: SourceRe
         })}`,
         captions.text,
         captions.signal,
-        captions.text.replace(/^\uFEFF/, "").startsWith("WEBVTT") ? "text/vtt" : "application/x-subrip",
+        captionsContentType(captions.text),
       ),
 
     /** Removes the captions added in `language` (`captions_not_found` if there are none) and republishes the master, MPD and manifest. */

@@ -21,5 +21,6 @@ export async function fileSource(path: string): Promise<{ blob: Blob; name: stri
   return { blob: await openAsBlob(path, type ? { type } : {}), name };
 }
 
+/** Node's fetch streams a request body, so uploads report progress as the bytes go. */
 export const createClient = (options: ClientOptions) =>
-  createBrowserSafeClient({ ...options, resolveSource: fileSource });
+  createBrowserSafeClient({ ...options, resolveSource: fileSource, streamBody: true });

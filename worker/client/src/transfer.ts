@@ -1,8 +1,10 @@
 /**
  * One presigned PUT of a Blob to the object store. Browsers use XMLHttpRequest, the only API that
- * reports upload progress; elsewhere (Node 20, workers) fetch sends the Blob and progress is
- * reported when it is done. The store's ETag comes back for multipart completion.
+ * reports upload progress there; Node streams the Blob through fetch and counts the bytes; elsewhere
+ * (workers) fetch sends the Blob and progress is reported when it is done. The store's ETag comes
+ * back for multipart completion.
  */
+import { abortableSleep } from "@tcoder/worker/contract/retry.ts";
 import { abortedError, TcoderError } from "./errors.ts";
 
 export interface PutResult {
@@ -19,6 +21,12 @@ export interface PutOptions {
   fetch: typeof fetch;
   /** Use XMLHttpRequest when the platform has it (browsers). */
   preferXhr: boolean;
+  /**
+   * Send the body through fetch as a stream whose bytes are counted as they go, so progress is
+   * reported during the upload. Only where fetch streams a request body over HTTP/1.1 (Node);
+   * browsers need XMLHttpRequest for that.
+   */
+  streamBody?: boolean;
 }
 
 /** Headers a browser computes itself and refuses to be told (content-length is still signed). */
@@ -33,7 +41,18 @@ export function putBlob(url: string, body: Blob, opts: PutOptions): Promise<PutR
 async function putWithFetch(url: string, body: Blob, opts: PutOptions): Promise<PutResult> {
   let res: Response;
   try {
-    res = await opts.fetch(url, { method: "PUT", body, headers: opts.headers, signal: opts.signal });
+    res = await opts.fetch(url, {
+      method: "PUT",
+      signal: opts.signal,
+      ...(opts.streamBody && opts.onLoaded
+        ? {
+            body: countedStream(body, opts.onLoaded),
+            duplex: "half",
+            // A stream has no length of its own; the store wants one (it is signed on most URLs anyway).
+            headers: { "content-length": String(body.size), ...opts.headers },
+          }
+        : { body, headers: opts.headers }),
+    } as RequestInit);
   } catch (err) {
     if (opts.signal.aborted) throw abortedError(opts.signal);
     throw new TcoderError("network", `upload request failed: ${err instanceof Error ? err.message : String(err)}`, {
@@ -43,6 +62,20 @@ async function putWithFetch(url: string, body: Blob, opts: PutOptions): Promise<
   const text = await res.text().catch(() => "");
   if (res.ok) opts.onLoaded?.(body.size);
   return { status: res.status, etag: res.headers.get("etag"), body: text };
+}
+
+/** The Blob's bytes as a stream that reports how many have been read so far. */
+function countedStream(body: Blob, onLoaded: (loaded: number) => void): ReadableStream<Uint8Array> {
+  let loaded = 0;
+  return body.stream().pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        loaded += chunk.byteLength;
+        onLoaded(loaded);
+        controller.enqueue(chunk);
+      },
+    }),
+  );
 }
 
 function putWithXhr(url: string, body: Blob, opts: PutOptions): Promise<PutResult> {
@@ -72,18 +105,8 @@ function putWithXhr(url: string, body: Blob, opts: PutOptions): Promise<PutResul
   });
 }
 
-/** Waits `ms`, or rejects as soon as `signal` aborts. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(abortedError(signal));
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(abortedError(signal));
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
+/** Waits `ms`, or rejects with the SDK's `aborted` error as soon as `signal` aborts. */
+export const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
+  abortableSleep(ms, signal).catch(() => {
+    throw abortedError(signal);
   });
-}

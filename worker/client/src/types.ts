@@ -72,6 +72,14 @@ export interface UploadOptions {
   retries?: number;
 }
 
+/** `POST /v1/uploads`: the job a source will be uploaded for. */
+export interface UploadRequest
+  extends Pick<UploadOptions, "preset" | "playback" | "loudness" | "metadata" | "callbackUrl" | "signal"> {
+  filename: string;
+  contentType: string;
+  size: number;
+}
+
 export interface WaitOptions {
   /** Called with the job after every poll. */
   onProgress?: (job: Job) => void;

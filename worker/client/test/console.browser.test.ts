@@ -79,6 +79,18 @@ async function uploadThroughConsole(file: string, preset: string) {
 }
 
 describe("web console", () => {
+  it("is served with hono/secure-headers and a CSP that names the API and the store", async () => {
+    const headers = (await page.goto(stack.cloud.apiUrl))?.headers() ?? {};
+    const store = new URL(stack.cloud.settings.S3_ENDPOINT).origin;
+    expect(headers["content-security-policy"]).toContain(`connect-src 'self' ${store}`);
+    expect(headers["content-security-policy"]).toContain("default-src 'none'");
+    expect(headers).toMatchObject({
+      "x-content-type-options": "nosniff",
+      "referrer-policy": "no-referrer",
+      "cross-origin-opener-policy": "same-origin",
+    });
+  });
+
   it("refuses a wrong token and signs in with the right one", async () => {
     await page.goto(stack.cloud.apiUrl);
     const token = page.getByLabel("API token");

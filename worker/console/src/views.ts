@@ -382,12 +382,19 @@ export function jobView(client: TcoderClient, id: string): View {
       h("progress", { max: 1, value: job.state === "completed" ? 1 : job.progress, "aria-label": "Job progress" }),
       job.error ? errorLine({ code: job.error.code, message: job.error.message }) : null,
     );
-    clear(
-      actions,
-      ["awaiting_upload", "pending", "running"].includes(job.state) ? act("Cancel", () => client.cancel(job.id)) : null,
-      ["failed", "canceled"].includes(job.state) ? act("Retry", () => client.retry(job.id)) : null,
-      job.state === "deleted" ? null : deleteAction(job),
-    );
+    // A poll in the same state leaves an open delete question alone: the person may be answering it.
+    const asking = actions.dataset.state === job.state && actions.querySelector('[role="alertdialog"]') !== null;
+    if (!asking) {
+      actions.dataset.state = job.state;
+      clear(
+        actions,
+        ["awaiting_upload", "pending", "running"].includes(job.state)
+          ? act("Cancel", () => client.cancel(job.id))
+          : null,
+        ["failed", "canceled"].includes(job.state) ? act("Retry", () => client.retry(job.id)) : null,
+        job.state === "deleted" ? null : deleteAction(job),
+      );
+    }
     const row = (term: string, value: string | number | undefined) =>
       value === undefined || value === "" ? [] : [h("dt", {}, term), h("dd", {}, String(value))];
     const video = job.probe?.video;

@@ -4,6 +4,8 @@
  * finished job's master playlist with them when captions are added or removed.
  */
 
+import { extensionOf } from "./media-types.ts";
+
 export interface MediaPlaylist {
   /** The init segment (EXT-X-MAP URI), relative to the playlist. */
   initSegment?: string;
@@ -169,22 +171,6 @@ export const packagePaths = {
   thumbnailsSprite: "thumbnails/sprite.jpg",
   thumbnailsVtt: "thumbnails/thumbnails.vtt",
 } as const;
-
-const contentTypes: Record<string, string> = {
-  ".m3u8": "application/vnd.apple.mpegurl",
-  ".mpd": "application/dash+xml",
-  ".m4s": "video/iso.segment",
-  ".mp4": "video/mp4",
-  ".m4a": "audio/mp4",
-  ".ts": "video/mp2t",
-  ".jpg": "image/jpeg",
-  ".vtt": "text/vtt; charset=utf-8",
-  ".json": "application/json",
-};
-
-const extensionOf = (key: string) => /\.[^./]*$/.exec(key)?.[0] ?? "";
-
-export const contentTypeFor = (key: string) => contentTypes[extensionOf(key)] ?? "application/octet-stream";
 
 /** Media under an attempt prefix never changes; playlists and the manifest may be re-published (a retry, captions). */
 const IMMUTABLE = "public, max-age=31536000, immutable";

@@ -1,10 +1,11 @@
 /**
  * A typed client for the Fly Machines REST API (`/v1/apps/{app}/machines`), shapes as in
  * superfly/fly-go `machine_types.go`. Retries 429, 5xx and network failures a bounded number of
- * times with exponential backoff and full jitter, honouring `Retry-After`; everything else fails
- * at once with a `FlyApiError` carrying the HTTP status.
+ * times with the repo's backoff (`contract/retry.ts`), honouring `Retry-After`; everything else
+ * fails at once with a `FlyApiError` carrying the HTTP status.
  */
 import { machineEnv, type Settings } from "../bindings.ts";
+import { abortableSleep, retry } from "../contract/retry.ts";
 import type { MachinePhase } from "../state/index.ts";
 
 /** fly-go `MachineGuest` (the parts we set). */
@@ -60,6 +61,8 @@ export class FlyApiError extends Error {
     readonly status: number,
     message: string,
     readonly attempts: number,
+    /** What the answer's `Retry-After` asked for, in ms. */
+    readonly retryAfterMs: number | null = null,
   ) {
     super(message);
     this.name = "FlyApiError";
@@ -120,8 +123,6 @@ export function machineConfigFor(settings: Settings): FlyMachineConfig {
   };
 }
 
-const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
 /** Retry-After as ms: delta-seconds or an HTTP date. */
 function retryAfterMs(header: string | null, nowMs: number): number | null {
   if (!header) return null;
@@ -146,11 +147,12 @@ export function createFlyClientWith(opts: FlyClientOptions): FlyClient {
   const baseDelayMs = opts.baseDelayMs ?? 250;
   const maxDelayMs = opts.maxDelayMs ?? 5_000;
   const doFetch = opts.fetch ?? ((input, init) => fetch(input, init));
-  const sleep = opts.sleep ?? defaultSleep;
+  const sleep = opts.sleep ?? abortableSleep;
   const random = opts.random ?? Math.random;
   const requestTimeoutMs = opts.requestTimeoutMs ?? 15_000;
   const root = `${opts.baseUrl.replace(/\/+$/, "")}/v1/apps/${encodeURIComponent(opts.appName)}/machines`;
 
+  /** One try: the answer's JSON, or a FlyApiError. */
   async function once(method: string, path: string, body: unknown, attempt: number, timeoutMs: number) {
     let res: Response;
     try {
@@ -167,10 +169,10 @@ export function createFlyClientWith(opts: FlyClientOptions): FlyClient {
       });
     } catch (cause) {
       const detail = cause instanceof Error ? cause.message : String(cause);
-      return { error: new FlyApiError("network", 0, `${method} ${path}: ${detail}`, attempt), waitMs: null };
+      throw new FlyApiError("network", 0, `${method} ${path}: ${detail}`, attempt);
     }
     const text = await res.text();
-    if (res.ok) return { value: text ? (JSON.parse(text) as unknown) : undefined };
+    if (res.ok) return text ? (JSON.parse(text) as unknown) : undefined;
     let detail = text.slice(0, 300);
     try {
       const parsed = JSON.parse(text) as { error?: unknown };
@@ -178,13 +180,13 @@ export function createFlyClientWith(opts: FlyClientOptions): FlyClient {
     } catch {
       // not JSON: keep the text
     }
-    const error = new FlyApiError(
+    throw new FlyApiError(
       kindOf(res.status),
       res.status,
       `${method} ${path}: ${res.status} ${detail}`,
       attempt,
+      retryAfterMs(res.headers.get("retry-after"), Date.now()),
     );
-    return { error, waitMs: retryAfterMs(res.headers.get("retry-after"), Date.now()) };
   }
 
   async function request<T>(
@@ -194,18 +196,27 @@ export function createFlyClientWith(opts: FlyClientOptions): FlyClient {
     beforeRetry?: () => Promise<T | null>,
     timeoutMs = requestTimeoutMs,
   ): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      const result = await once(method, path, body, attempt, timeoutMs);
-      if ("value" in result) return result.value as T;
-      const { error, waitMs } = result;
-      if (!retryable(error.kind) || attempt >= maxAttempts) throw error;
-      const backoff = Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1)) * random();
-      await sleep(Math.min(maxDelayMs * 2, Math.max(backoff, waitMs ?? 0)));
-      if (beforeRetry) {
-        const settled = await beforeRetry();
-        if (settled !== null) return settled;
-      }
-    }
+    return retry(
+      async (attempt) => {
+        if (attempt > 1 && beforeRetry) {
+          const settled = await beforeRetry();
+          if (settled !== null) return settled;
+        }
+        return (await once(method, path, body, attempt, timeoutMs)) as T;
+      },
+      {
+        attempts: maxAttempts,
+        baseDelayMs,
+        maxDelayMs,
+        sleep,
+        random,
+        retryIf: (error) => {
+          if (!(error instanceof FlyApiError) || !retryable(error.kind)) return false;
+          // Retry-After is honoured up to twice the longest backoff, so one answer cannot stall admission.
+          return error.retryAfterMs === null ? true : { afterMs: Math.min(maxDelayMs * 2, error.retryAfterMs) };
+        },
+      },
+    );
   }
 
   const id = (machineId: string) => `/${encodeURIComponent(machineId)}`;

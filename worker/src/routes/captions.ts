@@ -13,6 +13,7 @@ import {
   removeCaptions,
 } from "../captions/publish.ts";
 import {
+  captionTypes,
   LANGUAGE_TAG,
   MAX_CAPTIONS_BYTES,
   MAX_LANGUAGE_TAG_LENGTH,
@@ -101,7 +102,7 @@ export const captions = new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
       path: "/{id}/captions",
       summary: "Add captions (WebVTT or SubRip) to a completed job; the master playlist is republished",
       description:
-        "The body is the captions file (`text/vtt` or `application/x-subrip`; the content decides). They are cut on " +
+        `The body is the captions file (\`${captionTypes.webvtt}\` or \`${captionTypes.subrip}\`; the content decides). They are cut on ` +
         "the package's segment boundaries as a SUBTITLES rendition named `captions-<language>`; posting the same " +
         `language again replaces them. At most ${MAX_CAPTIONS_BYTES} bytes.`,
       security: [{ bearer: [] }],
@@ -121,8 +122,10 @@ export const captions = new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
         body: {
           required: true,
           content: {
-            "text/vtt": { schema: z.string().openapi({ example: "WEBVTT\n\n00:00:01.000 --> 00:00:02.500\nHello\n" }) },
-            "application/x-subrip": { schema: z.string() },
+            [captionTypes.webvtt]: {
+              schema: z.string().openapi({ example: "WEBVTT\n\n00:00:01.000 --> 00:00:02.500\nHello\n" }),
+            },
+            [captionTypes.subrip]: { schema: z.string() },
           },
         },
       },

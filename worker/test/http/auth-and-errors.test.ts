@@ -20,6 +20,25 @@ const problemOf = async (res: Response) => {
   return body;
 };
 
+describe("secure headers (hono/secure-headers)", () => {
+  it("mark the API's answers, refusals included, as not to be sniffed, framed or read cross-origin", async () => {
+    for (const res of [await cp.request("/v1/stats"), await cp.request("/v1/stats", { token: null })]) {
+      expect(res.headers.get("x-content-type-options")).toBe("nosniff");
+      expect(res.headers.get("x-frame-options")).toBe("SAMEORIGIN");
+      expect(res.headers.get("referrer-policy")).toBe("no-referrer");
+      expect(res.headers.get("cross-origin-resource-policy")).toBe("same-origin");
+    }
+  });
+
+  it("let players on other origins load playback URLs", async () => {
+    // Refused (no playback token), and still loadable by the player to see that.
+    const res = await cp.request("/v1/playback/job_x/1/hls/master.m3u8", { token: null });
+    expect(res.status).toBe(403);
+    expect(res.headers.get("cross-origin-resource-policy")).toBe("cross-origin");
+    expect(res.headers.get("x-content-type-options")).toBe("nosniff");
+  });
+});
+
 describe("bearer authentication on /v1", () => {
   it("refuses a request without a token with 401 unauthorized and WWW-Authenticate", async () => {
     const res = await cp.request("/v1/stats", { token: null });

@@ -13,7 +13,7 @@ import { inspect, parseArgs } from "node:util";
 import { defaultVars } from "@tcoder/worker/bindings";
 import type { LoudnessSetting } from "@tcoder/worker/contract";
 import type { LocalStack, StackLogger, StartLocalStackOptions } from "../stack.ts";
-import { type ApiClient, ApiError, createApiClient } from "./api-client.ts";
+import { type ApiClient, ApiError, createApiClient, explainFailure } from "./api-client.ts";
 import {
   ArgumentError,
   type CaptionsFile,
@@ -170,7 +170,7 @@ async function connect(
   const running = await readRunningStack(target.dir);
   if (running) {
     const api = createApiClient({ baseUrl: running.apiUrl, token: running.apiToken });
-    if (await api.health().catch(() => false)) return { api };
+    if (await api.health()) return { api };
   }
   if (!embed) {
     throw new ArgumentError(
@@ -364,7 +364,7 @@ async function run(argv: string[]): Promise<number> {
       const limit = positiveIntFlag("limit", flags.limit) ?? 20;
       const state = flags.state === undefined ? undefined : jobStateFlag(flags.state);
       const { api } = await connect(targetOf(flags));
-      const page = await api.listJobs({ limit, ...(state ? { state } : {}) });
+      const page = await api.listJobPage({ limit, ...(state ? { state } : {}) });
       if (flags.json) process.stdout.write(`${JSON.stringify(page, null, 2)}\n`);
       else
         for (const job of page.jobs)
@@ -398,7 +398,8 @@ async function run(argv: string[]): Promise<number> {
  * Expected failures (a wrong argument, an API that refused or could not be reached) read as one
  * sentence; anything else says it was unexpected. `--verbose` adds the stack and causes to either.
  */
-function reportFailure(error: unknown, verbose: boolean): number {
+function reportFailure(failure: unknown, verbose: boolean): number {
+  const error = explainFailure(failure);
   const parseError = error instanceof TypeError && "code" in error && String(error.code).startsWith("ERR_PARSE_ARGS");
   const showUsage = parseError || error instanceof UsageError;
   const expected =

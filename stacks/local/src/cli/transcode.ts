@@ -2,13 +2,12 @@
  * Upload files (or have sources fetched from URLs) through the public API, follow their jobs to the
  * end, optionally copy the outputs.
  */
-import { mkdir, stat, writeFile } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { isTerminal, type Job, type LoudnessSetting } from "@tcoder/worker/contract";
-import { type ApiClient, putFile } from "./api-client.ts";
+import { isTerminal, type Job, type LoudnessSetting, sourceContentType } from "@tcoder/worker/contract";
+import type { ApiClient } from "./api-client.ts";
 import type { CaptionsFile } from "./arguments.ts";
-import { contentTypeForFile } from "./media-types.ts";
 import type { Progress } from "./progress.ts";
 import { fetchOrExplain } from "./unreachable.ts";
 
@@ -23,22 +22,22 @@ export interface TranscodeOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * Uploads a file through the SDK (one PUT, or parts above its threshold and for sources over the
+ * stack's SINGLE_PUT_MAX_BYTES) and follows its job to the end.
+ */
 export async function transcodeFile(api: ApiClient, path: string, opts: TranscodeOptions): Promise<Job> {
   const label = basename(path);
-  const { size } = await stat(path);
-  const ticket = await api.createUpload({
+  const job = await api.upload(path, {
     filename: label,
-    contentType: contentTypeForFile(path),
-    size,
+    // An extension that names no type is declared video/mp4: the API gates on the declared type, the machine's probe on the bytes.
+    contentType: sourceContentType(path) ?? "video/mp4",
     ...jobSettings(opts),
+    ...(opts.signal ? { signal: opts.signal } : {}),
+    onProgress: ({ jobId, fraction }) =>
+      opts.progress.update(jobId, { label, phase: "upload", fraction, detail: jobId }),
   });
-  const id = ticket.jobId;
-  opts.progress.update(id, { label, phase: "upload", fraction: 0, detail: id });
-  const onBytes = (sent: number, total: number) =>
-    opts.progress.update(id, { label, phase: "upload", fraction: total === 0 ? 1 : sent / total, detail: id });
-  // The API signs one PUT only for sources well under the store's single-PUT limit.
-  await (ticket.upload === null ? api.uploadInParts(id, path, onBytes) : putFile(ticket.upload, path, onBytes));
-  return withCaptions(api, await followJob(api, id, label, opts), label, opts);
+  return withCaptions(api, await followJob(api, job.id, label, opts), label, opts);
 }
 
 const jobSettings = (opts: TranscodeOptions) => ({
@@ -65,7 +64,7 @@ async function withCaptions(api: ApiClient, job: Job, label: string, opts: Trans
 
 /** Creates a job whose source the machine downloads from `url`, and follows it to the end. */
 export async function transcodeUrl(api: ApiClient, url: string, opts: TranscodeOptions): Promise<Job> {
-  const job = await api.createJobFromUrl({ url, ...jobSettings(opts) });
+  const job = await api.createJobFromUrl(url, jobSettings(opts));
   const label = job.input.filename ?? url;
   return withCaptions(api, await followJob(api, job.id, label, opts), label, opts);
 }

@@ -6,7 +6,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { R2EventNotification } from "@tcoder/worker/contract";
+import { type R2EventNotification, retry } from "@tcoder/worker/contract";
 import { MAX_SINGLE_UPLOAD_BYTES } from "@tcoder/worker/contract/object-store.ts";
 import { serveLocal } from "./http-service.ts";
 import { type CorsConfig, corsHeaders, preflight } from "./s3/cors.ts";
@@ -170,17 +170,10 @@ function decodeURIComponentSafe(value: string): string {
   }
 }
 
+/** A queue that does not take the event (workerd restarting) is tried again; after the last try the event is dropped, and said so. */
 async function deliverWithRetries(send: () => void | Promise<void>, event: R2EventNotification): Promise<void> {
-  for (let attempt = 1; attempt <= eventAttempts; attempt++) {
-    try {
-      await send();
-      return;
-    } catch (error) {
-      if (attempt === eventAttempts) {
-        console.error(`[s3-store] dropping ${event.action} event for ${event.bucket}/${event.object.key}`, error);
-        return;
-      }
-      await new Promise((r) => setTimeout(r, 50 * 2 ** attempt));
-    }
-  }
+  await retry(async () => send(), { attempts: eventAttempts, baseDelayMs: 200, maxDelayMs: 2_000 }).catch(
+    (error: unknown) =>
+      console.error(`[s3-store] dropping ${event.action} event for ${event.bucket}/${event.object.key}`, error),
+  );
 }

@@ -20,7 +20,6 @@ import {
   type CallbackReceiver,
   type FaultStack,
   makeTinyClip,
-  sleep,
   startCallbackReceiver,
   startFaultStack,
   submitClip,
@@ -53,6 +52,12 @@ describe("duplicate, reordered and late events", () => {
   const deliverUploadEvent = (event: R2EventNotification) =>
     fault.stack.cloud.worker.sendToQueue(queues.uploads.name, event);
   const claimsOf = (jobId: string) => fault.machineLines.filter((l) => l.jobId === jobId && l.message === "claimed");
+  /** Waits until the uploads consumer has handled `count` events of the job (it logs each before acknowledging it). */
+  const handledUploadEvents = (jobId: string, count: number) =>
+    waitFor(`${count} upload events of ${jobId} handled`, () => {
+      const handled = fault.workerEvents({ source: "queue", event: "upload_event", jobId });
+      return handled.length >= count ? handled : undefined;
+    });
 
   async function postMachineEvent(event: MachineEvent) {
     const { cloud } = fault.stack;
@@ -89,11 +94,13 @@ describe("duplicate, reordered and late events", () => {
       ["completed", 1],
     ]);
 
-    // The same events, late: after the jobs completed.
+    // The same events, late: after the jobs completed. Each job has the store's event, two of the
+    // above and one late one: all four handled, and then it is as it was.
     await deliverUploadEvent(uploadEvent(first));
     await deliverUploadEvent(uploadEvent(second, "CompleteMultipartUpload"));
-    await sleep(3_000);
     for (const id of ids) {
+      const handled = await handledUploadEvents(id, 4);
+      expect(handled.map((line) => line.result).sort()).toEqual(["duplicate", "duplicate", "duplicate", "queued"]);
       const job = await fault.api.getJob(id);
       expect([job.state, job.attempts]).toEqual(["completed", 1]);
       expect(claimsOf(id)).toHaveLength(1);
@@ -105,12 +112,7 @@ describe("duplicate, reordered and late events", () => {
 
   it("ignores an upload that lands after its job expired", async () => {
     const { cloud } = fault.stack;
-    const response = await fetch(`${cloud.apiUrl}/v1/uploads`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${cloud.apiToken}`, "content-type": "application/json" },
-      body: JSON.stringify({ filename: "late.mp4", contentType: "video/mp4", size: 1000 }),
-    });
-    const { jobId, job } = (await response.json()) as { jobId: string; job: Job };
+    const { jobId, job } = await fault.api.createUpload({ filename: "late.mp4", contentType: "video/mp4", size: 1000 });
     await waitFor("the upload to expire", async () => (await fault.api.getJob(jobId)).state === "expired", {
       timeoutMs: 30_000,
     });
@@ -119,7 +121,8 @@ describe("duplicate, reordered and late events", () => {
       new PutObjectCommand({ Bucket: cloud.settings.INPUT_BUCKET, Key: job.input.key, Body: await readFile(clip) }),
     );
     await deliverUploadEvent(uploadEvent(job));
-    await sleep(3_000);
+    // The store's event and the one delivered again: both handled, neither revived the job.
+    await handledUploadEvents(jobId, 2);
     expect((await fault.api.getJob(jobId)).state).toBe("expired");
     expect(claimsOf(jobId)).toHaveLength(0);
   }, 60_000);

@@ -4,14 +4,14 @@
  * a callback receiver, and small helpers to submit clips and wait for outcomes.
  */
 
-import { mkdtemp, rm, stat } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createClient, type TcoderClient } from "@tcoder/client/node";
 import type { VarName } from "@tcoder/worker/bindings";
-import { isTerminal, type Job } from "@tcoder/worker/contract";
-import { type ApiClient, createApiClient, putFile, type UploadTicket } from "../../src/cli/api-client.ts";
+import type { Job } from "@tcoder/worker/contract";
 import type { FlyApiFaults } from "../../src/services/fly-api.ts";
 import type { S3Faults } from "../../src/services/s3-store.ts";
 import { type LocalStack, type RunnerKind, startLocalStack } from "../../src/stack.ts";
@@ -59,12 +59,15 @@ export interface FaultStackOptions {
 
 export interface FaultStack {
   stack: LocalStack;
-  api: ApiClient;
+  /** The SDK's client of the stack's API. */
+  api: TcoderClient;
   /** Scratch space of this stack's test (clips, state), removed by `stop`. */
   dir: string;
   machineLines: MachineLogLine[];
   /** Every line the worker logged. */
   workerLines: string[];
+  /** The worker's structured log lines (`log()` in worker/src/http/logging.ts) whose fields include `fields`. */
+  workerEvents(fields: Record<string, unknown>): Record<string, unknown>[];
   /** Machines that logged "completed" for a job: more than one entry means it ran to completion twice. */
   completionsOf(jobId: string): MachineLogLine[];
   /** Peak number of live machines seen by a 50 ms sampler since start. */
@@ -121,10 +124,15 @@ export async function startFaultStack(name: string, opts: FaultStackOptions = {}
   }, 50);
   return {
     stack,
-    api: createApiClient({ baseUrl: cloud.apiUrl, token: cloud.apiToken }),
+    api: createClient({ baseUrl: cloud.apiUrl, token: cloud.apiToken }),
     dir,
     machineLines,
     workerLines,
+    workerEvents: (fields) =>
+      workerLines
+        .map(parseLogLine)
+        .filter((entry): entry is Record<string, unknown> => entry !== null)
+        .filter((entry) => Object.entries(fields).every(([name, value]) => entry[name] === value)),
     completionsOf: (jobId) => machineLines.filter((l) => l.jobId === jobId && l.message === "completed"),
     peakLiveMachines: () => peak,
     liveMachines,
@@ -134,6 +142,15 @@ export async function startFaultStack(name: string, opts: FaultStackOptions = {}
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+function parseLogLine(line: string): Record<string, unknown> | null {
+  try {
+    const parsed = JSON.parse(line) as unknown;
+    return parsed && typeof parsed === "object" ? (parsed as Record<string, unknown>) : null;
+  } catch {
+    return null; // workerd's own output
+  }
 }
 
 /** A 2 s 160x120 clip with audio: the smallest thing that exercises the whole pipeline. */
@@ -146,52 +163,21 @@ export interface SubmitOptions {
   filename?: string;
 }
 
-/** Creates an upload ticket (with the options the CLI client does not send) and PUTs the file. */
+/** Uploads the file through the SDK, which tries a PUT the store answered with a 5xx again (the S3 fault tests make it do so). */
 export async function submitClip(fault: FaultStack, path: string, opts: SubmitOptions = {}): Promise<string> {
-  const { cloud } = fault.stack;
-  const { size } = await stat(path);
-  const response = await fetch(`${cloud.apiUrl}/v1/uploads`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${cloud.apiToken}`, "content-type": "application/json" },
-    body: JSON.stringify({
-      filename: opts.filename ?? "clip.mp4",
-      contentType: "video/mp4",
-      size,
-      ...(opts.preset ? { preset: opts.preset } : {}),
-      ...(opts.callbackUrl ? { callbackUrl: opts.callbackUrl } : {}),
-    }),
+  const job = await fault.api.upload(path, {
+    filename: opts.filename ?? "clip.mp4",
+    contentType: "video/mp4",
+    retries: 7,
+    ...(opts.preset ? { preset: opts.preset } : {}),
+    ...(opts.callbackUrl ? { callbackUrl: opts.callbackUrl } : {}),
   });
-  if (response.status !== 201) throw new Error(`POST /v1/uploads: ${response.status} ${await response.text()}`);
-  const ticket = (await response.json()) as UploadTicket;
-  // A client retries a PUT the store answered with a 5xx (the S3 fault tests make it do so).
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await putFile(ticket.upload, path, () => {});
-      return ticket.jobId;
-    } catch (error) {
-      if (attempt >= 8) throw error;
-      await sleep(100 * attempt);
-    }
-  }
+  return job.id;
 }
 
 /** Waits until every job is terminal; returns them in the order given. */
-export async function waitForTerminal(api: ApiClient, ids: string[], timeoutMs = 120_000): Promise<Job[]> {
-  const done = new Map<string, Job>();
-  await waitFor(
-    `${ids.length} jobs to end`,
-    async () => {
-      for (const id of ids) {
-        if (done.has(id)) continue;
-        const job = await api.getJob(id);
-        if (isTerminal(job.state)) done.set(id, job);
-      }
-      return done.size === ids.length;
-    },
-    { timeoutMs, everyMs: 250 },
-  );
-  return ids.map((id) => done.get(id) as Job);
-}
+export const waitForTerminal = (api: TcoderClient, ids: string[], timeoutMs = 120_000): Promise<Job[]> =>
+  Promise.all(ids.map((id) => api.waitForJob(id, { timeout: timeoutMs, interval: 250, maxInterval: 250 })));
 
 /** A client's callback endpoint: records every signed POST it receives. */
 export interface CallbackReceiver {

@@ -25,7 +25,7 @@ describe("restarting redis-server and workerd under running jobs", () => {
     for (let i = 0; i < count; i++) ids.push(await submitClip(fault, clip));
     await waitFor(
       "a job to be running",
-      async () => (await fault.api.listJobs({ state: "running" })).jobs.some((j) => ids.includes(j.id)),
+      async () => (await fault.api.listJobPage({ state: "running" })).jobs.some((j) => ids.includes(j.id)),
       { everyMs: 50 },
     );
     await disrupt();
