@@ -743,10 +743,10 @@ const loaded = new WeakMap<StateRedis, Map<string, LoadedScript>>();
  * (automaticDeserialization), so both are accepted.
  */
 export async function runScript<T>(redis: StateRedis, lua: string, keys: string[], cfg: object): Promise<T> {
-  let scripts = loaded.get(redis);
-  if (!scripts) loaded.set(redis, (scripts = new Map()));
-  let script = scripts.get(lua);
-  if (!script) scripts.set(lua, (script = redis.createScript(lua)));
+  const scripts = loaded.get(redis) ?? new Map<string, LoadedScript>();
+  loaded.set(redis, scripts);
+  const script = scripts.get(lua) ?? redis.createScript(lua);
+  scripts.set(lua, script);
   const raw: unknown = await script.exec(keys, [JSON.stringify(cfg)]);
   return (typeof raw === "string" ? JSON.parse(raw) : raw) as T;
 }
