@@ -367,10 +367,10 @@ async function main() {
     if (speed) say(speed);
     if (runs("chunked")) {
       const source = await makeSource(join(dir, `long-${chunkedSeconds}s.mp4`), chunkedSeconds);
-      const [chunked] = splitSections(
-        chunkedSection(await chunkedBench(source, { sourceSeconds: chunkedSeconds, chunkSeconds, x264Preset })),
-      ).sections;
-      if (chunked) say(chunked);
+      const [heading = "", ...body] = chunkedSection(
+        await chunkedBench(source, { sourceSeconds: chunkedSeconds, chunkSeconds, x264Preset }),
+      ).split("\n");
+      say({ heading, body: body.join("\n").trim() });
     }
     if (runs("image")) {
       const [image] = splitSections(imageSection(await imageBench(dir))).sections;
