@@ -7,6 +7,7 @@ import { packageBucketVar } from "@tcoder/worker/contract";
 import { claimNextJob } from "@tcoder/worker/state";
 import { Redis } from "@upstash/redis";
 import { publishLive } from "./chunked/live.ts";
+import { dropCachedSources } from "./chunked/source-cache.ts";
 import { ConfigError, loadConfig } from "./config.ts";
 import { createControlPlane } from "./control-plane.ts";
 import { type Logger, runMachineLoop } from "./loop.ts";
@@ -89,6 +90,7 @@ async function main(): Promise<number> {
       }),
   });
   log("info", "machine exiting", exit);
+  await dropCachedSources(config.WORK_DIR);
   s3.destroy();
   return 0;
 }

@@ -19,6 +19,7 @@ import type {
   TaskResult,
   TaskSpec,
 } from "@tcoder/worker/contract";
+import { retry } from "@tcoder/worker/contract";
 import { planSplit } from "./chunked/plan.ts";
 import { keepSource } from "./chunked/source-cache.ts";
 import { buildTranscodeArgs, outputDirs, type TranscodeSpec, type X264Preset } from "./media/ffmpeg-args.ts";
@@ -98,7 +99,8 @@ export class AttemptStoppedError extends Error {
   }
 }
 
-const DOWNLOAD_ATTEMPTS = 3;
+// The SDK retries each request; this retries a body stream cut mid-way, from the start.
+const DOWNLOAD_RETRY = { attempts: 3, baseDelayMs: 1000, maxDelayMs: 4000 };
 
 // Overall progress is split across stages by their typical share of the work.
 const STAGE_SPAN: Record<Exclude<JobStage, "queued">, [number, number]> = {
@@ -260,8 +262,7 @@ export async function runTranscode(
 
 /**
  * The source on disk at `path`: from the input bucket, or for a job ingested from a URL on its
- * first attempt, from that URL. The SDK retries requests; a body stream cut mid-way is retried
- * here, from the start.
+ * first attempt, from that URL.
  */
 export async function obtainSource(
   job: JobToRun,
@@ -270,19 +271,18 @@ export async function obtainSource(
   report: (stage: "downloading", fraction: number) => void,
 ): Promise<{ sizeBytes: number } | TranscodeOutcome> {
   const { signal } = deps;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await downloadToFile(deps.s3, deps.inputBucket, job.inputKey, path, signal);
-    } catch (error) {
-      if (signal?.aborted) throw error;
-      if (error instanceof ObjectMissingError && job.source)
-        return fetchSourceFromUrl(job, job.source, deps, path, report);
-      if (error instanceof ObjectMissingError)
-        return failure("input_missing", `source ${job.inputKey} not found`, false);
-      if (attempt >= DOWNLOAD_ATTEMPTS)
-        return failure("internal", `download failed: ${(error as Error).message}`, true);
-      await new Promise((resolve) => setTimeout(resolve, 500 * 2 ** attempt));
-    }
+  try {
+    return await retry(() => downloadToFile(deps.s3, deps.inputBucket, job.inputKey, path, signal), {
+      ...DOWNLOAD_RETRY,
+      retryIf: (error) => !(error instanceof ObjectMissingError),
+      ...(signal ? { signal } : {}),
+    });
+  } catch (error) {
+    if (signal?.aborted) throw error;
+    if (error instanceof ObjectMissingError && job.source)
+      return fetchSourceFromUrl(job, job.source, deps, path, report);
+    if (error instanceof ObjectMissingError) return failure("input_missing", `source ${job.inputKey} not found`, false);
+    return failure("internal", `download failed: ${(error as Error).message}`, true);
   }
 }
 

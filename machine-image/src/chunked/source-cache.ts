@@ -32,3 +32,8 @@ export async function cachedSource(
     return null;
   }
 }
+
+/** Drops every cached source: a stopped Fly Machine keeps its disk until it runs again. */
+export async function dropCachedSources(workDir: string): Promise<void> {
+  await rm(cacheDir(workDir), { recursive: true, force: true });
+}

@@ -368,7 +368,6 @@ export function buildTranscodeArgs(spec: TranscodeSpec): string[] {
     ]);
   if (wantPoster)
     outputs.push(["-map", "[poster]", "-frames:v", "1", "-q:v", "2", "-update", "1", join(workDir, workLayout.poster)]);
-  if (outputs.length === 0) throw new Error("nothing to encode: no video rendition and no audio");
   // Text subtitles ride along the same run (no decode of their own): WebVTT, cut up when packaging.
   if (preset.hls && wantAudio)
     for (const sub of plan.subtitles)
@@ -381,6 +380,7 @@ export function buildTranscodeArgs(spec: TranscodeSpec): string[] {
         "webvtt",
         join(workDir, workLayout.subtitle(sub.name)),
       ]);
+  if (outputs.length === 0) throw new Error("nothing to encode: no video rendition, audio or subtitles");
   for (const output of outputs) args.push(...output);
   return args;
 }
