@@ -1,4 +1,4 @@
-import { type ProbeSummary, presets, type VideoTaskSpec } from "@tcoder/worker/contract";
+import { type Preset, type ProbeSummary, presets, type VideoTaskSpec } from "@tcoder/worker/contract";
 import { describe, expect, it } from "vitest";
 import { planSplit } from "../src/chunked/plan.ts";
 import { planLadder } from "../src/media/ladder.ts";
@@ -19,7 +19,7 @@ const source = (durationSeconds: number, frameRate = 30000 / 1001, audio = true)
   ...(audio ? { audio: { codec: "aac", channels: 2, sampleRate: 48000 } } : {}),
 });
 
-const split = (probe: ProbeSummary, chunkSeconds: number, preset = presets["hls-small"]) =>
+const split = (probe: ProbeSummary, chunkSeconds: number, preset: Preset = presets["hls-small"]) =>
   planSplit(preset, probe, planLadder(preset, probe), chunkSeconds);
 
 const videoTasks = (probe: ProbeSummary, chunkSeconds: number) =>

@@ -8,10 +8,8 @@
  * Like an unchunked attempt, the result is a value; only being stopped throws.
  */
 import { createHash } from "node:crypto";
-import { createReadStream, createWriteStream } from "node:fs";
 import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { pipeline } from "node:stream/promises";
 import {
   type EncodedTrack,
   type JobStage,
@@ -24,6 +22,7 @@ import {
   writeMediaPlaylist,
 } from "@tcoder/worker/contract";
 import { outputDirs, type TranscodeSpec, workLayout } from "../media/ffmpeg-args.ts";
+import { joinFiles } from "../media/fragments.ts";
 import { readHdrMetadata } from "../media/hdr.ts";
 import { type LadderPlan, planLadder, primaryRendition } from "../media/ladder.ts";
 import { loudnessReport, measureLoudness } from "../media/loudness.ts";
@@ -399,12 +398,11 @@ async function uploadTracks(
 async function joinTrack(dir: string, name: string): Promise<string> {
   const local = join(dir, workLayout.hlsDir(name));
   const playlist = parseMediaPlaylist(await readFile(join(dir, workLayout.playlist(name)), "utf8"));
-  const path = join(dir, `joined-${name}.mp4`);
-  const out = createWriteStream(path);
-  for (const uri of [playlist.initSegment ?? "", ...playlist.segments.map((s) => s.uri)].filter(Boolean))
-    await pipeline(createReadStream(join(local, uri)), out, { end: false });
-  await new Promise<void>((resolve, reject) => out.end((error?: Error | null) => (error ? reject(error) : resolve())));
-  return path;
+  const files = [...(playlist.initSegment ? [playlist.initSegment] : []), ...playlist.segments.map((s) => s.uri)];
+  return joinFiles(
+    files.map((uri) => join(local, uri)),
+    join(dir, `joined-${name}.mp4`),
+  );
 }
 
 async function makeDirs(spec: TranscodeSpec) {

@@ -1,13 +1,5 @@
-/**
- * Everything ffmpeg wrote, turned into a package: measured media playlists, the master playlist
- * (video variants × audio groups, alternate audio renditions), the progressive MP4 (the primary
- * video rendition and every audio rendition, remuxed), poster, sprite + VTT, and the manifest.
- * Returns what to upload, in the order players may reference it.
- */
-import { createReadStream, createWriteStream } from "node:fs";
 import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { pipeline } from "node:stream/promises";
 import {
   type LoudnessReport,
   type ProbeSummary,
@@ -19,6 +11,7 @@ import {
 } from "@tcoder/worker/contract";
 import type { PlannedAudio } from "../media/audio-plan.ts";
 import { type TranscodeSpec, workLayout } from "../media/ffmpeg-args.ts";
+import { joinFiles } from "../media/fragments.ts";
 import { encodedDurationSeconds } from "../media/inspect.ts";
 import { type PlannedRendition, primaryRendition } from "../media/ladder.ts";
 import { type LoudnessInput, loudnessReport, measureLoudness } from "../media/loudness.ts";
@@ -87,12 +80,11 @@ async function measure(workDir: string, name: string, uploaded?: UploadedMedia):
 }
 
 /** Concatenates a rendition's init and media segments into one fragmented MP4 ffmpeg can read. */
-async function joinFragments(m: Measured, path: string): Promise<string> {
-  const out = createWriteStream(path);
-  for (const uri of m.sizes.keys()) await pipeline(createReadStream(join(m.dir, uri)), out, { end: false });
-  await new Promise<void>((resolve, reject) => out.end((error?: Error | null) => (error ? reject(error) : resolve())));
-  return path;
-}
+const joinFragments = (m: Measured, path: string): Promise<string> =>
+  joinFiles(
+    [...m.sizes.keys()].map((uri) => join(m.dir, uri)),
+    path,
+  );
 
 export async function buildPackage(
   job: PackageJob,
