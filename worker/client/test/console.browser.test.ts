@@ -11,7 +11,7 @@ import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { type LocalStack, repoRoot, startLocalStack } from "@tcoder/local/stack";
-import { type BrowserContext, chromium, type Page } from "playwright-core";
+import { type BrowserContext, chromium, type Locator, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeClip, makeMultilingualClip, makeRawClip } from "./media.ts";
 
@@ -77,6 +77,18 @@ async function uploadThroughConsole(file: string, preset: string) {
   });
   return card;
 }
+
+/** Plays the page's video, muted, until its clock passes 1 s (15 s at most): where it got, and the job's state then. */
+const playASecond = (video: Locator) =>
+  video.evaluate(async (v) => {
+    const el = v as HTMLVideoElement;
+    el.muted = true;
+    await el.play().catch(() => {});
+    const until = Date.now() + 15_000;
+    while (el.currentTime < 1 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+    el.pause();
+    return { time: el.currentTime, state: document.querySelector("article.job")?.getAttribute("data-state") };
+  });
 
 describe("web console", () => {
   it("is served with hono/secure-headers and a CSP that names the API and the store", async () => {
@@ -302,16 +314,7 @@ describe("web console", () => {
     await page.goto(`${stack.cloud.apiUrl}/#/jobs/${ticket.jobId}`);
     const video = page.locator(".player video");
     await video.waitFor({ timeout: 30_000 });
-    const played = await video.evaluate(async (v) => {
-      const el = v as HTMLVideoElement;
-      el.muted = true;
-      await el.play().catch(() => {});
-      const until = Date.now() + 15_000;
-      while (el.currentTime < 1 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
-      el.pause();
-      return el.currentTime;
-    });
-    expect(played).toBeGreaterThan(1);
+    expect((await playASecond(video)).time).toBeGreaterThan(1);
     const master = await page.getByRole("link", { name: "HLS master playlist" }).getAttribute("href");
     expect(master).toMatch(new RegExp(`/v1/playback/${ticket.jobId}/.*master\\.m3u8\\?token=\\d+\\.`));
     expect(await page.getByText("signed (token required)").isVisible()).toBe(true);
@@ -338,14 +341,7 @@ describe("web console", () => {
     await page.getByText("Playing while it encodes").waitFor({ timeout: 120_000 });
     const video = page.locator(".player video");
     await video.waitFor();
-    const played = await video.evaluate(async (v) => {
-      const el = v as HTMLVideoElement;
-      el.muted = true;
-      await el.play().catch(() => {});
-      const until = Date.now() + 15_000;
-      while (el.currentTime < 1 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
-      return { time: el.currentTime, state: document.querySelector("article.job")?.getAttribute("data-state") };
-    });
+    const played = await playASecond(video);
     expect(played.time).toBeGreaterThan(1);
     expect(played.state, "still encoding while it played").toBe("running");
     // Once done, the page shows the finished package.

@@ -176,6 +176,22 @@ return reply({result = 'queued', job = job_flat(cfg.jobKey)})
 export const claimScript = script(`
 local mstate = redis.call('HGET', cfg.machineKey, 'state')
 if mstate == cfg.m.stopping or mstate == cfg.m.stopped then return reply({claimed = false}) end
+local function lease_to_machine(id)
+  redis.call('ZADD', KEYS[2], cfg.leaseExpiresAt, id)
+  redis.call('HSET', cfg.machineKey, 'state', cfg.m.busy, 'jobId', id, 'updatedAt', cfg.now)
+  redis.call('HSETNX', cfg.machineKey, 'createdAt', cfg.now)
+  redis.call('HSETNX', cfg.machineKey, 'startedAt', cfg.now)
+end
+-- What a machine needs of the job to work on it, or on one of its tasks (\`extra\`).
+local function claimed(job_id, key, attempt, extra)
+  local answer = {claimed = true, jobId = job_id, attempt = attempt, preset = redis.call('HGET', key, 'preset'),
+    inputKey = redis.call('HGET', key, 'inputKey'), playback = redis.call('HGET', key, 'playback'),
+    loudness = redis.call('HGET', key, 'loudness'),
+    source = redis.call('HMGET', key, 'sourceUrl', 'sourceMaxBytes', 'sourceAllowLoopback'),
+    leaseExpiresAt = cfg.leaseExpiresAt}
+  for k, v in pairs(extra) do answer[k] = v end
+  return reply(answer)
+end
 for _ = 1, 100 do
   local popped = redis.call('ZPOPMIN', KEYS[1])
   if #popped == 0 then return reply({claimed = false}) end
@@ -190,10 +206,7 @@ for _ = 1, 100 do
       local attempt = redis.call('HINCRBY', tkey, 'attempts', 1)
       redis.call('HSET', tkey, 'machineId', cfg.machineId, 'startedAt', cfg.now, 'leaseExpiresAt', cfg.leaseExpiresAt,
         'leaseMs', cfg.leaseMs, 'progress', '0')
-      redis.call('ZADD', KEYS[2], cfg.leaseExpiresAt, id)
-      redis.call('HSET', cfg.machineKey, 'state', cfg.m.busy, 'jobId', id, 'updatedAt', cfg.now)
-      redis.call('HSETNX', cfg.machineKey, 'createdAt', cfg.now)
-      redis.call('HSETNX', cfg.machineKey, 'startedAt', cfg.now)
+      lease_to_machine(id)
       local name = redis.call('HGET', tkey, 'name')
       -- the finalize task stitches what every other task made
       local results = {}
@@ -202,13 +215,9 @@ for _ = 1, 100 do
           if other ~= name then table.insert(results, {other, redis.call('HGET', cfg.taskPrefix .. job_id .. '/' .. other, 'result') or false}) end
         end
       end
-      return reply({claimed = true, jobId = job_id, attempt = tonumber(redis.call('HGET', jkey, 'attempts') or '1'),
-        task = {name = name, attempt = attempt, spec = redis.call('HGET', tkey, 'spec'), results = results},
-        probe = redis.call('HGET', jkey, 'probe'), preset = redis.call('HGET', jkey, 'preset'),
-        inputKey = redis.call('HGET', jkey, 'inputKey'), playback = redis.call('HGET', jkey, 'playback'),
-        loudness = redis.call('HGET', jkey, 'loudness'),
-        source = redis.call('HMGET', jkey, 'sourceUrl', 'sourceMaxBytes', 'sourceAllowLoopback'),
-        leaseExpiresAt = cfg.leaseExpiresAt})
+      return claimed(job_id, jkey, tonumber(redis.call('HGET', jkey, 'attempts') or '1'),
+        {task = {name = name, attempt = attempt, spec = redis.call('HGET', tkey, 'spec'), results = results},
+         probe = redis.call('HGET', jkey, 'probe')})
     end
   end
   local key = cfg.jobPrefix .. id
@@ -220,15 +229,8 @@ for _ = 1, 100 do
     redis.call('HSET', key, 'machineId', cfg.machineId, 'startedAt', cfg.now, 'leaseExpiresAt', cfg.leaseExpiresAt,
       'leaseMs', cfg.leaseMs, 'progress', '0')
     redis.call('HDEL', key, 'stage', 'finishedAt')
-    redis.call('ZADD', KEYS[2], cfg.leaseExpiresAt, id)
-    redis.call('HSET', cfg.machineKey, 'state', cfg.m.busy, 'jobId', id, 'updatedAt', cfg.now)
-    redis.call('HSETNX', cfg.machineKey, 'createdAt', cfg.now)
-    redis.call('HSETNX', cfg.machineKey, 'startedAt', cfg.now)
-    return reply({claimed = true, jobId = id, attempt = attempt, preset = redis.call('HGET', key, 'preset'),
-      inputKey = redis.call('HGET', key, 'inputKey'), playback = redis.call('HGET', key, 'playback'),
-      loudness = redis.call('HGET', key, 'loudness'),
-      source = redis.call('HMGET', key, 'sourceUrl', 'sourceMaxBytes', 'sourceAllowLoopback'),
-      leaseExpiresAt = cfg.leaseExpiresAt})
+    lease_to_machine(id)
+    return claimed(id, key, attempt, {})
   end
 end
 return reply({claimed = false})
