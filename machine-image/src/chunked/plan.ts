@@ -1,5 +1,6 @@
 /**
- * Whether a source is encoded in chunks, and how: the tasks of a split (contract/tasks.ts).
+ * Whether a source is encoded in chunks, and how: the tasks of a split (contract/tasks.ts). A source
+ * longer than MIN_CHUNKS × `CHUNK_SECONDS` is.
  *
  * Chunks are cut in output frames, on GOP boundaries, so every chunk starts with a keyframe at the
  * same place in every rung and the frame-rate grid never shifts between chunks. The first chunk is
@@ -17,6 +18,13 @@ export function frameRateFraction(expr: string): { num: number; den: number } {
   return { num, den };
 }
 
+/**
+ * Only a source of more than three chunks is split: below that, what a split adds (a second
+ * decode for the stills, each task's start, the stitch) outweighs what the machines share, and a
+ * clip of a minute or so is done in about its own length on one machine anyway.
+ */
+export const MIN_CHUNKS = 3;
+
 /** Null when the source is encoded in one piece (short, no video, no HLS, or chunking off). */
 export function planSplit(
   preset: Preset,
@@ -26,7 +34,7 @@ export function planSplit(
 ): SplitPlan | null {
   if (chunkSeconds <= 0 || !preset.hls || !plan.frameRate || plan.renditions.length === 0) return null;
   const duration = probe.durationSeconds;
-  if (duration <= chunkSeconds) return null;
+  if (duration <= chunkSeconds * MIN_CHUNKS) return null;
 
   const { num, den } = frameRateFraction(plan.frameRate.expr);
   const secondsOf = (frames: number) => (frames * den) / num;

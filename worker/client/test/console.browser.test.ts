@@ -35,7 +35,8 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "tcoder-console-"));
   [clip, stack] = await Promise.all([
     makeClip(join(dir, "beach.mp4"), { seconds: 6, size: "640x360" }),
-    startLocalStack({ dir: join(dir, "stack"), maxMachines: 1, cronIntervalMs: 1_000 }),
+    // 12 s chunks: a one-minute clip is a chunked job (over three chunks), the others are not.
+    startLocalStack({ dir: join(dir, "stack"), maxMachines: 1, cronIntervalMs: 1_000, vars: { CHUNK_SECONDS: "12" } }),
   ]);
   browser = await chromium.launchPersistentContext(join(dir, "profile"), {
     executablePath: CHROMIUM,
@@ -321,7 +322,7 @@ describe("web console", () => {
   });
 
   it("plays a long (chunked) job from its live playlists while it is still encoding", async () => {
-    // Longer than CHUNK_SECONDS (30): the first chunk is one GOP, so it plays long before the rest.
+    // Over three chunks of CHUNK_SECONDS: the first chunk is one GOP, so it plays long before the rest.
     const long = await makeClip(join(dir, "lecture.mp4"), { seconds: 64, size: "640x360" });
     const bytes = await readFile(long);
     const ticket = (await fetch(`${stack.cloud.apiUrl}/v1/uploads`, {

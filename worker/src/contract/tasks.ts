@@ -1,7 +1,7 @@
 /**
  * Chunked jobs: a long source is encoded as tasks on many machines at once. The machine that
- * claims the job probes it and, when it is longer than `CHUNK_SECONDS`, answers with a split
- * (`SplitPlan`): one `audio` task (every audio rendition and the subtitles, for the whole source,
+ * claims the job probes it and, when it is longer than three chunks of `CHUNK_SECONDS`, answers
+ * with a split (`SplitPlan`): one `audio` task (every audio rendition and the subtitles, for the whole source,
  * so no AAC priming gap ever falls between chunks), one `video` task per time range (every rung,
  * closed GOPs, timestamps at the chunk's place in the source), one `stills` task (poster and
  * thumbnails) and, once those are done, one `finalize` task that stitches the package.
