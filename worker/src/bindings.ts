@@ -31,9 +31,10 @@ export const vars = {
   MACHINE_IDLE_STOP_SECONDS: { description: "Stop a machine this long after it last finished a job", example: "300" },
   JOB_LEASE_SECONDS: { description: "A claim is lost when not extended for this long", example: "60" },
   JOB_MAX_ATTEMPTS: { description: "Attempts before a job fails with lease_expired", example: "3" },
-  /** Sources longer than this are encoded in chunks of this length on every machine at once (contract/tasks.ts). */
+  /** Sources over three chunks are encoded in chunks of this length on every machine at once (contract/tasks.ts). */
   CHUNK_SECONDS: {
-    description: "Chunk length of parallel encoding (a multiple of the segment length; 0: never)",
+    description:
+      "Chunk length of parallel encoding, for sources over 3 chunks (a multiple of the segment length; 0: never)",
     example: "30",
   },
   UPLOAD_EXPIRY_SECONDS: { description: "awaiting_upload jobs expire after this long", example: "3600" },
