@@ -6,7 +6,7 @@
  * closed GOPs, timestamps at the chunk's place in the source), one `stills` task (poster and
  * thumbnails) and, once those are done, one `finalize` task that stitches the package.
  *
- * Tasks are queued, claimed, leased, heartbeated, retried and recovered like jobs (state/scripts.ts);
+ * Tasks are queued, claimed, leased, heartbeated, retried and recovered like jobs (state/scripts/);
  * a queue entry `<jobId>/<task>` is a task, a bare `<jobId>` a job.
  */
 import { z } from "zod";

@@ -5,5 +5,5 @@
 export * from "./jobs.ts";
 export * from "./keys.ts";
 export * from "./pool.ts";
-export type { StateRedis } from "./scripts.ts";
+export type { StateRedis } from "./script.ts";
 export { markLive, readTasks, type StoredTask, taskWeight, withLivePasses } from "./tasks.ts";

@@ -5,7 +5,7 @@
  * (claims that counted), `maxAttempts`, `inputKey`, `inputSizeBytes`, `inputETag`, `machineId`,
  * `leaseMs`; times in epoch ms: `createdAt`, `updatedAt`, `uploadExpiresAt`, `uploadedAt`,
  * `queuedAt`, `startedAt`, `finishedAt`, `leaseExpiresAt`, and once deleted `deletedAt`,
- * `purgeNotBefore` (the earliest a purge may settle the job) and `purgedAt`; usage (scripts.ts):
+ * `purgeNotBefore` (the earliest a purge may settle the job) and `purgedAt`; usage (script.ts prelude):
  * `machineTime` (JSON, one entry per ended attempt), `endedStartedAt`, `outputSeconds`,
  * `storedBytes`; JSON: `probe`, `outputs`, `error`,
  * `callback`, and `client` (filename, content type, callback URL, metadata: the values a client
@@ -14,7 +14,7 @@
  * a job ingested from a URL, `sourceUrl`, `sourceMaxBytes` and `sourceAllowLoopback` ("1"/"0"), the
  * fetch policy the claim hands to the machine; `loudness` (JSON, contract LoudnessSetting) when the
  * client asked for normalized audio, also handed to the machine by the claim.
- * Each state change is one Lua script (scripts.ts) whose allowed `from` states come from the
+ * Each state change is one Lua script (scripts/jobs.ts) whose allowed `from` states come from the
  * contract's `transitions`, so no event order can move a job backwards.
  */
 import {
@@ -39,8 +39,8 @@ import {
 } from "../contract/index.ts";
 import { HOUR_MS, hourStart, keys, USAGE_TTL_SECONDS } from "./keys.ts";
 import { machineStateNames, machineStates } from "./pool.ts";
+import { asList, flatToRecord, type StateRedis, type StateScript } from "./script.ts";
 import {
-  asList,
   cancelScript,
   claimScript,
   createJobScript,
@@ -48,7 +48,6 @@ import {
   duePurgesScript,
   expireUploadsScript,
   finishPurgeScript,
-  flatToRecord,
   listJobsScript,
   lockPackageScript,
   machineEventScript,
@@ -58,12 +57,11 @@ import {
   recoverLeasesScript,
   replaceOutputsScript,
   retryScript,
-  runScript,
-  type StateRedis,
   statsScript,
   unlockPackageScript,
-} from "./scripts.ts";
-import { splitConfig, splitJobScript, taskEventConfig, taskEventScript, taskStateNames } from "./tasks.ts";
+} from "./scripts/jobs.ts";
+import { splitJobScript, taskEventScript } from "./scripts/tasks.ts";
+import { splitConfig, taskEventConfig, taskStateNames } from "./tasks.ts";
 
 /** The stored job: the public `Job`, except outputs are keys (the API adds URLs). */
 export type StoredJob = Omit<Job, "outputs" | "live"> & { outputs?: OutputKeys; live?: { hlsMaster: string } };
@@ -129,7 +127,7 @@ const common = (nowMs: number) => ({
   statePrefix: keys.jobsInStatePrefix,
   machinePrefix: keys.machinePrefix,
   m: machineStateNames,
-  // Where this moment's usage is counted (scripts.ts end_attempt, count_completion).
+  // Where this moment's usage is counted (the prelude's end_attempt, count_completion).
   usageKey: keys.usageHour(hourStart(nowMs)),
   usageTtl: USAGE_TTL_SECONDS,
   storedBytesKey: keys.storedBytes,
@@ -297,26 +295,21 @@ export async function createJob(redis: StateRedis, job: NewJob, nowMs: number): 
     sourceAllowLoopback: job.source ? (job.source.allowLoopback ? "1" : "0") : undefined,
   };
   const flat = Object.entries(fields).flatMap(([k, v]) => (v === undefined ? [] : [k, v]));
-  const res = await runScript<{ created: boolean; job: unknown }>(
-    redis,
-    createJobScript,
-    [keys.allJobs, keys.queue, keys.uploadDeadlines],
-    {
-      ...common(nowMs),
-      id: job.id,
-      jobKey: keys.job(job.id),
-      state: job.state,
-      fields: flat,
-      enqueue: queued,
-      uploadExpiresAt: fields.uploadExpiresAt,
-    },
-  );
+  const res = await createJobScript.run<{ created: boolean; job: unknown }>(redis, {
+    ...common(nowMs),
+    id: job.id,
+    jobKey: keys.job(job.id),
+    state: job.state,
+    fields: flat,
+    enqueue: queued,
+    uploadExpiresAt: fields.uploadExpiresAt,
+  });
   if (!res.created) throw new StateError("conflict", `job ${job.id} already exists`);
   return requireJob(res.job);
 }
 
 export async function getJob(redis: StateRedis, id: string): Promise<StoredJob | null> {
-  const res = await runScript<{ job: unknown }>(redis, readJobScript, [], { jobKey: keys.job(id) });
+  const res = await readJobScript.run<{ job: unknown }>(redis, { jobKey: keys.job(id) });
   return jobFromHash(res.job);
 }
 
@@ -333,7 +326,8 @@ export async function listJobs(
   }
   const limit = Math.max(1, Math.min(1000, Math.floor(opts.limit)));
   const index = opts.state ? keys.jobsInState(opts.state) : keys.allJobs;
-  const res = await runScript<{ jobs: unknown; nextCursor: string | false }>(redis, listJobsScript, [index], {
+  const res = await listJobsScript.run<{ jobs: unknown; nextCursor: string | false }>(redis, {
+    index,
     jobPrefix: keys.jobPrefix,
     limit,
     cursorScore,
@@ -352,21 +346,16 @@ export async function markUploaded(
   upload: { sizeBytes?: number; eTag?: string },
   nowMs: number,
 ): Promise<"queued" | "duplicate" | "unknown"> {
-  const res = await runScript<{ result: "queued" | "duplicate" | "unknown" }>(
-    redis,
-    markUploadedScript,
-    [keys.queue, keys.uploadDeadlines, keys.purges],
-    {
-      ...common(nowMs),
-      id: jobId,
-      jobKey: keys.job(jobId),
-      from: [S.awaiting_upload],
-      to: S.pending,
-      deleted: S.deleted,
-      sizeBytes: upload.sizeBytes === undefined ? undefined : String(upload.sizeBytes),
-      eTag: upload.eTag,
-    },
-  );
+  const res = await markUploadedScript.run<{ result: "queued" | "duplicate" | "unknown" }>(redis, {
+    ...common(nowMs),
+    id: jobId,
+    jobKey: keys.job(jobId),
+    from: [S.awaiting_upload],
+    to: S.pending,
+    deleted: S.deleted,
+    sizeBytes: upload.sizeBytes === undefined ? undefined : String(upload.sizeBytes),
+    eTag: upload.eTag,
+  });
   return res.result;
 }
 
@@ -374,13 +363,8 @@ export type JobChange =
   | { ok: true; job: StoredJob }
   | { ok: false; reason: "not_found" | "invalid_state"; job?: StoredJob };
 
-async function changeJob(redis: StateRedis, lua: string, keyList: string[], cfg: object): Promise<JobChange> {
-  const res = await runScript<{ result: "ok" | "not_found" | "invalid_state"; job?: unknown }>(
-    redis,
-    lua,
-    keyList,
-    cfg,
-  );
+async function changeJob(redis: StateRedis, script: StateScript, cfg: object): Promise<JobChange> {
+  const res = await script.run<{ result: "ok" | "not_found" | "invalid_state"; job?: unknown }>(redis, cfg);
   if (res.result === "ok") return { ok: true, job: requireJob(res.job) };
   const job = jobFromHash(res.job) ?? undefined;
   return job ? { ok: false, reason: res.result, job } : { ok: false, reason: res.result };
@@ -388,7 +372,7 @@ async function changeJob(redis: StateRedis, lua: string, keyList: string[], cfg:
 
 /** Cancel: out of the queue; a running job's machine gets `abort` on its next event. */
 export function cancelJob(redis: StateRedis, id: string, nowMs: number): Promise<JobChange> {
-  return changeJob(redis, cancelScript, [keys.queue, keys.leases, keys.uploadDeadlines], {
+  return changeJob(redis, cancelScript, {
     ...common(nowMs),
     id,
     jobKey: keys.job(id),
@@ -408,10 +392,8 @@ export type JobDeletion =
  * the objects (deletion/purge.ts) or leaves that to the cron.
  */
 export async function deleteJob(redis: StateRedis, id: string, nowMs: number): Promise<JobDeletion> {
-  const res = await runScript<{ result: "ok" | "already" | "not_found" | "invalid_state"; job?: unknown }>(
+  const res = await deleteJobScript.run<{ result: "ok" | "already" | "not_found" | "invalid_state"; job?: unknown }>(
     redis,
-    deleteJobScript,
-    [keys.queue, keys.leases, keys.uploadDeadlines, keys.allJobs, keys.purges],
     {
       ...common(nowMs),
       id,
@@ -429,7 +411,7 @@ export async function deleteJob(redis: StateRedis, id: string, nowMs: number): P
 
 /** Deleted jobs whose objects are due to be removed (first deletion, or a recheck). */
 export async function duePurges(redis: StateRedis, nowMs: number, limit = 50): Promise<string[]> {
-  const res = await runScript<{ ids: unknown }>(redis, duePurgesScript, [keys.purges], { now: String(nowMs), limit });
+  const res = await duePurgesScript.run<{ ids: unknown }>(redis, { now: String(nowMs), limit });
   return asList<unknown>(res.ids).map(String);
 }
 
@@ -438,7 +420,7 @@ export async function duePurges(redis: StateRedis, nowMs: number, limit = 50): P
  * when that settles it (`purgedAt`), false when it must run again later.
  */
 export async function finishPurge(redis: StateRedis, id: string, startedAtMs: number): Promise<boolean> {
-  const res = await runScript<{ purged: boolean }>(redis, finishPurgeScript, [keys.purges], {
+  const res = await finishPurgeScript.run<{ purged: boolean }>(redis, {
     now: String(startedAtMs),
     id,
     jobKey: keys.job(id),
@@ -450,7 +432,7 @@ export async function finishPurge(redis: StateRedis, id: string, startedAtMs: nu
 
 /** Retry: failed | canceled → pending, re-enqueued with attempts reset and the error cleared. */
 export function retryJob(redis: StateRedis, id: string, nowMs: number): Promise<JobChange> {
-  return changeJob(redis, retryScript, [keys.queue], {
+  return changeJob(redis, retryScript, {
     ...common(nowMs),
     id,
     jobKey: keys.job(id),
@@ -466,7 +448,7 @@ export async function claimNextJob(
 ): Promise<ClaimedJob | null> {
   const nowMs = args.nowMs ?? Date.now();
   const leaseMs = Math.round(args.leaseSeconds * 1000);
-  const res = await runScript<
+  const res = await claimScript.run<
     | { claimed: false }
     | {
         claimed: true;
@@ -476,11 +458,11 @@ export async function claimNextJob(
         inputKey: string;
         playback: string | false;
         loudness: string | false;
-        source: (string | false)[];
+        source: { url: string | false; maxBytes: string | false; allowLoopback: string | false };
         task?: { name: string; attempt: number; spec: string; results: unknown };
         probe?: string | false;
       }
-  >(redis, claimScript, [keys.queue, keys.leases], {
+  >(redis, {
     ...common(nowMs),
     taskPrefix: keys.taskPrefix,
     t: taskStateNames,
@@ -500,7 +482,7 @@ export async function claimNextJob(
     preset: res.preset as PresetName,
     inputKey: String(res.inputKey),
     playback: PlaybackPolicy.catch("public").parse(res.playback),
-    ...sourcePolicy(asList<string | false>(res.source)),
+    ...sourcePolicy(res.source),
     ...(loudness ? { loudness } : {}),
     leaseExpiresAt: nowMs + leaseMs,
     ...(res.task ? { task: claimedTask(res.task) } : {}),
@@ -516,8 +498,10 @@ function claimedTask(raw: { name: string; attempt: number; spec: string; results
   return { name: String(raw.name), attempt: Number(raw.attempt), spec: TaskSpec.parse(JSON.parse(raw.spec)), results };
 }
 
-/** The claim's `HMGET sourceUrl sourceMaxBytes sourceAllowLoopback`, for a job ingested from a URL. */
-function sourcePolicy([url, maxBytes, allowLoopback]: (string | false)[]): { source?: SourceFetchPolicy } {
+/** The claim's `sourceUrl`, `sourceMaxBytes` and `sourceAllowLoopback`, for a job ingested from a URL. */
+function sourcePolicy({ url, maxBytes, allowLoopback }: Record<"url" | "maxBytes" | "allowLoopback", string | false>): {
+  source?: SourceFetchPolicy;
+} {
   if (typeof url !== "string" || typeof maxBytes !== "string") return {};
   return { source: { url, maxBytes: Number(maxBytes), allowLoopback: allowLoopback === "1" } };
 }
@@ -581,38 +565,33 @@ export async function applyMachineEvent(
   };
   if (event.task !== undefined)
     return outcome(
-      await runScript<Answer>(redis, taskEventScript, [keys.queue, keys.leases], {
+      await taskEventScript.run<Answer>(redis, {
         ...jobFields,
         ...taskEventConfig({ ...event, task: event.task }),
       }),
     );
   if (event.type === "split")
     return outcome(
-      await runScript<Answer>(redis, splitJobScript, [keys.queue, keys.leases], {
+      await splitJobScript.run<Answer>(redis, {
         ...jobFields,
         ...splitConfig(event, SplitPlan.parse(event.plan)),
       }),
     );
   // A task's outcome without the task's name is about nothing this job holds.
   if (event.type === "task_completed") return { action: "abort", job: null, becameTerminal: false };
-  const res = await runScript<{ action: "continue" | "abort"; terminal?: boolean; job: unknown }>(
-    redis,
-    machineEventScript,
-    [keys.queue, keys.leases],
-    {
-      ...common(nowMs),
-      ...eventChange(event),
-      outcome: event.type,
-      id: event.jobId,
-      jobKey: keys.job(event.jobId),
-      machineId: event.machineId,
-      attempt: String(event.attempt),
-      from: [S.running],
-      queuedState: S.pending,
-      terminalStates,
-      defaultLeaseMs: "60000",
-    },
-  );
+  const res = await machineEventScript.run<{ action: "continue" | "abort"; terminal?: boolean; job: unknown }>(redis, {
+    ...common(nowMs),
+    ...eventChange(event),
+    outcome: event.type,
+    id: event.jobId,
+    jobKey: keys.job(event.jobId),
+    machineId: event.machineId,
+    attempt: String(event.attempt),
+    from: [S.running],
+    queuedState: S.pending,
+    terminalStates,
+    defaultLeaseMs: "60000",
+  });
   return { action: res.action, job: jobFromHash(res.job), becameTerminal: res.terminal === true };
 }
 
@@ -642,14 +621,14 @@ const DAY_HOURS = 24;
 const MONTH_HOURS = 30 * 24;
 
 export async function getStats(redis: StateRedis, nowMs: number): Promise<JobStats> {
-  const res = await runScript<{
+  const res = await statsScript.run<{
     queued: number;
     running: number;
     oldestQueuedAt: string | number | false;
     machines: Record<string, number>;
     admission: unknown;
     usage: { day: UsageTotals; month: UsageTotals; storedBytes: number };
-  }>(redis, statsScript, [keys.queue, keys.jobsInState(S.running), keys.machines, keys.admission], {
+  }>(redis, {
     ...common(nowMs),
     usageHourPrefix: keys.usageHourPrefix,
     hours: Array.from({ length: MONTH_HOURS }, (_, i) => String(hourStart(nowMs) - i * HOUR_MS)),
@@ -704,27 +683,22 @@ export async function recoverExpiredLeases(
   limit = 200,
 ): Promise<{ requeued: string[]; failed: StoredJob[] }> {
   const error: JobError = { code: "lease_expired", message: "the machine stopped reporting before finishing" };
-  const res = await runScript<{ requeued: unknown; failed: unknown }>(
-    redis,
-    recoverLeasesScript,
-    [keys.leases, keys.queue],
-    {
-      ...common(nowMs),
-      limit,
-      running: S.running,
-      queued: S.pending,
-      failed: S.failed,
-      errorJson: JSON.stringify(error),
-      taskPrefix: keys.taskPrefix,
-      t: taskStateNames,
-    },
-  );
+  const res = await recoverLeasesScript.run<{ requeued: unknown; failed: unknown }>(redis, {
+    ...common(nowMs),
+    limit,
+    running: S.running,
+    queued: S.pending,
+    failed: S.failed,
+    errorJson: JSON.stringify(error),
+    taskPrefix: keys.taskPrefix,
+    t: taskStateNames,
+  });
   return { requeued: asList<string>(res.requeued).map(String), failed: await readJobs(redis, asList(res.failed)) };
 }
 
 /** awaiting_upload jobs past `uploadExpiresAt` become `expired`; returns them. */
 export async function expireStaleUploads(redis: StateRedis, nowMs: number, limit = 200): Promise<StoredJob[]> {
-  const res = await runScript<{ expired: unknown }>(redis, expireUploadsScript, [keys.uploadDeadlines], {
+  const res = await expireUploadsScript.run<{ expired: unknown }>(redis, {
     ...common(nowMs),
     limit,
     from: allowedFrom(S.expired),
@@ -739,7 +713,7 @@ export async function recordCallbackState(
   jobId: string,
   callback: NonNullable<StoredJob["callback"]>,
 ): Promise<boolean> {
-  const res = await runScript<{ found: boolean }>(redis, recordCallbackScript, [], {
+  const res = await recordCallbackScript.run<{ found: boolean }>(redis, {
     jobKey: keys.job(jobId),
     callback: JSON.stringify(callback),
   });
@@ -759,12 +733,12 @@ export async function withPackageLock<T>(
 ): Promise<{ locked: false } | { locked: true; value: T }> {
   const lockKey = keys.packageLock(jobId);
   const token = crypto.randomUUID();
-  const res = await runScript<{ locked: boolean }>(redis, lockPackageScript, [], { lockKey, token, ttlMs });
+  const res = await lockPackageScript.run<{ locked: boolean }>(redis, { lockKey, token, ttlMs });
   if (!res.locked) return { locked: false };
   try {
     return { locked: true, value: await change() };
   } finally {
-    await runScript(redis, unlockPackageScript, [], { lockKey, token });
+    await unlockPackageScript.run(redis, { lockKey, token });
   }
 }
 
@@ -775,7 +749,7 @@ export function replaceCompletedOutputs(
   outputs: OutputKeys,
   nowMs: number,
 ): Promise<JobChange> {
-  return changeJob(redis, replaceOutputsScript, [], {
+  return changeJob(redis, replaceOutputsScript, {
     now: String(nowMs),
     jobKey: keys.job(id),
     state: S.completed,

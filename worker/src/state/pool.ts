@@ -8,9 +8,8 @@
  * `updatedAt`. Times are epoch ms.
  */
 import { keys } from "./keys.ts";
+import { asList, flatToRecord, type StateRedis } from "./script.ts";
 import {
-  asList,
-  flatToRecord,
   machineCallFailedScript,
   markStoppingScript,
   readPoolScript,
@@ -19,9 +18,7 @@ import {
   registerMachineScript,
   releaseReservationScript,
   reserveMachinesScript,
-  runScript,
-  type StateRedis,
-} from "./scripts.ts";
+} from "./scripts/pool.ts";
 
 export const machineStates = ["starting", "idle", "busy", "stopping", "stopped"] as const;
 export type MachineState = (typeof machineStates)[number];
@@ -71,7 +68,7 @@ function machineFromHash(flat: unknown): PoolMachine | null {
 const base = (nowMs: number) => ({ now: String(nowMs), machinePrefix: keys.machinePrefix, m: machineStateNames });
 
 export async function readPool(redis: StateRedis): Promise<PoolMachine[]> {
-  const res = await runScript<{ machines: unknown }>(redis, readPoolScript, [keys.machines], base(0));
+  const res = await readPoolScript.run<{ machines: unknown }>(redis, base(0));
   return asList<unknown>(res.machines)
     .map(machineFromHash)
     .filter((m): m is PoolMachine => m !== null);
@@ -98,14 +95,14 @@ export async function reserveMachines(
   opts: { cap: number; nowMs: number; reservationTtlMs: number },
 ): Promise<MachineReservation> {
   const tokens = Array.from({ length: opts.cap }, () => crypto.randomUUID().replaceAll("-", "").slice(0, 20));
-  const res = await runScript<{
+  const res = await reserveMachinesScript.run<{
     start: unknown;
     create: unknown;
     wanted: number;
     active: number;
     queued: number;
     running: number;
-  }>(redis, reserveMachinesScript, [keys.queue, keys.leases, keys.machines, keys.machineReservations], {
+  }>(redis, {
     ...base(opts.nowMs),
     cap: String(opts.cap),
     tokens,
@@ -126,7 +123,7 @@ export async function registerCreatedMachine(
   created: { token: string; machineId: string; name: string; region: string; flyState: string },
   nowMs: number,
 ): Promise<void> {
-  await runScript(redis, registerMachineScript, [keys.machines, keys.machineReservations], {
+  await registerMachineScript.run(redis, {
     ...base(nowMs),
     token: created.token,
     machineId: created.machineId,
@@ -138,7 +135,7 @@ export async function registerCreatedMachine(
 }
 
 export async function releaseReservation(redis: StateRedis, token: string): Promise<void> {
-  await runScript(redis, releaseReservationScript, [keys.machineReservations], { token });
+  await releaseReservationScript.run(redis, { token });
 }
 
 /**
@@ -152,7 +149,7 @@ export async function machineCallFailed(
   nowMs: number,
 ): Promise<void> {
   const m = machineStateNames;
-  await runScript(redis, machineCallFailedScript, [keys.machines], {
+  await machineCallFailedScript.run(redis, {
     ...base(nowMs),
     machineId,
     machineKey: keys.machine(machineId),
@@ -170,7 +167,7 @@ export async function markMachineStopping(
   idleMs: number,
   nowMs: number,
 ): Promise<boolean> {
-  const res = await runScript<{ stopping: boolean }>(redis, markStoppingScript, [], {
+  const res = await markStoppingScript.run<{ stopping: boolean }>(redis, {
     ...base(nowMs),
     machineKey: keys.machine(machineId),
     idleMs: String(idleMs),
@@ -199,17 +196,12 @@ export async function reconcilePool(
   nowMs: number,
   graceMs: number,
 ): Promise<PoolReconciliation> {
-  const res = await runScript<{ removed: unknown; stopped: unknown; adopted: unknown }>(
-    redis,
-    reconcilePoolScript,
-    [keys.machines],
-    {
-      ...base(nowMs),
-      fly: observed,
-      graceMs: String(graceMs),
-      phase: Object.fromEntries(machinePhases.map((p) => [p, p])),
-    },
-  );
+  const res = await reconcilePoolScript.run<{ removed: unknown; stopped: unknown; adopted: unknown }>(redis, {
+    ...base(nowMs),
+    fly: observed,
+    graceMs: String(graceMs),
+    phase: Object.fromEntries(machinePhases.map((p) => [p, p])),
+  });
   return {
     removed: asList<string>(res.removed).map(String),
     stopped: asList<string>(res.stopped).map(String),
@@ -223,7 +215,7 @@ export async function recordAdmissionError(
   failure: { message: string; status: number },
   nowMs: number,
 ): Promise<void> {
-  await runScript(redis, recordAdmissionErrorScript, [keys.admission], {
+  await recordAdmissionErrorScript.run(redis, {
     now: String(nowMs),
     error: failure.message.slice(0, 500),
     status: String(failure.status),

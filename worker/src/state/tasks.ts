@@ -1,6 +1,6 @@
 /**
  * Chunked jobs in Redis: the split of a job into tasks, every event about a task, the tasks a
- * finalize step or the live playlists' writer reads, and that writer's lock (task-scripts.ts).
+ * finalize step or the live playlists' writer reads, and that writer's lock (scripts/tasks.ts).
  */
 import {
   type MachineEvent,
@@ -13,16 +13,14 @@ import {
   taskStates,
 } from "../contract/index.ts";
 import { keys } from "./keys.ts";
-import { asList, flatToRecord, runScript, type StateRedis } from "./scripts.ts";
+import { asList, flatToRecord, type StateRedis } from "./script.ts";
 import {
   beginLivePassScript,
   endLivePassScript,
   lockLiveScript,
   markLiveScript,
   readTasksScript,
-  splitJobScript,
-  taskEventScript,
-} from "./task-scripts.ts";
+} from "./scripts/tasks.ts";
 
 /** Task state names for the scripts, from the contract. */
 export const taskStateNames = Object.fromEntries(taskStates.map((s) => [s, s])) as { [S in TaskState]: S };
@@ -53,8 +51,6 @@ export function splitConfig(event: SplitEvent, plan: SplitPlan) {
     finalizeWeight: String(taskWeight(finalize)),
   };
 }
-
-export { splitJobScript, taskEventScript };
 
 /** What an event about a task does (see taskEventScript). */
 export function taskEventConfig(event: MachineEvent & { task: string }) {
@@ -132,7 +128,7 @@ export async function readTasks(
   redis: StateRedis,
   jobId: string,
 ): Promise<{ job: Record<string, string>; tasks: StoredTask[] }> {
-  const res = await runScript<{ job: unknown; tasks: unknown }>(redis, readTasksScript, [], {
+  const res = await readTasksScript.run<{ job: unknown; tasks: unknown }>(redis, {
     id: jobId,
     jobKey: keys.job(jobId),
     taskPrefix: keys.taskPrefix,
@@ -147,7 +143,7 @@ export async function readTasks(
 
 /** The job's live playlists exist at `liveMasterKey`: it shows them and is playable. */
 export async function markLive(redis: StateRedis, jobId: string, liveMasterKey: string): Promise<boolean> {
-  const res = await runScript<{ marked: boolean }>(redis, markLiveScript, [], {
+  const res = await markLiveScript.run<{ marked: boolean }>(redis, {
     jobKey: keys.job(jobId),
     liveMaster: liveMasterKey,
     running: "running",
@@ -170,17 +166,17 @@ export async function withLivePasses(
   ttlMs = 60_000,
 ): Promise<boolean> {
   const cfg = { jobKey: keys.job(jobId), lockKey: keys.packageLock(jobId), token: crypto.randomUUID(), ttlMs };
-  const lock = await runScript<{ locked: boolean }>(redis, lockLiveScript, [], cfg);
+  const lock = await lockLiveScript.run<{ locked: boolean }>(redis, cfg);
   if (!lock.locked) return false;
   for (;;) {
-    await runScript(redis, beginLivePassScript, [], cfg);
+    await beginLivePassScript.run(redis, cfg);
     try {
       await pass();
     } catch (error) {
-      await runScript(redis, endLivePassScript, [], { ...cfg, ttlMs: 1 });
+      await endLivePassScript.run(redis, { ...cfg, ttlMs: 1 });
       throw error;
     }
-    const end = await runScript<{ next: "done" | "again" | "lost" }>(redis, endLivePassScript, [], cfg);
+    const end = await endLivePassScript.run<{ next: "done" | "again" | "lost" }>(redis, cfg);
     if (end.next !== "again") return end.next === "done";
   }
 }

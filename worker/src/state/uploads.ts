@@ -5,7 +5,8 @@
  */
 import { JobState } from "../contract/index.ts";
 import { keys } from "./keys.ts";
-import { readUploadScript, runScript, type StateRedis, writeUploadScript } from "./scripts.ts";
+import type { StateRedis } from "./script.ts";
+import { readUploadScript, writeUploadScript } from "./scripts/uploads.ts";
 
 export interface MultipartUpload {
   uploadId: string;
@@ -29,24 +30,27 @@ const int = (v: unknown): number | null => (typeof v === "string" && /^\d+$/.tes
 
 /** What the upload endpoints need to know about a job, read in one round trip. */
 export async function getJobUpload(redis: StateRedis, jobId: string): Promise<JobUpload> {
-  const v = await runScript<unknown[]>(redis, readUploadScript, [], { jobKey: keys.job(jobId) });
-  const state = JobState.safeParse(v[0]);
+  type Fields = "state" | "inputKey" | "inputSizeBytes" | "client" | "uploadExpiresAt" | "multipartUploadId";
+  const v = await readUploadScript.run<Record<Fields | "multipartPartBytes", unknown>>(redis, {
+    jobKey: keys.job(jobId),
+  });
+  const state = JobState.safeParse(v.state);
   if (!state.success) return { found: false };
   let contentType: string | null = null;
   try {
-    contentType = str((JSON.parse(str(v[3]) ?? "{}") as { contentType?: unknown }).contentType);
+    contentType = str((JSON.parse(str(v.client) ?? "{}") as { contentType?: unknown }).contentType);
   } catch {
     // A job without readable client fields simply declared no type.
   }
-  const uploadId = str(v[5]);
-  const partBytes = int(v[6]);
+  const uploadId = str(v.multipartUploadId);
+  const partBytes = int(v.multipartPartBytes);
   return {
     found: true,
     state: state.data,
-    inputKey: str(v[1]) ?? "",
-    sizeBytes: int(v[2]),
+    inputKey: str(v.inputKey) ?? "",
+    sizeBytes: int(v.inputSizeBytes),
     contentType,
-    uploadExpiresAt: int(v[4]),
+    uploadExpiresAt: int(v.uploadExpiresAt),
     multipart: uploadId && partBytes ? { uploadId, partBytes } : null,
   };
 }
@@ -67,7 +71,7 @@ export const attachMultipartUpload = (
   upload: MultipartUpload,
   nowMs: number,
 ): Promise<UploadWrite> =>
-  runScript<UploadWrite>(redis, writeUploadScript, [], {
+  writeUploadScript.run<UploadWrite>(redis, {
     jobKey: keys.job(jobId),
     awaiting: JobState.enum.awaiting_upload,
     uploadId: upload.uploadId,
@@ -82,7 +86,7 @@ export const detachMultipartUpload = (
   uploadId: string,
   nowMs: number,
 ): Promise<UploadWrite> =>
-  runScript<UploadWrite>(redis, writeUploadScript, [], {
+  writeUploadScript.run<UploadWrite>(redis, {
     jobKey: keys.job(jobId),
     awaiting: JobState.enum.awaiting_upload,
     expected: uploadId,

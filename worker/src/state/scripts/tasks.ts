@@ -1,7 +1,7 @@
 /**
- * The Lua scripts of chunked jobs (contract/tasks.ts), with the conventions of scripts.ts. The
- * claim and lease recovery of tasks live in scripts.ts next to the jobs' own (the same queue, the
- * same leases); the task helpers (`move_task`, `task_progress`, `stop_task`) are in its prelude.
+ * The Lua scripts of chunked jobs (contract/tasks.ts), with the conventions of script.ts. The
+ * claim and lease recovery of tasks live in scripts/jobs.ts next to the jobs' own (the same queue,
+ * the same leases); the task helpers (`move_task`, `task_progress`, `stop_task`) are in the prelude.
  *
  * A task hash (`keys.task(<jobId>/<task>)`): `id`, `jobId`, `name`, `state` (contract TaskState),
  * `spec` (JSON TaskSpec), `weight` (its share of the job's progress), `queueScore` (where it
@@ -11,14 +11,18 @@
  * `weightTotal`, `weightDone`, `finalizeSpec`, `finalizeWeight`, and once watchable `liveMaster`
  * and `playable`; `liveDirty` asks the live playlists' writer for another pass.
  */
-import { script } from "./scripts.ts";
+
+import { keys } from "../keys.ts";
+import { defineScript } from "../script.ts";
 
 /**
- * KEYS: queue, leases. The job's own attempt (probe, split) ends and its tasks are queued right
+ * The job's own attempt (probe, split) ends and its tasks are queued right
  * where the job was, in plan order, so every machine under the cap can take one. A replayed split
  * changes nothing.
  */
-export const splitJobScript = script(`
+export const splitJobScript = defineScript({
+  keys: { queue: keys.queue, leases: keys.leases },
+  body: `
 local state = redis.call('HGET', cfg.jobKey, 'state')
 if not state then return reply({action = 'abort', changed = false, job = {}}) end
 local ours = redis.call('HGET', cfg.jobKey, 'machineId') == cfg.machineId
@@ -31,7 +35,7 @@ if redis.call('HEXISTS', cfg.jobKey, 'tasks') == 1 then
   return reply({action = 'continue', changed = false, job = job_flat(cfg.jobKey)})
 end
 end_attempt(cfg.jobKey, cfg.now, cfg.outcome)
-redis.call('ZREM', KEYS[2], cfg.id)
+redis.call('ZREM', K.leases, cfg.id)
 redis.call('HDEL', cfg.jobKey, 'leaseExpiresAt', 'leaseMs')
 local base = tonumber(redis.call('HGET', cfg.jobKey, 'queuedAt') or cfg.now)
 local max = redis.call('HGET', cfg.jobKey, 'maxAttempts') or '1'
@@ -43,7 +47,7 @@ for i, t in ipairs(cfg.tasks) do
   redis.call('HSET', cfg.taskPrefix .. task_id, 'id', task_id, 'jobId', cfg.id, 'name', t.name, 'state', cfg.t.pending,
     'spec', t.spec, 'weight', t.weight, 'queueScore', score, 'attempts', '0', 'maxAttempts', max, 'progress', '0',
     'createdAt', cfg.now, 'updatedAt', cfg.now)
-  redis.call('ZADD', KEYS[1], score, task_id)
+  redis.call('ZADD', K.queue, score, task_id)
   table.insert(names, t.name)
   weight_total = weight_total + tonumber(t.weight)
 end
@@ -54,15 +58,18 @@ redis.call('HSET', cfg.jobKey, 'tasks', cjson.encode(names), 'tasks:' .. cfg.t.p
   'finalizeWeight', cfg.finalizeWeight, 'probe', cfg.probe, 'stage', cfg.stage, 'progress', '0', 'updatedAt', cfg.now)
 machine_finished(cfg.machineId, cfg.id)
 return reply({action = 'continue', changed = true, job = job_flat(cfg.jobKey)})
-`);
+`,
+});
 
 /**
- * KEYS: queue, leases. An event about a task applies only while the task is running, held by this
+ * An event about a task applies only while the task is running, held by this
  * (machineId, attempt), and its job is running; a task whose job ended (canceled, deleted, failed
  * by another task) is over and its machine told to abort. When every task but finalize is done,
  * finalize is queued ahead of everything (it completes a job); finalize's `completed` completes it.
  */
-export const taskEventScript = script(`
+export const taskEventScript = defineScript({
+  keys: { queue: keys.queue, leases: keys.leases },
+  body: `
 local tstate = redis.call('HGET', cfg.taskKey, 'state')
 if not tstate then return reply({action = 'abort', changed = false, job = job_flat(cfg.jobKey)}) end
 local ours = redis.call('HGET', cfg.taskKey, 'machineId') == cfg.machineId
@@ -77,7 +84,7 @@ end
 local jstate = redis.call('HGET', cfg.jobKey, 'state')
 if jstate ~= cfg.running then
   end_attempt_of(cfg.taskKey, cfg.jobKey, cfg.now, jstate or 'deleted', cfg.task)
-  stop_task(cfg.taskKey, cfg.jobKey, cfg.id, false, false, '', KEYS[1], KEYS[2])
+  stop_task(cfg.taskKey, cfg.jobKey, cfg.id, false, false, '', K.queue, K.leases)
   return reply({action = 'abort', changed = true, job = job_flat(cfg.jobKey)})
 end
 redis.call('HSET', cfg.jobKey, 'updatedAt', cfg.now)
@@ -85,7 +92,7 @@ if cfg.kind == 'heartbeat' or cfg.kind == 'progress' then
   local lease_ms = tonumber(redis.call('HGET', cfg.taskKey, 'leaseMs') or cfg.defaultLeaseMs)
   local expires = string.format('%d', tonumber(cfg.now) + lease_ms)
   redis.call('HSET', cfg.taskKey, 'leaseExpiresAt', expires, 'updatedAt', cfg.now)
-  redis.call('ZADD', KEYS[2], expires, cfg.taskId)
+  redis.call('ZADD', K.leases, expires, cfg.taskId)
   if cfg.kind == 'progress' then
     task_progress(cfg.taskKey, cfg.jobKey, tonumber(cfg.progress))
     redis.call('HSET', cfg.jobKey, 'stage', cfg.stage)
@@ -95,7 +102,7 @@ end
 end_attempt_of(cfg.taskKey, cfg.jobKey, cfg.now, cfg.outcome, cfg.task)
 if cfg.kind == 'failed' or cfg.kind == 'released' then
   local outcome = stop_task(cfg.taskKey, cfg.jobKey, cfg.id, cfg.retryable, cfg.kind == 'released', cfg.error,
-    KEYS[1], KEYS[2])
+    K.queue, K.leases)
   if outcome == 'failed' and cfg.probe then redis.call('HSET', cfg.jobKey, 'probe', cfg.probe) end
   return reply({action = 'continue', changed = true, terminal = outcome == 'failed', requeued = outcome == 'requeued',
     job = job_flat(cfg.jobKey)})
@@ -104,7 +111,7 @@ end
 task_progress(cfg.taskKey, cfg.jobKey, 1)
 move_task(cfg.taskKey, cfg.jobKey, cfg.t.running, cfg.t.done)
 redis.call('HDEL', cfg.taskKey, 'leaseExpiresAt', 'leaseMs')
-redis.call('ZREM', KEYS[2], cfg.taskId)
+redis.call('ZREM', K.leases, cfg.taskId)
 machine_finished(cfg.machineId, cfg.taskId)
 if cfg.result then redis.call('HSET', cfg.taskKey, 'result', cfg.result) end
 if cfg.kind == 'completed' then
@@ -125,38 +132,44 @@ if done == #names - 1 then
     'maxAttempts', redis.call('HGET', cfg.jobKey, 'maxAttempts') or '1', 'progress', '0',
     'createdAt', cfg.now, 'updatedAt', cfg.now)
   redis.call('HINCRBY', cfg.jobKey, 'tasks:' .. cfg.t.pending, 1)
-  redis.call('ZADD', KEYS[1], '0', task_id)
+  redis.call('ZADD', K.queue, '0', task_id)
   finalize_queued = true
 end
 return reply({action = 'continue', changed = true, finalizeQueued = finalize_queued, job = job_flat(cfg.jobKey)})
-`);
+`,
+});
 
-/** No KEYS. The job and every task it has so far, as raw hashes. */
-export const readTasksScript = script(`
+/** The job and every task it has so far, as raw hashes. */
+export const readTasksScript = defineScript({
+  body: `
 local tasks = {}
 for _, name in ipairs(cjson.decode(redis.call('HGET', cfg.jobKey, 'tasks') or '[]')) do
   local flat = redis.call('HGETALL', cfg.taskPrefix .. cfg.id .. '/' .. name)
   if #flat > 0 then table.insert(tasks, flat) end
 end
 return reply({job = job_flat(cfg.jobKey), tasks = tasks})
-`);
+`,
+});
 
 /**
- * No KEYS. Asks for a pass of the live playlists' writer (`liveDirty`) and takes its lock unless
+ * Asks for a pass of the live playlists' writer (`liveDirty`) and takes its lock unless
  * another writer holds it (that one then makes the pass).
  */
-export const lockLiveScript = script(`
+export const lockLiveScript = defineScript({
+  body: `
 if redis.call('EXISTS', cfg.jobKey) == 0 then return reply({locked = false}) end
 redis.call('HSET', cfg.jobKey, 'liveDirty', '1')
 local taken = redis.call('SET', cfg.lockKey, cfg.token, 'NX', 'PX', cfg.ttlMs)
 return reply({locked = taken ~= false})
-`);
+`,
+});
 
 /**
- * No KEYS. Ends a pass: with no pass asked for meanwhile, the lock is released (\`done\`); else it is
+ * Ends a pass: with no pass asked for meanwhile, the lock is released (\`done\`); else it is
  * kept for another (\`again\`). A writer whose lock expired (\`lost\`) stops.
  */
-export const endLivePassScript = script(`
+export const endLivePassScript = defineScript({
+  body: `
 if redis.call('GET', cfg.lockKey) ~= cfg.token then return reply({next = 'lost'}) end
 if redis.call('HEXISTS', cfg.jobKey, 'liveDirty') == 1 then
   redis.call('PEXPIRE', cfg.lockKey, cfg.ttlMs)
@@ -164,18 +177,23 @@ if redis.call('HEXISTS', cfg.jobKey, 'liveDirty') == 1 then
 end
 redis.call('DEL', cfg.lockKey)
 return reply({next = 'done'})
-`);
+`,
+});
 
-/** No KEYS. A pass starts: it will see everything done until now. */
-export const beginLivePassScript = script(`
+/** A pass starts: it will see everything done until now. */
+export const beginLivePassScript = defineScript({
+  body: `
 redis.call('HDEL', cfg.jobKey, 'liveDirty')
 return reply({})
-`);
+`,
+});
 
-/** No KEYS. The live playlists exist: the job shows them and becomes playable (while running or completed). */
-export const markLiveScript = script(`
+/** The live playlists exist: the job shows them and becomes playable (while running or completed). */
+export const markLiveScript = defineScript({
+  body: `
 local state = redis.call('HGET', cfg.jobKey, 'state')
 if state ~= cfg.running and state ~= cfg.completed then return reply({marked = false}) end
 redis.call('HSET', cfg.jobKey, 'liveMaster', cfg.liveMaster, 'playable', '1')
 return reply({marked = true})
-`);
+`,
+});
