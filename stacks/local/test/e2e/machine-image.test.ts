@@ -81,6 +81,7 @@ describe("containerRunner behind the local Fly API", () => {
       MACHINE_EVENTS_SECRET: "0123456789abcdef0123",
       JOB_LEASE_SECONDS: "30",
       MACHINE_IDLE_STOP_SECONDS: "300",
+      CHUNK_SECONDS: "30",
     };
     const config = { image: machineImageRef, env, guest: { cpu_kind: "shared", cpus: 1, memory_mb: 256 } };
     const machines = [
