@@ -127,6 +127,9 @@ const common = (nowMs: number) => ({
   statePrefix: keys.jobsInStatePrefix,
   machinePrefix: keys.machinePrefix,
   m: machineStateNames,
+  // A chunked job's tasks (their hashes, and their states' names), which job changes reach too.
+  taskPrefix: keys.taskPrefix,
+  t: taskStateNames,
   // Where this moment's usage is counted (the prelude's end_attempt, count_completion).
   usageKey: keys.usageHour(hourStart(nowMs)),
   usageTtl: USAGE_TTL_SECONDS,
@@ -398,7 +401,6 @@ export async function deleteJob(redis: StateRedis, id: string, nowMs: number): P
       ...common(nowMs),
       id,
       jobKey: keys.job(id),
-      taskPrefix: keys.taskPrefix,
       from: allowedFrom(S.deleted),
       to: S.deleted,
       running: S.running,
@@ -464,8 +466,6 @@ export async function claimNextJob(
       }
   >(redis, {
     ...common(nowMs),
-    taskPrefix: keys.taskPrefix,
-    t: taskStateNames,
     finalizeTask: taskNames.finalize,
     machineId: args.machineId,
     machineKey: keys.machine(args.machineId),
@@ -690,8 +690,6 @@ export async function recoverExpiredLeases(
     queued: S.pending,
     failed: S.failed,
     errorJson: JSON.stringify(error),
-    taskPrefix: keys.taskPrefix,
-    t: taskStateNames,
   });
   return { requeued: asList<string>(res.requeued).map(String), failed: await readJobs(redis, asList(res.failed)) };
 }

@@ -87,6 +87,24 @@ local function move_task(tkey, jkey, from, to)
   redis.call('HINCRBY', jkey, 'tasks:' .. from, -1)
   redis.call('HINCRBY', jkey, 'tasks:' .. to, 1)
 end
+-- Every task hash a chunked job has (none for an unchunked one).
+local function each_task(jkey, job_id, fn)
+  for _, name in ipairs(cjson.decode(redis.call('HGET', jkey, 'tasks') or '[]')) do
+    fn(cfg.taskPrefix .. job_id .. '/' .. name)
+  end
+end
+-- The job ended (completed, failed, canceled): its task hashes go a day later, long after the last
+-- live playlist pass that may still read them.
+local function expire_tasks(jkey, job_id)
+  each_task(jkey, job_id, function(tkey) redis.call('EXPIRE', tkey, 86400) end)
+end
+-- The job starts over (retry) or is gone (delete): nothing of its tasks is kept.
+local function forget_tasks(jkey, job_id)
+  each_task(jkey, job_id, function(tkey) redis.call('DEL', tkey) end)
+  redis.call('HDEL', jkey, 'tasks', 'tasks:' .. cfg.t.pending, 'tasks:' .. cfg.t.running, 'tasks:' .. cfg.t.done,
+    'tasks:' .. cfg.t.canceled, 'weightTotal', 'weightDone', 'finalizeSpec', 'finalizeWeight', 'liveMaster',
+    'playable', 'liveDirty')
+end
 -- A task's progress counts toward its job's by the task's weight (its share of the work).
 local function task_progress(tkey, jkey, progress)
   local old = tonumber(redis.call('HGET', tkey, 'progress') or '0')
@@ -124,6 +142,7 @@ local function stop_task(tkey, jkey, job_id, retry, uncount, error_json, queue_k
   set_state(jkey, job_id, jstate, cfg.failed)
   redis.call('HSET', jkey, 'error', error_json, 'finishedAt', cfg.now)
   redis.call('HDEL', jkey, 'stage')
+  expire_tasks(jkey, job_id)
   return 'failed'
 end
 `;

@@ -40,8 +40,6 @@ export type SplitEvent = Extract<MachineEvent, { type: "split" }>;
 export function splitConfig(event: SplitEvent, plan: SplitPlan) {
   const finalize: TaskSpec = { kind: "finalize", durationSeconds: plan.probe.durationSeconds };
   return {
-    taskPrefix: keys.taskPrefix,
-    t: taskStateNames,
     outcome: event.type,
     stage: "transcoding",
     probe: JSON.stringify(plan.probe),
@@ -55,11 +53,9 @@ export function splitConfig(event: SplitEvent, plan: SplitPlan) {
 /** What an event about a task does (see taskEventScript). */
 export function taskEventConfig(event: MachineEvent & { task: string }) {
   const base = {
-    taskPrefix: keys.taskPrefix,
     taskKey: keys.task(taskIdOf(event.jobId, event.task)),
     taskId: taskIdOf(event.jobId, event.task),
     task: event.task,
-    t: taskStateNames,
     outcome: event.type,
     finalizeName: taskNames.finalize,
   };

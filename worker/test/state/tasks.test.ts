@@ -9,11 +9,13 @@ import {
   cancelJob,
   claimNextJob,
   createJob,
+  deleteJob,
   getJob,
   getStats,
   inputKeyFor,
   readTasks,
   recoverExpiredLeases,
+  retryJob,
 } from "../../src/state/index.ts";
 import { useStateServices } from "./services.ts";
 
@@ -208,4 +210,40 @@ test("a task whose machine went silent is queued again by lease recovery; cancel
   const { tasks } = await readTasks(s.redis, "j4");
   expect(tasks.filter((t) => t.state === "running")).toEqual([]);
   expect(await getStats(s.redis, T0 + 71_200)).toMatchObject({ queued: 0, running: 0 });
+});
+
+test("a failed chunked job that is retried is split anew; deleting it forgets its tasks", async () => {
+  await splitJob("j5", 1);
+  const audio = await claimTask("m1", T0 + 2000);
+  const error = { code: "transcode_failed" as const, message: "boom" };
+  const failed = await send(
+    {
+      type: "failed",
+      jobId: "j5",
+      machineId: "m1",
+      attempt: audio?.task?.attempt ?? 0,
+      task: "audio",
+      error,
+      retryable: false,
+    },
+    T0 + 3000,
+  );
+  expect(failed.job).toMatchObject({ state: "failed", error });
+
+  expect((await retryJob(s.redis, "j5", T0 + 4000)).ok).toBe(true);
+  const retried = await getJob(s.redis, "j5");
+  expect(retried?.tasks).toBeUndefined();
+  // The whole job is claimed and split again; its tasks start from their first attempt.
+  expect((await claimTask("m2", T0 + 5000))?.task).toBeUndefined();
+  const again = await send({ type: "split", jobId: "j5", machineId: "m2", attempt: 1, plan }, T0 + 6000);
+  expect(again.job?.tasks).toEqual({ total: 5, pending: 5, running: 0, done: 0 });
+  const first = await claimTask("m3", T0 + 7000);
+  expect(first?.task).toMatchObject({ name: "audio", attempt: 1 });
+
+  expect((await deleteJob(s.redis, "j5", T0 + 8000)).result).toBe("deleted");
+  expect((await readTasks(s.redis, "j5")).tasks).toEqual([]);
+  const beat = await send({ type: "heartbeat", jobId: "j5", machineId: "m3", attempt: 1, task: "audio" }, T0 + 8100);
+  expect(beat.action).toBe("abort");
+  // The machine is free again (no job of its own any more).
+  expect(await s.redis.hget("tcoder:machine:m3", "jobId")).toBeNull();
 });

@@ -192,6 +192,7 @@ redis.call('ZREM', K.leases, cfg.id)
 redis.call('ZREM', K.uploadDeadlines, cfg.id)
 redis.call('HDEL', cfg.jobKey, 'leaseExpiresAt', 'leaseMs')
 redis.call('HSET', cfg.jobKey, 'finishedAt', cfg.now)
+expire_tasks(cfg.jobKey, cfg.id)
 return reply({result = 'ok', job = job_flat(cfg.jobKey)})
 `,
 });
@@ -239,7 +240,8 @@ redis.call('ZREM', K.queue, cfg.id)
 redis.call('ZREM', K.leases, cfg.id)
 redis.call('ZREM', K.uploadDeadlines, cfg.id)
 redis.call('ZREM', K.allJobs, cfg.id)
-redis.call('HDEL', cfg.jobKey, 'outputs', 'stage', 'leaseExpiresAt', 'leaseMs', 'liveMaster', 'playable')
+redis.call('HDEL', cfg.jobKey, 'outputs', 'stage', 'leaseExpiresAt', 'leaseMs')
+forget_tasks(cfg.jobKey, cfg.id)
 redis.call('HSET', cfg.jobKey, 'deletedAt', cfg.now, 'purgeNotBefore', not_before)
 redis.call('ZADD', K.purges, cfg.now, cfg.id)
 return reply({result = 'ok', job = job_flat(cfg.jobKey)})
@@ -295,6 +297,8 @@ set_state(cfg.jobKey, cfg.id, state, cfg.to)
 redis.call('HSET', cfg.jobKey, 'attempts', '0', 'progress', '0', 'queuedAt', cfg.now)
 redis.call('HDEL', cfg.jobKey, 'error', 'stage', 'machineId', 'startedAt', 'finishedAt', 'leaseExpiresAt', 'leaseMs',
   'outputs', 'probe', 'callback')
+-- a chunked job is split anew: its tasks start over with the job
+forget_tasks(cfg.jobKey, cfg.id)
 redis.call('ZADD', K.queue, cfg.now, cfg.id)
 return reply({result = 'ok', job = job_flat(cfg.jobKey)})
 `,

@@ -44,6 +44,7 @@ local weight_total = tonumber(cfg.finalizeWeight)
 for i, t in ipairs(cfg.tasks) do
   local task_id = cfg.id .. '/' .. t.name
   local score = string.format('%.3f', base + i * 0.01)
+  redis.call('DEL', cfg.taskPrefix .. task_id)
   redis.call('HSET', cfg.taskPrefix .. task_id, 'id', task_id, 'jobId', cfg.id, 'name', t.name, 'state', cfg.t.pending,
     'spec', t.spec, 'weight', t.weight, 'queueScore', score, 'attempts', '0', 'maxAttempts', max, 'progress', '0',
     'createdAt', cfg.now, 'updatedAt', cfg.now)
@@ -71,7 +72,11 @@ export const taskEventScript = defineScript({
   keys: { queue: keys.queue, leases: keys.leases },
   body: `
 local tstate = redis.call('HGET', cfg.taskKey, 'state')
-if not tstate then return reply({action = 'abort', changed = false, job = job_flat(cfg.jobKey)}) end
+if not tstate then
+  -- the job was deleted (or retried) and its tasks with it
+  machine_finished(cfg.machineId, cfg.taskId)
+  return reply({action = 'abort', changed = false, job = job_flat(cfg.jobKey)})
+end
 local ours = redis.call('HGET', cfg.taskKey, 'machineId') == cfg.machineId
   and tonumber(redis.call('HGET', cfg.taskKey, 'attempts') or '0') == tonumber(cfg.attempt)
 if ours and tstate ~= cfg.t.running and cfg.replayState and tstate == cfg.replayState then
@@ -119,6 +124,7 @@ if cfg.kind == 'completed' then
   redis.call('HSET', cfg.jobKey, 'progress', '1', 'outputs', cfg.outputs, 'probe', cfg.probe, 'finishedAt', cfg.now)
   redis.call('HDEL', cfg.jobKey, 'stage')
   if cfg.usage then count_completion(cfg.jobKey, cfg.usage) end
+  expire_tasks(cfg.jobKey, cfg.id)
   return reply({action = 'continue', changed = true, terminal = true, job = job_flat(cfg.jobKey)})
 end
 local names = cjson.decode(redis.call('HGET', cfg.jobKey, 'tasks') or '[]')
