@@ -22,13 +22,13 @@ import {
   writeMediaPlaylist,
 } from "@tcoder/worker/contract";
 import { outputDirs, type TranscodeSpec, workLayout } from "../media/ffmpeg-args.ts";
-import { joinFiles } from "../media/fragments.ts";
+import { fileExists, joinFiles } from "../media/files.ts";
 import { readHdrMetadata } from "../media/hdr.ts";
 import { type LadderPlan, planLadder, primaryRendition } from "../media/ladder.ts";
 import { loudnessReport, measureLoudness } from "../media/loudness.ts";
 import { buildPackage, buildThumbnails } from "../package/build.ts";
 import { AAC_LC_CODEC, videoCodecFromInit } from "../package/hls-master.ts";
-import { attemptPrefix, cacheControlFor, contentTypeFor } from "../package/layout.ts";
+import { attemptPrefix, uploadItem } from "../package/layout.ts";
 import { outputKeysOf } from "../package/manifest.ts";
 import { planThumbnails } from "../package/thumbnails.ts";
 import { downloadToFile, forEachBounded, type UploadItem, uploadFile } from "../storage/s3.ts";
@@ -222,7 +222,7 @@ async function makeStills(ctx: TaskContext, inputPath: string): Promise<Transcod
   const result: Extract<TaskResult, { kind: "stills" }> = { kind: "stills" };
   const uploads: UploadItem[] = [];
   const posterPath = join(ctx.dir, workLayout.poster);
-  if (await exists(posterPath)) {
+  if (await fileExists(posterPath)) {
     uploads.push(item(ctx, posterPath, packagePaths.poster));
     result.poster = packagePaths.poster;
   }
@@ -330,10 +330,7 @@ async function finalize(ctx: TaskContext): Promise<TranscodeOutcome> {
   return { kind: "completed", outputs: outputKeysOf(built.manifest), probe, manifest: built.manifest };
 }
 
-const item = (ctx: TaskContext, path: string, uri: string): UploadItem => {
-  const key = `${ctx.prefix}${uri}`;
-  return { path, key, contentType: contentTypeFor(key), cacheControl: cacheControlFor(key) };
-};
+const item = (ctx: TaskContext, path: string, uri: string): UploadItem => uploadItem(path, `${ctx.prefix}${uri}`);
 
 /** Uploads, a bounded number at a time; a failure comes back as the task's (retryable) outcome. */
 async function upload(ctx: TaskContext, items: UploadItem[]): Promise<TranscodeOutcome | null> {
@@ -408,9 +405,3 @@ async function joinTrack(dir: string, name: string): Promise<string> {
 async function makeDirs(spec: TranscodeSpec) {
   for (const d of outputDirs(spec)) await mkdir(d, { recursive: true });
 }
-
-const exists = (path: string) =>
-  stat(path).then(
-    () => true,
-    () => false,
-  );

@@ -11,7 +11,7 @@ import {
 } from "@tcoder/worker/contract";
 import type { PlannedAudio } from "../media/audio-plan.ts";
 import { type TranscodeSpec, workLayout } from "../media/ffmpeg-args.ts";
-import { joinFiles } from "../media/fragments.ts";
+import { fileExists, joinFiles } from "../media/files.ts";
 import { encodedDurationSeconds } from "../media/inspect.ts";
 import { type PlannedRendition, primaryRendition } from "../media/ladder.ts";
 import { type LoudnessInput, loudnessReport, measureLoudness } from "../media/loudness.ts";
@@ -28,7 +28,7 @@ import {
   videoRangeOf,
   writeMasterPlaylist,
 } from "./hls-master.ts";
-import { cacheControlFor, contentTypeFor, manifestKey } from "./layout.ts";
+import { manifestKey, uploadItem } from "./layout.ts";
 import type { Manifest, ManifestAudio, ManifestRendition, ManifestSubtitle } from "./manifest.ts";
 import { packageKey, packagePaths } from "./manifest.ts";
 import { masterEntries } from "./master-entries.ts";
@@ -104,13 +104,6 @@ interface PackageContext {
   /** Lists a file on disk for upload under its package path, and in the manifest's files. */
   track(into: UploadItem[], path: string, packagePath: string): Promise<void>;
 }
-
-const uploadItem = (path: string, objectKey: string): UploadItem => ({
-  path,
-  key: objectKey,
-  contentType: contentTypeFor(objectKey),
-  cacheControl: cacheControlFor(objectKey),
-});
 
 /**
  * The package of an encoded job: what to upload, in the order it must be uploaded (media, then the
@@ -518,7 +511,7 @@ async function packagePoster(ctx: PackageContext): Promise<void> {
     return;
   }
   const posterPath = join(ctx.dir, workLayout.poster);
-  if (!ctx.spec.preset.poster || !(await exists(posterPath))) return;
+  if (!ctx.spec.preset.poster || !(await fileExists(posterPath))) return;
   await ctx.track(ctx.media, posterPath, packagePaths.poster);
   manifest.poster = { key: key(packagePaths.poster), width: top.width, height: top.height };
 }
@@ -574,9 +567,3 @@ const thumbnailsEntry = (vtt: string, sprite: string, plan: ThumbnailPlan, count
   height: plan.height,
   columns: Math.min(plan.columns, count),
 });
-
-const exists = (path: string) =>
-  stat(path).then(
-    () => true,
-    () => false,
-  );

@@ -14,10 +14,20 @@
  * The paths below an attempt and how each file is served are the contract's (`contract/hls.ts`):
  * the API writes captions into a finished package with the same ones.
  */
+import { cacheControlFor, contentTypeFor } from "@tcoder/worker/contract";
 import { outputPrefixFor } from "@tcoder/worker/state";
+import type { UploadItem } from "../storage/s3.ts";
 
 export const outputPrefix = outputPrefixFor;
 export const attemptPrefix = (jobId: string, attempt: number) => `${outputPrefixFor(jobId)}${attempt}/`;
 export const manifestKey = (jobId: string) => `${outputPrefixFor(jobId)}manifest.json`;
 
 export { cacheControlFor, contentTypeFor, packagePaths } from "@tcoder/worker/contract";
+
+/** A local file to upload under `key`, served with the type and caching its name calls for. */
+export const uploadItem = (path: string, key: string): UploadItem => ({
+  path,
+  key,
+  contentType: contentTypeFor(key),
+  cacheControl: cacheControlFor(key),
+});
