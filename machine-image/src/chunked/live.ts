@@ -73,7 +73,11 @@ async function livePass(deps: LiveDeps, jobId: string): Promise<void> {
       }),
     );
   };
-  const playlist = async (name: string, source: readonly (Done<"video"> | Done<"audio">)[]): Promise<Rates | null> => {
+  /** Writes a rendition's live playlist; its rates and codec, for the master. */
+  const playlist = async (
+    name: string,
+    source: readonly (Done<"video"> | Done<"audio">)[],
+  ): Promise<{ rates: Rates; codec: string } | null> => {
     const tracks = tracksOf(name, source);
     if (!tracks) return null;
     const segments = listedSegments(name, tracks);
@@ -91,22 +95,22 @@ async function livePass(deps: LiveDeps, jobId: string): Promise<void> {
       for (const file of [track.init, ...track.segments])
         sizes.set(relativeToRendition(name, file.uri), file.sizeBytes);
     const durationSeconds = segments.reduce((sum, s) => sum + s.durationSeconds, 0);
-    return measureBandwidth(
+    const rates = measureBandwidth(
       { initSegment: relativeToRendition(name, tracks[0]?.init.uri ?? ""), segments, durationSeconds },
       (uri) => sizes.get(uri) ?? 0,
     );
+    return { rates, codec: tracks[0]?.codec ?? "" };
   };
 
   const video = [];
   for (const r of plan.renditions) {
-    const rates = await playlist(r.name, chunks);
-    const codec = tracksOf(r.name, chunks)?.[0]?.codec;
-    if (rates && codec) video.push({ planned: r, rates, codec });
+    const listed = await playlist(r.name, chunks);
+    if (listed) video.push({ planned: r, ...listed });
   }
   const audioRates = new Map<string, Rates>();
   for (const a of plan.audio) {
-    const rates = audio ? await playlist(a.name, [audio]) : null;
-    if (rates) audioRates.set(a.name, rates);
+    const listed = audio ? await playlist(a.name, [audio]) : null;
+    if (listed) audioRates.set(a.name, listed.rates);
   }
   const { variants, audioMedia } = masterEntries({
     plan,
