@@ -22,7 +22,13 @@ import type {
 import { retry } from "@tcoder/worker/contract";
 import { planSplit } from "./chunked/plan.ts";
 import { keepSource } from "./chunked/source-cache.ts";
-import { buildTranscodeArgs, outputDirs, type TranscodeSpec, type X264Preset } from "./media/ffmpeg-args.ts";
+import {
+  buildTranscodeArgs,
+  outputDirs,
+  type TranscodeSpec,
+  workLayout,
+  type X264Preset,
+} from "./media/ffmpeg-args.ts";
 import { readHdrMetadata } from "./media/hdr.ts";
 import { encodedDurationSeconds } from "./media/inspect.ts";
 import { type LadderPlan, planLadder } from "./media/ladder.ts";
@@ -30,9 +36,10 @@ import { type LoudnessPlan, measureLoudness } from "./media/loudness.ts";
 import { machineMemoryBytes, oomKillCount } from "./media/out-of-memory.ts";
 import { type MediaLimits, probeFile } from "./media/probe.ts";
 import { FfmpegAbortedError, FfmpegError, runFfmpeg } from "./media/run-ffmpeg.ts";
-import { buildPackage } from "./package/build.ts";
-import { manifestKey, outputPrefix } from "./package/layout.ts";
-import { type Manifest, outputKeysOf } from "./package/manifest.ts";
+import { type BuiltPackage, buildPackage } from "./package/build.ts";
+import { type EarlyUploads, uploadSegmentsEarly } from "./package/early-upload.ts";
+import { manifestKey, outputPrefix, uploadItem } from "./package/layout.ts";
+import { type Manifest, outputKeysOf, packageKey } from "./package/manifest.ts";
 import { planThumbnails } from "./package/thumbnails.ts";
 import {
   deleteKeys,
@@ -185,13 +192,30 @@ async function runAttempt(job: JobToRun, deps: TranscodeDeps, dir: string): Prom
       : {}),
   };
   for (const d of outputDirs(spec)) await mkdir(d, { recursive: true });
-  const failed = await runTranscode(spec, job, probe, (p) => report("transcoding", p / probe.durationSeconds), signal);
-  if (failed) return failed;
-
-  const built = await buildPackage(job, spec, thumbnailPlan, probe, signal);
-
+  const early = uploadSegmentsWhileEncoding(job, spec, deps);
+  let sentEarly: ReadonlySet<string>;
+  let built: BuiltPackage;
+  try {
+    const failed = await runTranscode(
+      spec,
+      job,
+      probe,
+      (p) => report("transcoding", p / probe.durationSeconds),
+      signal,
+    );
+    if (failed) {
+      await early.stop();
+      return failed;
+    }
+    // The last segments go up while the MP4 is remuxed and the sprite is drawn.
+    [built, sentEarly] = await Promise.all([buildPackage(job, spec, thumbnailPlan, probe, signal), early.drain()]);
+  } catch (error) {
+    await early.stop();
+    throw error;
+  }
   report("uploading", 0);
   let uploaded = 0;
+  built.media = built.media.filter((item) => !sentEarly.has(item.key));
   const total = built.media.length + built.playlists.length + built.indexes.length;
   const upload = async (items: UploadItem[]) =>
     forEachBounded(items, deps.uploadConcurrency, async (item) => {
@@ -217,6 +241,25 @@ async function runAttempt(job: JobToRun, deps: TranscodeDeps, dir: string): Prom
   );
   report("publishing", 1);
   return { kind: "completed", outputs: outputKeysOf(built.manifest), probe, manifest: built.manifest };
+}
+
+/** Each HLS rendition's finished segments, uploaded while ffmpeg still encodes the rest. */
+function uploadSegmentsWhileEncoding(job: JobToRun, spec: TranscodeSpec, deps: TranscodeDeps): EarlyUploads {
+  const { signal } = deps;
+  return uploadSegmentsEarly({
+    sources: spec.preset.hls
+      ? [...spec.plan.renditions, ...spec.plan.audio].map(({ name }) => ({
+          dir: join(spec.workDir, workLayout.hlsDir(name)),
+          packagePath: (segment: string) => `${workLayout.hlsDir(name)}/${segment}`,
+        }))
+      : [],
+    itemFor: (path, packagePath) => uploadItem(path, packageKey(job.jobId, job.attempt, packagePath)),
+    send: (item) => uploadFile(deps.s3, deps.outputBucket, item, signal ? { signal } : {}),
+    // One upload at a time while ffmpeg has the cores; the package's upload is the parallel one.
+    concurrency: 1,
+    ...(signal ? { signal } : {}),
+    ...(deps.log ? { log: deps.log } : {}),
+  });
 }
 
 /**

@@ -212,7 +212,9 @@ const hlsMuxerArgs = (workDir: string, rendition: string, segmentSeconds: number
   "-hls_segment_filename",
   join(workDir, workLayout.segmentPattern(rendition)),
   "-hls_flags",
-  "independent_segments",
+  // temp_file: a segment appears under its name only once whole, so it can be uploaded while the
+  // encode goes on (package/early-upload.ts).
+  "independent_segments+temp_file",
   join(workDir, workLayout.playlist(rendition)),
 ];
 

@@ -118,12 +118,17 @@ export async function buildPackage(
   uploaded?: UploadedMedia,
 ): Promise<BuiltPackage> {
   const ctx = packageContext(job, spec, probe, signal, uploaded);
+  // The sprite needs only the thumbnails ffmpeg wrote: it is drawn while the MP4 is remuxed.
+  const thumbnails =
+    thumbnailPlan && !uploaded ? buildThumbnails(ctx.dir, thumbnailPlan, probe.durationSeconds, signal) : null;
+  // Settled here too, so a step failing before the sprite is awaited leaves no unhandled rejection.
+  thumbnails?.catch(() => {});
   const hls = spec.preset.hls ? await packageHls(ctx) : null;
   const mp4 = !spec.preset.mp4 ? null : hls ? await remuxMp4(ctx, hls) : directMp4(ctx);
   await measureOutputLoudness(ctx, hls, mp4);
   if (mp4) await packageMp4(ctx, mp4);
   await packagePoster(ctx);
-  await packageThumbnails(ctx, thumbnailPlan);
+  await packageThumbnails(ctx, thumbnailPlan, thumbnails);
   return writeManifest(ctx);
 }
 
@@ -517,7 +522,11 @@ async function packagePoster(ctx: PackageContext): Promise<void> {
 }
 
 /** The thumbnails sprite and its cue file, or the ones a chunked job's stills task uploaded. */
-async function packageThumbnails(ctx: PackageContext, plan: ThumbnailPlan | null): Promise<void> {
+async function packageThumbnails(
+  ctx: PackageContext,
+  plan: ThumbnailPlan | null,
+  built: ReturnType<typeof buildThumbnails> | null,
+): Promise<void> {
   const { uploaded, manifest, key } = ctx;
   if (!plan) return;
   if (uploaded) {
@@ -530,7 +539,7 @@ async function packageThumbnails(ctx: PackageContext, plan: ThumbnailPlan | null
       );
     return;
   }
-  const thumbnails = await buildThumbnails(ctx.dir, plan, ctx.probe.durationSeconds, ctx.signal);
+  const thumbnails = await built;
   if (!thumbnails) return;
   await ctx.track(ctx.media, thumbnails.spritePath, packagePaths.thumbnailsSprite);
   await ctx.track(ctx.playlists, thumbnails.vttPath, packagePaths.thumbnailsVtt);
