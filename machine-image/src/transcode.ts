@@ -106,7 +106,8 @@ export class AttemptStoppedError extends Error {
   }
 }
 
-// The SDK retries each request; this retries a body stream cut mid-way, from the start.
+// The SDK retries each request and downloadToFile each part cut short; this starts the download over
+// when a part failed all its tries or the object changed under it (a new upload of the same key).
 const DOWNLOAD_RETRY = { attempts: 3, baseDelayMs: 1000, maxDelayMs: 4000 };
 
 // Overall progress is split across stages by their typical share of the work.
@@ -315,7 +316,7 @@ export async function obtainSource(
 ): Promise<{ sizeBytes: number } | TranscodeOutcome> {
   const { signal } = deps;
   try {
-    return await retry(() => downloadToFile(deps.s3, deps.inputBucket, job.inputKey, path, signal), {
+    return await retry(() => downloadToFile(deps.s3, deps.inputBucket, job.inputKey, path, { signal }), {
       ...DOWNLOAD_RETRY,
       retryIf: (error) => !(error instanceof ObjectMissingError),
       ...(signal ? { signal } : {}),

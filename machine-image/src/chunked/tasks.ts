@@ -292,7 +292,7 @@ async function finalize(ctx: TaskContext): Promise<TranscodeOutcome> {
   let fetched = 0;
   await forEachBounded(downloads, deps.uploadConcurrency, async ({ uri, path }) => {
     await mkdir(dirname(path), { recursive: true });
-    await downloadToFile(deps.s3, deps.outputBucket, `${prefix}${uri}`, path, deps.signal);
+    await downloadToFile(deps.s3, deps.outputBucket, `${prefix}${uri}`, path, { signal: deps.signal });
     ctx.report("downloading", ++fetched / downloads.length);
   });
 

@@ -1,14 +1,15 @@
 /**
- * The object store as the machine uses it: stream a source to disk, stream files up with retries
- * and per-file Content-Type / Cache-Control, a bounded number at a time.
+ * The object store as the machine uses it: stream an object to disk (large ones as parallel ranged
+ * GETs), stream files up with retries and per-file Content-Type / Cache-Control, a bounded number
+ * at a time.
  */
-import { createReadStream, createWriteStream } from "node:fs";
-import { stat } from "node:fs/promises";
-import type { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
+import { createReadStream } from "node:fs";
+import { type FileHandle, open } from "node:fs/promises";
+import { addAbortSignal, type Readable } from "node:stream";
 import {
   DeleteObjectsCommand,
   GetObjectCommand,
+  type GetObjectCommandOutput,
   ListObjectsV2Command,
   NoSuchKey,
   S3Client,
@@ -46,24 +47,209 @@ export class ObjectMissingError extends Error {
   }
 }
 
+/** The object was replaced while it was being downloaded: its parts would mix two versions. */
+export class ObjectChangedError extends Error {
+  constructor(readonly key: string) {
+    super(`object ${key} changed during the download`);
+    this.name = "ObjectChangedError";
+  }
+}
+
+/** Bytes per ranged GET, as the AWS CLI and s5cmd default to; an object no larger takes one request. */
+const DOWNLOAD_PART_BYTES = 8 * 1024 * 1024;
+/** Ranged GETs in flight per download: one stream to R2 runs well below the link rate. */
+const DOWNLOAD_CONCURRENCY = 4;
+/**
+ * Tries of a part whose body broke off after the answer began. The S3 client retries a failed
+ * request itself (REQUEST_ATTEMPTS) but not a body cut short; a part still failing fails the whole
+ * download, which the caller starts over.
+ */
+const PART_RETRY = { attempts: 3, baseDelayMs: 250, maxDelayMs: 1_000 };
+
+export interface DownloadOptions {
+  signal?: AbortSignal;
+  /** Bytes per ranged GET. */
+  partSizeBytes?: number;
+  /** Ranged GETs in flight at once. */
+  concurrency?: number;
+}
+
+interface ObjectRef {
+  s3: S3Client;
+  bucket: string;
+  key: string;
+}
+
+/** A byte range of the object; the first carries the body its request already opened. */
+interface Part {
+  start: number;
+  length: number;
+  body?: Readable;
+}
+
+/**
+ * Streams an object to `path`. The first request asks for the first part and learns the object's
+ * size and ETag from the answer; the other parts of a larger object follow, a bounded number at a
+ * time, each on the condition that the ETag still matches and written at its own offset, so memory
+ * stays at a few chunks per part whatever the object's size.
+ */
 export async function downloadToFile(
   s3: S3Client,
   bucket: string,
   key: string,
   path: string,
-  signal?: AbortSignal,
+  { signal, partSizeBytes = DOWNLOAD_PART_BYTES, concurrency = DOWNLOAD_CONCURRENCY }: DownloadOptions = {},
 ): Promise<{ sizeBytes: number }> {
-  let body: Readable;
+  const object = { s3, bucket, key };
+  const file = await open(path, "w");
   try {
-    const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal });
-    body = response.Body as Readable;
+    const first = await getFirstPart(object, partSizeBytes, signal);
+    if (!first) return { sizeBytes: 0 };
+    const parts = [first.part, ...remainingParts(first.part.length, first.sizeBytes, partSizeBytes)];
+    await downloadParts(file, object, first.etag, parts, concurrency, signal);
+    const { size } = await file.stat();
+    if (size !== first.sizeBytes) throw new Error(`downloaded ${size} of the ${first.sizeBytes} bytes of ${key}`);
+    return { sizeBytes: size };
+  } finally {
+    await file.close();
+  }
+}
+
+/** The first part with the object's size and ETag, or null for an empty object (it has no first byte to ask for). */
+async function getFirstPart(
+  object: ObjectRef,
+  partSizeBytes: number,
+  signal: AbortSignal | undefined,
+): Promise<{ part: Part; sizeBytes: number; etag: string | undefined } | null> {
+  let response: GetObjectCommandOutput;
+  try {
+    response = await getRange(object, { start: 0, length: partSizeBytes }, undefined, signal);
   } catch (error) {
-    if (error instanceof NoSuchKey || (error instanceof S3ServiceException && error.$metadata.httpStatusCode === 404))
-      throw new ObjectMissingError(key);
+    if (error instanceof S3ServiceException && error.$metadata.httpStatusCode === 416) return null;
     throw error;
   }
-  await pipeline(body, createWriteStream(path), signal ? { signal } : {});
-  return { sizeBytes: (await stat(path)).size };
+  const body = response.Body as Readable;
+  // A store that ignores Range answers 200 with the whole object: then that is the one part.
+  const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(response.ContentRange ?? "");
+  const sizeBytes = range ? Number(range[3]) : (response.ContentLength ?? 0);
+  const length = range ? Number(range[2]) - Number(range[1]) + 1 : sizeBytes;
+  return { part: { start: 0, length, body }, sizeBytes, etag: response.ETag };
+}
+
+function remainingParts(from: number, sizeBytes: number, partSizeBytes: number): Part[] {
+  const parts: Part[] = [];
+  for (let start = from; start < sizeBytes; start += partSizeBytes)
+    parts.push({ start, length: Math.min(partSizeBytes, sizeBytes - start) });
+  return parts;
+}
+
+async function getRange(
+  object: ObjectRef,
+  part: Omit<Part, "body">,
+  etag: string | undefined,
+  signal: AbortSignal | undefined,
+): Promise<GetObjectCommandOutput> {
+  try {
+    return await object.s3.send(
+      new GetObjectCommand({
+        Bucket: object.bucket,
+        Key: object.key,
+        Range: `bytes=${part.start}-${part.start + part.length - 1}`,
+        ...(etag ? { IfMatch: etag } : {}),
+      }),
+      { abortSignal: signal },
+    );
+  } catch (error) {
+    const status = error instanceof S3ServiceException ? error.$metadata.httpStatusCode : undefined;
+    if (error instanceof NoSuchKey || status === 404) throw new ObjectMissingError(object.key);
+    if (status === 412) throw new ObjectChangedError(object.key);
+    throw error;
+  }
+}
+
+/**
+ * Fetches every part, `concurrency` at a time. The first part that fails stops the others, and this
+ * returns only once every request has ended, so a failed or aborted download leaves none running.
+ */
+async function downloadParts(
+  file: FileHandle,
+  object: ObjectRef,
+  etag: string | undefined,
+  parts: readonly Part[],
+  concurrency: number,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const stop = new AbortController();
+  const partSignal = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
+  let failure: { error: unknown } | undefined;
+  await forEachBounded(parts, concurrency, async (part) => {
+    if (failure) return void part.body?.destroy();
+    try {
+      await downloadPart(file, object, etag, part, partSignal);
+    } catch (error) {
+      failure ??= { error };
+      stop.abort(error);
+    }
+  });
+  if (failure) {
+    signal?.throwIfAborted();
+    throw failure.error;
+  }
+}
+
+/** One part to its offset; a body cut short is fetched again by itself. */
+async function downloadPart(
+  file: FileHandle,
+  object: ObjectRef,
+  etag: string | undefined,
+  part: Part,
+  signal: AbortSignal,
+): Promise<void> {
+  let opened = part.body;
+  try {
+    await retry(
+      async () => {
+        const body = opened ?? ((await getRange(object, part, etag, signal)).Body as Readable);
+        opened = undefined;
+        await writeAt(file, addAbortSignal(signal, body), part);
+      },
+      { ...PART_RETRY, retryIf: (error) => error instanceof PartCutShortError, signal },
+    );
+  } finally {
+    // Aborted before its first try: the first part's body was never read, and holds a connection.
+    opened?.destroy();
+  }
+}
+
+/** The body of a part broke off (a connection cut) or ended early: worth fetching again. */
+class PartCutShortError extends Error {
+  constructor(part: Part, written: number, options?: ErrorOptions) {
+    super(`the part at byte ${part.start} broke off after ${written} of ${part.length} bytes`, options);
+    this.name = "PartCutShortError";
+  }
+}
+
+async function writeAt(file: FileHandle, body: Readable, part: Part): Promise<void> {
+  let written = 0;
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      // Written on, it would overwrite the next part: the store answered with more than the range.
+      if (written + chunk.length > part.length)
+        throw new Error(`the part at byte ${part.start} has more than the ${part.length} bytes asked for`);
+      await writeFully(file, chunk, part.start + written);
+      written += chunk.length;
+    }
+  } catch (error) {
+    // A failed write destroys the body without an error of its own: the disk, not the connection, failed.
+    if (body.errored) throw new PartCutShortError(part, written, { cause: error });
+    throw error;
+  }
+  if (written !== part.length) throw new PartCutShortError(part, written);
+}
+
+async function writeFully(file: FileHandle, chunk: Buffer, position: number): Promise<void> {
+  for (let done = 0; done < chunk.length; )
+    done += (await file.write(chunk, done, chunk.length - done, position + done)).bytesWritten;
 }
 
 export interface UploadItem {
