@@ -166,7 +166,7 @@ export function imageSection(result: ImageBench): string {
           `${warm.seconds.toFixed(1)} s`,
         ],
         startRow("container", "container runner (podman run of the image)"),
-        startRow("process", "process runner (`node --import tsx` from source)"),
+        startRow("process", "process runner (the bundled `main.js` as a Node process)"),
       ],
     ),
   ].join("\n");

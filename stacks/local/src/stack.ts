@@ -14,11 +14,11 @@ import { type LocalCloud, startLocalCloud } from "./local-cloud.ts";
 import { containerRunner } from "./services/fly/container-runner.ts";
 import { processRunner } from "./services/fly/runners.ts";
 import type { FlyApiFaults } from "./services/fly-api.ts";
+import { ensureMachineBundle } from "./services/machine-bundle.ts";
 import { ensureMachineImage, machineImageRef } from "./services/machine-image.ts";
 import type { S3Faults } from "./services/s3-store.ts";
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
-const machineMain = join(repoRoot, "machine-image", "src", "main.ts");
 
 /** Where a running stack announces itself to other CLI invocations. */
 export interface StackFile {
@@ -31,8 +31,8 @@ export interface StackFile {
 export type LogSource = "api" | "queue" | "cron" | "stack" | `machine ${string}`;
 
 /**
- * What runs a machine: `process` runs the machine program from source as a Node process (fast, the
- * default); `container` runs the image built from machine-image/Dockerfile (`npm run image:build`,
+ * What runs a machine: `process` runs the machine program (bundled as the image bundles it) as a
+ * Node process (fast, the default); `container` runs the image built from machine-image/Dockerfile (`npm run image:build`,
  * built on first use) as a podman container with the guest's cores and memory.
  */
 export const runnerKinds = ["process", "container"] as const;
@@ -90,7 +90,7 @@ export async function startLocalStack(opts: StartLocalStackOptions): Promise<Loc
     imageVars = { MACHINE_IMAGE: machineImageRef };
   } else {
     runner = processRunner({
-      command: [process.execPath, "--import", "tsx", machineMain],
+      command: [process.execPath, "--enable-source-maps", await ensureMachineBundle(repoRoot)],
       cwd: repoRoot,
       env: {
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
