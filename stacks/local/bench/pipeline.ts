@@ -10,6 +10,7 @@ import { createClient, type TcoderClient } from "@tcoder/client/node";
 import { type Measured, measure } from "@tcoder/machine-image/bench/measure";
 import { type Job, presets } from "@tcoder/worker/contract";
 import { type LocalStack, startLocalStack } from "../src/stack.ts";
+import { type AppClient, startAppClient } from "./app-client.ts";
 
 /** A lavfi test pattern with audio, encoded fast (the source's own encode is not what is measured). */
 export async function makeSource(path: string, seconds: number, size = "1920x1080"): Promise<string> {
@@ -72,6 +73,8 @@ const transcodeOf = (commands: RecordedCommand[], jobId: string) =>
 export interface BenchStack {
   stack: LocalStack;
   api: TcoderClient;
+  /** Uploads as an app would, from its own thread. */
+  app: AppClient;
   dir: string;
   commands(): Promise<RecordedCommand[]>;
   stop(): Promise<void>;
@@ -97,12 +100,15 @@ export async function startBenchStack(opts: {
       TCODER_BENCH_FFMPEG_LOG: logDir,
     },
   });
+  const app = startAppClient(stack.cloud.apiUrl, stack.cloud.apiToken);
   return {
     stack,
     api: createClient({ baseUrl: stack.cloud.apiUrl, token: stack.cloud.apiToken }),
+    app,
     dir,
     commands: () => recordedCommands(logDir),
     async stop() {
+      await app.close();
       await stack.stop();
       await rm(dir, { recursive: true, force: true });
     },
@@ -125,13 +131,15 @@ export interface Submitted {
  * polling interval neither adds to the measurement nor, polled often, takes cores from the machine.
  */
 export async function runJob(bench: BenchStack, path: string, preset?: string): Promise<Submitted> {
-  const startedAt = Date.now();
-  const uploadedJob = await bench.api.upload(path, {
+  const {
+    job: uploadedJob,
+    startedAt,
+    uploadedAt,
+  } = await bench.app.upload(path, {
     filename: "source.mp4",
     contentType: "video/mp4",
     ...(preset ? { preset } : {}),
   });
-  const uploadedAt = Date.now();
   const job = await bench.api.waitForJob(uploadedJob.id, { timeout: 30 * 60_000 });
   if (job.state !== "completed") throw new Error(`bench job ${job.id} ended ${job.state}: ${job.error?.message}`);
   const finishedAt = Date.parse(job.finishedAt ?? "");
