@@ -1,8 +1,7 @@
 /** The S3 operations, chosen by method, path shape and query (`?uploads`, `?uploadId`, `?list-type=2`, …). */
-import type { FileHandle } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { pipeline } from "node:stream/promises";
-import type { DiskStore, ObjectHeaders, StoredObject } from "./disk-store.ts";
+import type { ByteRange, DiskStore, ObjectHeaders, OpenObject, StoredObject } from "./disk-store.ts";
 import { invalidRequest, noSuchBucket, S3Error } from "./errors.ts";
 import { incomingBody, readSmallBody } from "./incoming-body.ts";
 import { withinUploadLimit } from "./limits.ts";
@@ -91,22 +90,29 @@ export async function dispatch(
 }
 
 async function getObject(store: DiskStore, route: Route, req: IncomingMessage, res: ServerResponse, withBody: boolean) {
-  const { object, file } = await store.open(route.bucket, route.key);
+  const opened = await store.open(route.bucket, route.key, (object) => (withBody ? bodyBytes(req, object) : null));
   try {
-    await sendObject(object, file, route, req, res, withBody);
+    await sendObject(opened, route, req, res, withBody);
   } finally {
-    await file.close().catch(() => {});
+    await opened.close();
   }
 }
 
+/** The bytes a GET's body holds: the range asked for, else all of them; none if the range cannot be met. */
+function bodyBytes(req: IncomingMessage, object: StoredObject): ByteRange | null {
+  const range = parseRange(req.headers.range, object.size);
+  if (range === "unsatisfiable") return null;
+  return range ?? { start: 0, end: object.size - 1 };
+}
+
 async function sendObject(
-  object: StoredObject,
-  file: FileHandle,
+  opened: OpenObject,
   route: Route,
   req: IncomingMessage,
   res: ServerResponse,
   withBody: boolean,
 ) {
+  const { object } = opened;
   const etag = `"${object.etag}"`;
   const ifNoneMatch = req.headers["if-none-match"];
   if (ifNoneMatch !== undefined && (ifNoneMatch === "*" || ifNoneMatch.split(",").some((t) => t.trim() === etag))) {
@@ -133,7 +139,7 @@ async function sendObject(
     res.writeHead(200, { ...headers, "content-length": object.size });
   }
   if (!withBody || object.size === 0) return void res.end();
-  await pipeline(file.createReadStream({ ...(range ?? {}), autoClose: false }), res);
+  await pipeline(opened.bytes(), res);
 }
 
 async function copyObject(store: DiskStore, route: Route, req: IncomingMessage, res: ServerResponse): Promise<Created> {
@@ -144,12 +150,11 @@ async function copyObject(store: DiskStore, route: Route, req: IncomingMessage, 
   const sourceKey = source.slice(slash + 1);
   if (slash <= 0 || sourceKey === "") throw invalidRequest("Invalid copy source");
   if (!store.hasBucket(sourceBucket)) throw noSuchBucket(sourceBucket);
-  const { object: original, file } = await store.open(sourceBucket, sourceKey);
+  // The copy gets files of its own: it outlives the source being deleted or overwritten.
+  const original = await store.open(sourceBucket, sourceKey);
   const replace = String(req.headers["x-amz-metadata-directive"] ?? "COPY").toUpperCase() === "REPLACE";
-  const headers: ObjectHeaders = replace ? objectHeaders(req) : storedHeaders(original);
-  const object = await store
-    .put(route.bucket, route.key, file.createReadStream({ autoClose: false }), headers)
-    .finally(() => file.close().catch(() => {}));
+  const headers: ObjectHeaders = replace ? objectHeaders(req) : storedHeaders(original.object);
+  const object = await store.put(route.bucket, route.key, original.bytes(), headers).finally(() => original.close());
   sendXml(res, 200, renderXml("CopyObjectResult", { LastModified: object.lastModified, ETag: `"${object.etag}"` }));
   return { action: "CopyObject", object, copySource: { bucket: sourceBucket, object: sourceKey } };
 }
