@@ -4,7 +4,7 @@
  * value (`completed` or `failed` with a stable code); only being stopped (AbortSignal) throws.
  */
 import { mkdir, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type {
   JobError,
@@ -41,6 +41,7 @@ import { type EarlyUploads, uploadSegmentsEarly } from "./package/early-upload.t
 import { manifestKey, outputPrefix, uploadItem } from "./package/layout.ts";
 import { type Manifest, outputKeysOf, packageKey } from "./package/manifest.ts";
 import { planThumbnails } from "./package/thumbnails.ts";
+import { openProgressiveSource, type ProgressiveSource } from "./storage/progressive-source.ts";
 import {
   deleteKeys,
   downloadToFile,
@@ -154,20 +155,31 @@ export async function transcodeJob(job: JobToRun, deps: TranscodeDeps): Promise<
 }
 
 async function runAttempt(job: JobToRun, deps: TranscodeDeps, dir: string): Promise<TranscodeOutcome> {
-  const { signal } = deps;
   const report = (stage: Exclude<JobStage, "queued">, fraction: number) => {
     const [from, to] = STAGE_SPAN[stage];
     deps.onProgress?.(stage, from + (to - from) * Math.min(1, Math.max(0, fraction)));
   };
 
   report("downloading", 0);
-  const sourcePath = join(dir, "source");
-  const downloaded = await obtainSource(job, deps, sourcePath, report);
-  if ("kind" in downloaded) return downloaded;
+  const source = await openSource(job, deps, join(dir, "source"), report);
+  if ("kind" in source) return source;
+  try {
+    return await transcodeSource(job, deps, source, report);
+  } finally {
+    await source.close();
+  }
+}
 
+async function transcodeSource(
+  job: JobToRun,
+  deps: TranscodeDeps,
+  source: SourceInput,
+  report: (stage: Exclude<JobStage, "queued">, fraction: number) => void,
+): Promise<TranscodeOutcome> {
+  const { signal } = deps;
   report("probing", 0);
-  const probed = await probeFile(sourcePath, downloaded.sizeBytes, deps.limits);
-  if (!probed.ok) return failure(probed.code, probed.message, false, probed.probe);
+  const probed = await probeFile(source.input, source.sizeBytes, deps.limits);
+  if (!probed.ok) return source.failed() ?? failure(probed.code, probed.message, false, probed.probe);
   const probe = probed.probe;
 
   report("transcoding", 0);
@@ -175,21 +187,23 @@ async function runAttempt(job: JobToRun, deps: TranscodeDeps, dir: string): Prom
   const split = planSplit(job.preset, probe, plan, deps.chunkSeconds ?? 0);
   if (split) {
     // This machine is likely to take one of the tasks next: the source stays here for it.
-    await keepSource(deps.workDir, job.jobId, sourcePath);
+    const whole = await source.whole();
+    if (whole) return whole;
+    await keepSource(deps.workDir, job.jobId, source.path);
     return { kind: "split", plan: split };
   }
   const thumbnailPlan = planThumbnails(job.preset, probe);
   const spec: TranscodeSpec = {
-    inputPath: sourcePath,
-    workDir: dir,
+    inputPath: source.input,
+    workDir: dirname(source.path),
     preset: job.preset,
     plan,
     durationSeconds: probe.durationSeconds,
     x264Preset: deps.x264Preset,
     thumbnail: thumbnailPlan,
-    ...(probe.video?.dynamicRange === "pq" ? { hdr: await readHdrMetadata(sourcePath) } : {}),
+    ...(probe.video?.dynamicRange === "pq" ? { hdr: await readHdrMetadata(source.input) } : {}),
     ...(job.loudness && plan.audio.length > 0
-      ? { loudness: await measureSourceLoudness(sourcePath, plan, job.loudness, signal) }
+      ? { loudness: await measureSourceLoudness(source.input, plan, job.loudness, signal) }
       : {}),
   };
   for (const d of outputDirs(spec)) await mkdir(d, { recursive: true });
@@ -206,7 +220,8 @@ async function runAttempt(job: JobToRun, deps: TranscodeDeps, dir: string): Prom
     );
     if (failed) {
       await early.stop();
-      return failed;
+      // ffmpeg fails too when the source's download does: that is the outcome to report.
+      return source.failed() ?? failed;
     }
     // The last segments go up while the MP4 is remuxed and the sprite is drawn.
     [built, sentEarly] = await Promise.all([buildPackage(job, spec, thumbnailPlan, probe, signal), early.drain()]);
@@ -302,6 +317,70 @@ export async function runTranscode(
       probe,
     );
   }
+}
+
+/** A job's source as ffmpeg reads it while (or after) it arrives at `path`. */
+interface SourceInput {
+  /** ffmpeg's input: the progressive source's URL, or the file. */
+  input: string;
+  path: string;
+  sizeBytes: number;
+  /** Waits for the whole file; the download's failure as the job's outcome, if it failed. */
+  whole(): Promise<TranscodeOutcome | null>;
+  /** The download's failure as the job's outcome, once it failed. */
+  failed(): TranscodeOutcome | null;
+  close(): Promise<void>;
+}
+
+/**
+ * The source of a job, read as it downloads (storage/progressive-source.ts): ffmpeg starts on the
+ * first bytes instead of the last. A job ingested from a URL on its first attempt fetches it whole.
+ */
+async function openSource(
+  job: JobToRun,
+  deps: TranscodeDeps,
+  path: string,
+  report: (stage: "downloading", fraction: number) => void,
+): Promise<SourceInput | TranscodeOutcome> {
+  const { signal } = deps;
+  let source: ProgressiveSource;
+  try {
+    source = await retry(
+      () => openProgressiveSource(deps.s3, deps.inputBucket, job.inputKey, path, signal ? { signal } : {}),
+      { ...DOWNLOAD_RETRY, retryIf: (error) => !(error instanceof ObjectMissingError), ...(signal ? { signal } : {}) },
+    );
+  } catch (error) {
+    if (!(error instanceof ObjectMissingError) || !job.source) return downloadFailure(error, job, signal);
+    const fetched = await fetchSourceFromUrl(job, job.source, deps, path, report);
+    if ("kind" in fetched) return fetched;
+    return {
+      input: path,
+      path,
+      sizeBytes: fetched.sizeBytes,
+      whole: async () => null,
+      failed: () => null,
+      close: async () => {},
+    };
+  }
+  const failed = () => {
+    const error = source.failure();
+    return error ? downloadFailure(error, job, signal) : null;
+  };
+  return {
+    input: source.url,
+    path,
+    sizeBytes: source.sizeBytes,
+    whole: () => source.downloaded.then(() => null, failed),
+    failed,
+    close: () => source.close(),
+  };
+}
+
+/** A download that failed as the job's outcome; a stopped attempt stays a throw. */
+function downloadFailure(error: unknown, job: JobToRun, signal: AbortSignal | undefined): TranscodeOutcome {
+  if (signal?.aborted) throw error;
+  if (error instanceof ObjectMissingError) return failure("input_missing", `source ${job.inputKey} not found`, false);
+  return failure("internal", `download failed: ${(error as Error).message}`, true);
 }
 
 /**

@@ -72,6 +72,13 @@ export interface DownloadOptions {
   partSizeBytes?: number;
   /** Ranged GETs in flight at once. */
   concurrency?: number;
+  /** Told of each run of bytes once it is written: [start, start + length) of the object. */
+  onWritten?: (start: number, length: number) => void;
+  /**
+   * Fetch the last part right after the first: a container whose index is at its end (an MP4
+   * without faststart) can be read from those two while the rest arrives.
+   */
+  tailEarly?: boolean;
 }
 
 interface ObjectRef {
@@ -87,6 +94,13 @@ interface Part {
   body?: Readable;
 }
 
+/** A download under way: its size is known (the first answer said), its bytes are still arriving. */
+export interface StartedDownload {
+  sizeBytes: number;
+  /** Settles when every part is written and the file closed, or the download failed. */
+  done: Promise<void>;
+}
+
 /**
  * Streams an object to `path`. The first request asks for the first part and learns the object's
  * size and ETag from the answer; the other parts of a larger object follow, a bounded number at a
@@ -98,21 +112,54 @@ export async function downloadToFile(
   bucket: string,
   key: string,
   path: string,
-  { signal, partSizeBytes = DOWNLOAD_PART_BYTES, concurrency = DOWNLOAD_CONCURRENCY }: DownloadOptions = {},
+  options: DownloadOptions = {},
 ): Promise<{ sizeBytes: number }> {
+  const { sizeBytes, done } = await startDownload(s3, bucket, key, path, options);
+  await done;
+  return { sizeBytes };
+}
+
+/** `downloadToFile` that returns once the first answer is in, with the rest still arriving. */
+export async function startDownload(
+  s3: S3Client,
+  bucket: string,
+  key: string,
+  path: string,
+  {
+    signal,
+    partSizeBytes = DOWNLOAD_PART_BYTES,
+    concurrency = DOWNLOAD_CONCURRENCY,
+    onWritten,
+    tailEarly = false,
+  }: DownloadOptions = {},
+): Promise<StartedDownload> {
   const object = { s3, bucket, key };
   const file = await open(path, "w");
+  let first: Awaited<ReturnType<typeof getFirstPart>>;
   try {
-    const first = await getFirstPart(object, partSizeBytes, signal);
-    if (!first) return { sizeBytes: 0 };
-    const parts = [first.part, ...remainingParts(first.part.length, first.sizeBytes, partSizeBytes)];
-    await downloadParts(file, object, first.etag, parts, concurrency, signal);
-    const { size } = await file.stat();
-    if (size !== first.sizeBytes) throw new Error(`downloaded ${size} of the ${first.sizeBytes} bytes of ${key}`);
-    return { sizeBytes: size };
-  } finally {
+    first = await getFirstPart(object, partSizeBytes, signal);
+  } catch (error) {
     await file.close();
+    throw error;
   }
+  if (!first) {
+    await file.close();
+    return { sizeBytes: 0, done: Promise.resolve() };
+  }
+  const { part, sizeBytes, etag } = first;
+  const rest = remainingParts(part.length, sizeBytes, partSizeBytes);
+  const last = tailEarly ? rest.pop() : undefined;
+  const parts = [part, ...(last ? [last] : []), ...rest];
+  const done = (async () => {
+    try {
+      await downloadParts(file, object, etag, parts, concurrency, signal, onWritten);
+      const { size } = await file.stat();
+      if (size !== sizeBytes) throw new Error(`downloaded ${size} of the ${sizeBytes} bytes of ${key}`);
+    } finally {
+      await file.close();
+    }
+  })();
+  return { sizeBytes, done };
 }
 
 /** The first part with the object's size and ETag, or null for an empty object (it has no first byte to ask for). */
@@ -178,6 +225,7 @@ async function downloadParts(
   parts: readonly Part[],
   concurrency: number,
   signal: AbortSignal | undefined,
+  onWritten: DownloadOptions["onWritten"],
 ): Promise<void> {
   const stop = new AbortController();
   const partSignal = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
@@ -185,7 +233,7 @@ async function downloadParts(
   await forEachBounded(parts, concurrency, async (part) => {
     if (failure) return void part.body?.destroy();
     try {
-      await downloadPart(file, object, etag, part, partSignal);
+      await downloadPart(file, object, etag, part, partSignal, onWritten);
     } catch (error) {
       failure ??= { error };
       stop.abort(error);
@@ -204,6 +252,7 @@ async function downloadPart(
   etag: string | undefined,
   part: Part,
   signal: AbortSignal,
+  onWritten: DownloadOptions["onWritten"],
 ): Promise<void> {
   let opened = part.body;
   try {
@@ -211,7 +260,7 @@ async function downloadPart(
       async () => {
         const body = opened ?? ((await getRange(object, part, etag, signal)).Body as Readable);
         opened = undefined;
-        await writeAt(file, addAbortSignal(signal, body), part);
+        await writeAt(file, addAbortSignal(signal, body), part, onWritten);
       },
       { ...PART_RETRY, retryIf: (error) => error instanceof PartCutShortError, signal },
     );
@@ -229,7 +278,12 @@ class PartCutShortError extends Error {
   }
 }
 
-async function writeAt(file: FileHandle, body: Readable, part: Part): Promise<void> {
+async function writeAt(
+  file: FileHandle,
+  body: Readable,
+  part: Part,
+  onWritten: DownloadOptions["onWritten"],
+): Promise<void> {
   let written = 0;
   try {
     for await (const chunk of body as AsyncIterable<Buffer>) {
@@ -237,6 +291,7 @@ async function writeAt(file: FileHandle, body: Readable, part: Part): Promise<vo
       if (written + chunk.length > part.length)
         throw new Error(`the part at byte ${part.start} has more than the ${part.length} bytes asked for`);
       await writeFully(file, chunk, part.start + written);
+      onWritten?.(part.start + written, chunk.length);
       written += chunk.length;
     }
   } catch (error) {

@@ -66,9 +66,15 @@ async function recordedCommands(logDir: string): Promise<RecordedCommand[]> {
   return commands;
 }
 
-/** The transcode of a job: the ffmpeg run whose input is that attempt's downloaded source. */
+/** The work directory of a job's attempt that a command writes into. */
+const workDirOf = (command: RecordedCommand, jobId: string) =>
+  command.args.map((a) => new RegExp(`^(.*/${jobId}-\\d+)/`).exec(a)?.[1]).find((dir) => dir !== undefined);
+
+/** The transcode of a job: the ffmpeg run that reads its source (as it downloads) and writes its package. */
 const transcodeOf = (commands: RecordedCommand[], jobId: string) =>
-  commands.find((c) => c.args.some((a) => a.includes(`/${jobId}-`) && a.endsWith("/source")));
+  commands.find(
+    (c) => workDirOf(c, jobId) !== undefined && (c.args[c.args.indexOf("-i") + 1] ?? "").endsWith("/source"),
+  );
 
 export interface BenchStack {
   stack: LocalStack;
@@ -150,12 +156,15 @@ export async function runJob(bench: BenchStack, path: string, preset?: string): 
 export async function replayAlone(bench: BenchStack, jobId: string, source: string): Promise<Measured> {
   const recorded = transcodeOf(await bench.commands(), jobId);
   if (!recorded) throw new Error(`no recorded ffmpeg run for ${jobId}`);
-  const input = recorded.args[recorded.args.indexOf("-i") + 1] ?? "";
-  const attemptDir = dirname(input);
+  const attemptDir = workDirOf(recorded, jobId) ?? "";
   const replayDir = join(bench.dir, `replay-${jobId}`);
   await mkdir(replayDir, { recursive: true });
   await copyFile(source, join(replayDir, "source"));
-  const args = recorded.args.map((a) => a.split(attemptDir).join(replayDir));
+  // Alone, ffmpeg reads the whole file from disk: the pipeline's reading while it downloads is overhead.
+  const inputAt = recorded.args.indexOf("-i") + 1;
+  const args = recorded.args.map((a, i) =>
+    i === inputAt ? join(replayDir, "source") : a.split(attemptDir).join(replayDir),
+  );
   for (const arg of args) if (arg.startsWith(replayDir)) await mkdir(dirname(arg), { recursive: true });
   try {
     return await measure("/usr/bin/ffmpeg", args);
