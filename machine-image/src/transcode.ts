@@ -37,7 +37,7 @@ import { machineMemoryBytes, oomKillCount } from "./media/out-of-memory.ts";
 import { type MediaLimits, probeFile } from "./media/probe.ts";
 import { FfmpegAbortedError, FfmpegError, runFfmpeg } from "./media/run-ffmpeg.ts";
 import { type BuiltPackage, buildPackage } from "./package/build.ts";
-import { type EarlyUploads, uploadSegmentsEarly } from "./package/early-upload.ts";
+import { type EarlyUploads, startEarlyUploads } from "./package/early-upload.ts";
 import { manifestKey, outputPrefix, uploadItem } from "./package/layout.ts";
 import { type Manifest, outputKeysOf, packageKey } from "./package/manifest.ts";
 import { planThumbnails } from "./package/thumbnails.ts";
@@ -207,7 +207,7 @@ async function transcodeSource(
       : {}),
   };
   for (const d of outputDirs(spec)) await mkdir(d, { recursive: true });
-  const early = uploadSegmentsWhileEncoding(job, spec, deps);
+  const early = uploadWhileEncoding(job, spec, deps);
   let sentEarly: ReadonlySet<string>;
   let built: BuiltPackage;
   try {
@@ -223,8 +223,10 @@ async function transcodeSource(
       // ffmpeg fails too when the source's download does: that is the outcome to report.
       return source.failed() ?? failed;
     }
-    // The last segments go up while the MP4 is remuxed and the sprite is drawn.
-    [built, sentEarly] = await Promise.all([buildPackage(job, spec, thumbnailPlan, probe, signal), early.drain()]);
+    await early.encoded();
+    // The last segments, then each file packaging makes, go up while packaging goes on.
+    built = await buildPackage(job, spec, thumbnailPlan, probe, signal, undefined, early.add);
+    sentEarly = await early.settle();
   } catch (error) {
     await early.stop();
     throw error;
@@ -259,10 +261,10 @@ async function transcodeSource(
   return { kind: "completed", outputs: outputKeysOf(built.manifest), probe, manifest: built.manifest };
 }
 
-/** Each HLS rendition's finished segments, uploaded while ffmpeg still encodes the rest. */
-function uploadSegmentsWhileEncoding(job: JobToRun, spec: TranscodeSpec, deps: TranscodeDeps): EarlyUploads {
+/** Each HLS rendition's finished segments, uploaded while ffmpeg still encodes the rest (package/early-upload.ts). */
+function uploadWhileEncoding(job: JobToRun, spec: TranscodeSpec, deps: TranscodeDeps): EarlyUploads {
   const { signal } = deps;
-  return uploadSegmentsEarly({
+  return startEarlyUploads({
     sources: spec.preset.hls
       ? [...spec.plan.renditions, ...spec.plan.audio].map(({ name }) => ({
           dir: join(spec.workDir, workLayout.hlsDir(name)),
@@ -271,8 +273,8 @@ function uploadSegmentsWhileEncoding(job: JobToRun, spec: TranscodeSpec, deps: T
       : [],
     itemFor: (path, packagePath) => uploadItem(path, packageKey(job.jobId, job.attempt, packagePath)),
     send: (item) => uploadFile(deps.s3, deps.outputBucket, item, signal ? { signal } : {}),
-    // One upload at a time while ffmpeg has the cores; the package's upload is the parallel one.
-    concurrency: 1,
+    // One at a time while ffmpeg has the cores; then as many as the package's own upload.
+    concurrency: { encoding: 1, packaging: deps.uploadConcurrency },
     ...(signal ? { signal } : {}),
     ...(deps.log ? { log: deps.log } : {}),
   });

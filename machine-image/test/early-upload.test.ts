@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { uploadSegmentsEarly } from "../src/package/early-upload.ts";
+import { startEarlyUploads } from "../src/package/early-upload.ts";
 import { uploadItem } from "../src/package/layout.ts";
 import type { UploadItem } from "../src/storage/s3.ts";
 
@@ -20,19 +20,19 @@ const writeSegment = async (rendition: string, name: string) => {
 };
 
 const start = (send: (item: UploadItem) => Promise<void>, signal?: AbortSignal) =>
-  uploadSegmentsEarly({
+  startEarlyUploads({
     sources: ["720p", "audio"].map((rendition) => ({
       dir: join(dir, rendition),
       packagePath: (segment) => `hls/${rendition}/${segment}`,
     })),
     itemFor: (path, packagePath) => uploadItem(path, `outputs/job/1/${packagePath}`),
     send,
-    concurrency: 1,
+    concurrency: { encoding: 1, packaging: 3 },
     scanIntervalMs: 20,
     ...(signal ? { signal } : {}),
   });
 
-describe("uploadSegmentsEarly", () => {
+describe("startEarlyUploads", () => {
   it("sends whole segments while the encode goes on, never a temporary or an init file, each once", async () => {
     const sent: UploadItem[] = [];
     const early = start(async (item) => {
@@ -49,15 +49,43 @@ describe("uploadSegmentsEarly", () => {
     ]);
     expect(sent[0]?.contentType).toBe("video/iso.segment");
 
-    // ffmpeg exits: the last segment is there, and drain sends it without waiting for a scan.
+    // ffmpeg exits: the last segment is there, and goes up without waiting for a scan; so does
+    // what packaging makes, each file once however often it is named.
     await rename(join(dir, "720p", "seg_00001.m4s.tmp"), join(dir, "720p", "seg_00001.m4s"));
-    const uploaded = await early.drain();
+    await early.encoded();
+    await writeFile(join(dir, "video.mp4"), "the MP4");
+    early.add(uploadItem(join(dir, "video.mp4"), "outputs/job/1/video.mp4"));
+    early.add(uploadItem(join(dir, "720p", "seg_00000.m4s"), "outputs/job/1/hls/720p/seg_00000.m4s"));
+    const uploaded = await early.settle();
     expect([...uploaded].sort()).toEqual([
       "outputs/job/1/hls/720p/seg_00000.m4s",
       "outputs/job/1/hls/720p/seg_00001.m4s",
       "outputs/job/1/hls/audio/seg_00000.m4s",
+      "outputs/job/1/video.mp4",
     ]);
-    expect(sent).toHaveLength(3);
+    expect(sent).toHaveLength(4);
+    // Settled: nothing more is taken.
+    early.add(uploadItem(join(dir, "video.mp4"), "outputs/job/1/poster.jpg"));
+    expect(sent).toHaveLength(4);
+  });
+
+  it("uploads one at a time while ffmpeg encodes and several at once while packaging", async () => {
+    let inFlight = 0;
+    let most = 0;
+    const mostAt: number[] = [];
+    const early = start(async () => {
+      most = Math.max(most, ++inFlight);
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      inFlight--;
+    });
+    for (const name of ["seg_00000.m4s", "seg_00001.m4s", "seg_00002.m4s"]) await writeSegment("720p", name);
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    mostAt.push(most);
+    await early.encoded();
+    for (const name of ["a", "b", "c", "d"]) early.add(uploadItem(join(dir, name), `outputs/job/1/${name}.jpg`));
+    await early.settle();
+    mostAt.push(most);
+    expect(mostAt).toEqual([1, 3]);
   });
 
   it("leaves a segment whose upload failed to the package (it is not reported as sent)", async () => {
@@ -66,7 +94,8 @@ describe("uploadSegmentsEarly", () => {
     });
     await writeSegment("720p", "seg_00000.m4s");
     await writeSegment("720p", "seg_00001.m4s");
-    expect([...(await early.drain())]).toEqual(["outputs/job/1/hls/720p/seg_00001.m4s"]);
+    await early.encoded();
+    expect([...(await early.settle())]).toEqual(["outputs/job/1/hls/720p/seg_00001.m4s"]);
   });
 
   it("stop waits for the upload in flight and sends nothing more", async () => {

@@ -103,6 +103,8 @@ interface PackageContext {
   key(path: string): string;
   /** Lists a file on disk for upload under its package path, and in the manifest's files. */
   track(into: UploadItem[], path: string, packagePath: string): Promise<void>;
+  /** Told of each media file once it is final, so it can go up while packaging goes on. */
+  onMedia: ((item: UploadItem) => void) | undefined;
 }
 
 /**
@@ -116,8 +118,9 @@ export async function buildPackage(
   probe: ProbeSummary,
   signal: AbortSignal | undefined,
   uploaded?: UploadedMedia,
+  onMedia?: (item: UploadItem) => void,
 ): Promise<BuiltPackage> {
-  const ctx = packageContext(job, spec, probe, signal, uploaded);
+  const ctx = packageContext(job, spec, probe, signal, uploaded, onMedia);
   // The sprite needs only the thumbnails ffmpeg wrote: it is drawn while the MP4 is remuxed.
   const thumbnails =
     thumbnailPlan && !uploaded ? buildThumbnails(ctx.dir, thumbnailPlan, probe.durationSeconds, signal) : null;
@@ -139,6 +142,7 @@ function packageContext(
   probe: ProbeSummary,
   signal: AbortSignal | undefined,
   uploaded: UploadedMedia | undefined,
+  onMedia: ((item: UploadItem) => void) | undefined,
 ): PackageContext {
   const { plan, preset } = spec;
   const manifest: Manifest = {
@@ -153,6 +157,7 @@ function packageContext(
     ...(plan.skippedSubtitles.length > 0 ? { skippedSubtitles: plan.skippedSubtitles } : {}),
   };
   const key = (path: string) => packageKey(job.jobId, job.attempt, path);
+  const media: UploadItem[] = [];
   return {
     job,
     spec,
@@ -161,14 +166,16 @@ function packageContext(
     uploaded,
     dir: spec.workDir,
     manifest,
-    media: [],
+    media,
     playlists: [],
     indexes: [],
     key,
+    onMedia,
     async track(into, path, packagePath) {
       const upload = uploadItem(path, key(packagePath));
       into.push(upload);
       manifest.files.push({ key: upload.key, sizeBytes: (await stat(path)).size, contentType: upload.contentType });
+      if (into === media) onMedia?.(upload);
     },
   };
 }
@@ -447,8 +454,9 @@ function directMp4(ctx: PackageContext): Mp4Source {
 }
 
 async function packageMp4(ctx: PackageContext, mp4: Mp4Source): Promise<void> {
-  const mp4Duration = await encodedDurationSeconds(mp4.path);
+  // Tracked first: the MP4 goes up while its duration is read.
   await ctx.track(ctx.media, mp4.path, packagePaths.mp4);
+  const mp4Duration = await encodedDurationSeconds(mp4.path);
   ctx.manifest.mp4 = {
     key: ctx.key(packagePaths.mp4),
     width: mp4.width,

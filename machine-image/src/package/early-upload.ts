@@ -1,12 +1,12 @@
 /**
- * Sends each HLS media segment as soon as ffmpeg has finished it, while the encode goes on, so that
- * once ffmpeg exits only the last segments and the files made from the whole encode (init segments,
- * playlists, MP4, stills, manifest) are left to upload. ffmpeg writes a segment under a temporary
- * name and renames it when it is complete (`-hls_flags temp_file`), so a `seg_*.m4s` on disk is
- * whole. Nothing here publishes: the segments sit under the attempt's own prefix, unreferenced,
- * until the manifest that lists them goes out after the lease fence.
+ * Uploads a package's media as soon as each file is final, instead of all of it after the encode:
+ * HLS segments while ffmpeg still encodes (ffmpeg writes a segment under a temporary name and
+ * renames it when it is whole, `-hls_flags temp_file`, so a `seg_*.m4s` on disk is complete), and
+ * the files packaging makes (the MP4, the sprite) the moment they are made. Nothing here publishes:
+ * the files sit under the attempt's own prefix, unreferenced, until the playlists and the manifest
+ * that list them go out after the lease fence.
  *
- * An early upload that fails is only logged: the package's upload sends every file this did not.
+ * An upload that fails is only logged: the package's upload sends every file this did not.
  */
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
@@ -23,7 +23,8 @@ export interface EarlyUploadOptions {
   /** The upload item of a file at a package path (its key, type and caching). */
   itemFor(path: string, packagePath: string): UploadItem;
   send(item: UploadItem): Promise<void>;
-  concurrency: number;
+  /** Uploads at once while ffmpeg runs (it has the cores), and once it is done. */
+  concurrency: { encoding: number; packaging: number };
   /** How often the directories are looked at while ffmpeg runs. */
   scanIntervalMs?: number;
   signal?: AbortSignal;
@@ -31,22 +32,24 @@ export interface EarlyUploadOptions {
 }
 
 export interface EarlyUploads {
-  /**
-   * Looks once more (ffmpeg has exited: every segment is there) and waits for every segment seen
-   * to be sent or to fail. Returns the keys that were uploaded.
-   */
-  drain(): Promise<ReadonlySet<string>>;
-  /** Stops looking and waits for the uploads in flight; what was not sent is the package's to send. */
+  /** ffmpeg has exited: one last look for segments, then uploads go on at packaging concurrency. */
+  encoded(): Promise<void>;
+  /** Queues a file that is final (packaging made it). */
+  add(item: UploadItem): void;
+  /** Waits for every queued upload to be sent or to fail. Returns the keys that were uploaded. */
+  settle(): Promise<ReadonlySet<string>>;
+  /** Drops what is queued and waits for the uploads in flight; the rest is the package's to send. */
   stop(): Promise<ReadonlySet<string>>;
 }
 
 const SEGMENT = /^seg_\d+\.m4s$/;
 
-export function uploadSegmentsEarly(opts: EarlyUploadOptions): EarlyUploads {
+export function startEarlyUploads(opts: EarlyUploadOptions): EarlyUploads {
   const seen = new Set<string>();
   const queue: UploadItem[] = [];
   const uploaded = new Set<string>();
   let scanning = true;
+  let accepting = true;
   const sleepers = new Set<() => void>();
   const wakeAll = () => {
     for (const wake of sleepers) wake();
@@ -63,15 +66,18 @@ export function uploadSegmentsEarly(opts: EarlyUploadOptions): EarlyUploads {
     });
   const interval = opts.scanIntervalMs ?? 500;
 
+  const enqueue = (item: UploadItem) => {
+    if (seen.has(item.key)) return;
+    seen.add(item.key);
+    queue.push(item);
+    wakeAll();
+  };
+
   const scan = async () => {
     for (const source of opts.sources) {
       const names = await readdir(source.dir).catch(() => [] as string[]);
-      for (const name of names.filter((n) => SEGMENT.test(n)).sort()) {
-        const path = join(source.dir, name);
-        if (seen.has(path)) continue;
-        seen.add(path);
-        queue.push(opts.itemFor(path, source.packagePath(name)));
-      }
+      for (const name of names.filter((n) => SEGMENT.test(n)).sort())
+        enqueue(opts.itemFor(join(source.dir, name), source.packagePath(name)));
     }
   };
 
@@ -79,7 +85,7 @@ export function uploadSegmentsEarly(opts: EarlyUploadOptions): EarlyUploads {
     for (;;) {
       const item = queue.shift();
       if (!item) {
-        if (!scanning || opts.signal?.aborted) return;
+        if (!accepting || opts.signal?.aborted) return;
         await nap(interval);
         continue;
       }
@@ -88,7 +94,7 @@ export function uploadSegmentsEarly(opts: EarlyUploadOptions): EarlyUploads {
         uploaded.add(item.key);
       } catch (error) {
         if (!opts.signal?.aborted)
-          opts.log?.("early segment upload failed; the package upload sends it", {
+          opts.log?.("early upload failed; the package upload sends it", {
             key: item.key,
             error: (error as Error).message,
           });
@@ -96,28 +102,36 @@ export function uploadSegmentsEarly(opts: EarlyUploadOptions): EarlyUploads {
     }
   };
 
-  // One loop looks for new segments; the workers send them.
   const scanner = (async () => {
     while (scanning && !opts.signal?.aborted) {
       await scan();
-      if (queue.length > 0) wakeAll();
       await nap(interval);
     }
   })();
-  const workers = Promise.all(Array.from({ length: Math.max(1, opts.concurrency) }, worker));
+  const workers = [...Array.from({ length: Math.max(1, opts.concurrency.encoding) }, worker)];
 
   const finish = async (): Promise<ReadonlySet<string>> => {
     scanning = false;
+    accepting = false;
     wakeAll();
-    await Promise.all([scanner, workers]);
+    await scanner;
+    await Promise.all(workers);
     return uploaded;
   };
 
   return {
-    async drain() {
+    async encoded() {
+      scanning = false;
+      wakeAll();
+      await scanner;
       await scan();
-      return finish();
+      const more = opts.concurrency.packaging - workers.length;
+      for (let i = 0; i < more; i++) workers.push(worker());
     },
+    add: (item) => {
+      if (accepting) enqueue(item);
+    },
+    settle: finish,
     stop() {
       queue.length = 0;
       return finish();
