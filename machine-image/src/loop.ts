@@ -169,7 +169,9 @@ async function workOn(claim: Claim, deps: LoopDeps, log: Logger, now: () => numb
   };
 
   jobLog("info", "claimed", { preset: claim.preset, inputKey: claim.inputKey });
-  await send({ type: "claimed", ...base });
+  // A heartbeat by another name (it extends the lease): the work starts alongside it, and an
+  // `abort` answer stops the work through the signal as any event's does.
+  const claimed = send({ type: "claimed", ...base });
 
   const heartbeat = setInterval(() => void send({ type: "heartbeat", ...base }), (deps.leaseSeconds * 1000) / 3);
   const progressIntervalMs = deps.progressIntervalMs ?? 2000;
@@ -274,5 +276,6 @@ async function workOn(claim: Claim, deps: LoopDeps, log: Logger, now: () => numb
     return deps.shutdown.aborted;
   } finally {
     clearInterval(heartbeat);
+    await claimed;
   }
 }
