@@ -7,8 +7,7 @@
  * the answers), since the store's own faults are random and the SDK retries them before we see them.
  */
 import { randomBytes } from "node:crypto";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline, type Readable, Transform } from "node:stream";
 import {
@@ -18,38 +17,23 @@ import {
   PutObjectCommand,
   type S3Client,
 } from "@aws-sdk/client-s3";
-import { type S3Store, startS3Store } from "@tcoder/local/services/s3-store";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createS3Client, downloadToFile, ObjectChangedError, ObjectMissingError } from "../src/storage/s3.ts";
+import { describe, expect, it } from "vitest";
+import { downloadToFile, ObjectChangedError, ObjectMissingError } from "../src/storage/s3.ts";
+import { useLocalStore } from "./support/local-store.ts";
 
-const credentials = { accessKeyId: "test-key", secretAccessKey: "test-secret" };
 const BUCKET = "inputs";
 const MiB = 1024 * 1024;
 
-let dir: string;
-let store: S3Store;
-let s3: S3Client;
+const local = useLocalStore("download", [BUCKET]);
 let n = 0;
 
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), "tcoder-download-"));
-  store = await startS3Store({ dir: join(dir, "store"), credentials, buckets: [BUCKET] });
-  s3 = createS3Client({ endpoint: store.endpoint, region: "auto", ...credentials });
-});
-
-afterAll(async () => {
-  s3?.destroy();
-  await store?.stop();
-  await rm(dir, { recursive: true, force: true });
-});
-
 async function putObject(bytes: Buffer, key = `objects/${++n}`): Promise<{ key: string; etag: string }> {
-  await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: bytes }));
-  const head = await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }));
+  await local.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: bytes }));
+  const head = await local.s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }));
   return { key, etag: head.ETag ?? "" };
 }
 
-const target = () => join(dir, `download-${++n}`);
+const target = () => join(local.dir, `download-${++n}`);
 
 /** What one GetObject asked for, in the order they were sent. */
 interface SentGet {
@@ -73,7 +57,7 @@ interface ObservedClient {
 function observedClient(
   onAnswer?: (get: SentGet, output: GetObjectCommandOutput, index: number) => void | Promise<void>,
 ): ObservedClient {
-  const client = createS3Client({ endpoint: store.endpoint, region: "auto", ...credentials });
+  const client = local.client();
   const gets: SentGet[] = [];
   const bodies: Readable[] = [];
   let pending = 0;
@@ -192,7 +176,7 @@ describe("downloadToFile", () => {
     const replacement = randomBytes(8 * MiB);
     const observed = observedClient(async (_get, output, index) => {
       if (index !== 0) return;
-      await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: replacement }));
+      await local.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: replacement }));
       // The old version's first part stalls: only stopping it lets the download end.
       output.Body = stallAfterFirstChunk(output.Body as Readable) as never;
     });

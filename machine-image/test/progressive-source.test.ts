@@ -6,48 +6,31 @@
  */
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { type GetObjectCommandInput, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
-import { type S3Store, startS3Store } from "@tcoder/local/services/s3-store";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type GetObjectCommandInput, PutObjectCommand } from "@aws-sdk/client-s3";
+import { describe, expect, it } from "vitest";
 import { openProgressiveSource, parseRange, WrittenRanges } from "../src/storage/progressive-source.ts";
-import { createS3Client } from "../src/storage/s3.ts";
 import { clips } from "./support/clips.ts";
+import { useLocalStore } from "./support/local-store.ts";
 
 const execFileAsync = promisify(execFile);
-const credentials = { accessKeyId: "test-key", secretAccessKey: "test-secret" };
 const BUCKET = "inputs";
 const KiB = 1024;
 
-let dir: string;
-let store: S3Store;
-let s3: S3Client;
+const local = useLocalStore("progressive", [BUCKET]);
 let n = 0;
-
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), "tcoder-progressive-"));
-  store = await startS3Store({ dir: join(dir, "store"), credentials, buckets: [BUCKET] });
-  s3 = createS3Client({ endpoint: store.endpoint, region: "auto", ...credentials });
-});
-
-afterAll(async () => {
-  s3?.destroy();
-  await store?.stop();
-  await rm(dir, { recursive: true, force: true });
-});
 
 async function putObject(bytes: Buffer): Promise<string> {
   const key = `sources/${++n}`;
-  await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: bytes }));
+  await local.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: bytes }));
   return key;
 }
 
 /** A client whose ranged GETs wait until `release` unless `passes(range)` says they may go now. */
 function gatedClient(passes: (range: string) => boolean) {
-  const client = createS3Client({ endpoint: store.endpoint, region: "auto", ...credentials });
+  const client = local.client();
   let release = () => {};
   const released = new Promise<void>((resolve) => (release = resolve));
   const ranges: string[] = [];
@@ -115,8 +98,8 @@ describe("openProgressiveSource", () => {
   it("serves every range byte-identical, and the whole file is on disk once downloaded", async () => {
     const bytes = randomBytes(3 * 1024 * KiB + 123);
     const key = await putObject(bytes);
-    const path = join(dir, `download-${++n}`);
-    const source = await openProgressiveSource(s3, BUCKET, key, path, { partSizeBytes: 256 * KiB });
+    const path = join(local.dir, `download-${++n}`);
+    const source = await openProgressiveSource(local.s3, BUCKET, key, path, { partSizeBytes: 256 * KiB });
     try {
       expect(source.sizeBytes).toBe(bytes.length);
       const whole = await fetch(source.url);
@@ -137,13 +120,13 @@ describe("openProgressiveSource", () => {
   });
 
   it("probes an MP4 with its index at the end from the first and last parts, before the middle arrives", async () => {
-    const clip = await readFile(await clips.landscape1080(dir, 4));
+    const clip = await readFile(await clips.landscape1080(local.dir, 4));
     const key = await putObject(clip);
     const partSizeBytes = 1024 * KiB;
     const lastPartStart = Math.floor((clip.length - 1) / partSizeBytes) * partSizeBytes;
     // Only the first and the last part may arrive until the probe has answered.
     const gate = gatedClient((range) => range.startsWith("bytes=0-") || range.startsWith(`bytes=${lastPartStart}-`));
-    const source = await openProgressiveSource(gate.client, BUCKET, key, join(dir, `download-${++n}`), {
+    const source = await openProgressiveSource(gate.client, BUCKET, key, join(local.dir, `download-${++n}`), {
       partSizeBytes,
     });
     try {
@@ -169,18 +152,18 @@ describe("openProgressiveSource", () => {
   it("fails every read when the download fails, and says why", async () => {
     const bytes = randomBytes(1024 * KiB);
     const key = await putObject(bytes);
-    const client = createS3Client({ endpoint: store.endpoint, region: "auto", ...credentials });
+    const client = local.client();
     // The object is replaced after the first part: every later part is refused (412), not mixed in.
     client.middlewareStack.add(
       (next, context) => async (args) => {
         const range = (args.input as GetObjectCommandInput).Range ?? "";
         if (context.commandName === "GetObjectCommand" && !range.startsWith("bytes=0-"))
-          await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: randomBytes(1024 * KiB) }));
+          await local.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: randomBytes(1024 * KiB) }));
         return next(args);
       },
       { step: "initialize", name: "replaceObject" },
     );
-    const source = await openProgressiveSource(client, BUCKET, key, join(dir, `download-${++n}`), {
+    const source = await openProgressiveSource(client, BUCKET, key, join(local.dir, `download-${++n}`), {
       partSizeBytes: 256 * KiB,
     });
     try {
