@@ -9,8 +9,7 @@
  * waiting read fails and `downloaded` says why.
  */
 import { once } from "node:events";
-import type { FileHandle } from "node:fs/promises";
-import { open } from "node:fs/promises";
+import { type FileHandle, open } from "node:fs/promises";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { S3Client } from "@aws-sdk/client-s3";
@@ -61,13 +60,23 @@ export async function openProgressiveSource(
   // Nobody may be waiting when it fails: its error is still read through `failure()`.
   downloaded.catch(() => {});
 
-  const file = await open(path, "r");
+  let file: FileHandle | undefined;
   const server = createServer((req, res) => {
-    serveRange(req, res, file, sizeBytes, written).catch(() => res.destroy());
+    if (file) serveRange(req, res, file, sizeBytes, written).catch(() => res.destroy());
   });
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
+  try {
+    file = await open(path, "r");
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+  } catch (error) {
+    // Nobody will read or close it: the download stops here.
+    stop.abort(error);
+    await downloaded.catch(() => {});
+    await file?.close();
+    throw error;
+  }
   const { port } = server.address() as AddressInfo;
+  const reading = file;
 
   return {
     url: `http://127.0.0.1:${port}/source`,
@@ -80,7 +89,7 @@ export async function openProgressiveSource(
       await downloaded.catch(() => {});
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      await file.close();
+      await reading.close();
     },
   };
 }
