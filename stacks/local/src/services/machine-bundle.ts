@@ -21,10 +21,13 @@ const inputRoots = (repoRoot: string) => [
 /** Bundles nobody started a machine from for this long are removed when a new one is built. */
 const UNUSED_BUNDLE_MS = 24 * 60 * 60 * 1000;
 
+/** Where the bundles are kept, one directory per set of sources. */
+export const machineBundleRoot = () => join(cacheDir(), "machine-bundle");
+
 /** The path of a bundle of the current sources, built if there is none yet. */
 export async function ensureMachineBundle(repoRoot: string): Promise<string> {
   const key = await sourcesKey(repoRoot);
-  const root = join(cacheDir(), "machine-bundle");
+  const root = machineBundleRoot();
   const dir = join(root, key);
   const main = join(dir, "main.js");
   if (await exists(main)) {

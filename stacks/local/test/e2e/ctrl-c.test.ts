@@ -8,6 +8,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
+import { machineBundleRoot } from "../../src/services/machine-bundle.ts";
 import { repoRoot } from "../../src/stack.ts";
 import { makeClip } from "./clips.ts";
 
@@ -83,7 +84,8 @@ it("stops redis, workerd and a machine mid-job on Ctrl-C and leaves no process b
   const commands = started.map((pid) => readFileSync(`/proc/${pid}/cmdline`, "utf8"));
   expect(commands.some((cmd) => cmd.startsWith("redis-server"))).toBe(true);
   expect(commands.some((cmd) => cmd.includes("workerd"))).toBe(true);
-  expect(commands.some((cmd) => cmd.includes("machine-image"))).toBe(true);
+  // A machine runs the machine program's bundle.
+  expect(commands.some((cmd) => cmd.includes(machineBundleRoot()))).toBe(true);
 
   up.child.kill("SIGINT");
   // 130: interrupted before the demo job finished.
