@@ -219,7 +219,12 @@ async function transcodeSource(
       signal,
     );
     if (failed) {
-      await early.stop();
+      // What went up of an encode that failed is nobody's: this attempt's own keys, removed.
+      const sent = await early.stop();
+      if (sent.size > 0)
+        await deleteKeys(deps.s3, deps.outputBucket, [...sent]).catch((error: Error) =>
+          deps.log?.("could not remove the segments of a failed encode", { error: error.message }),
+        );
       // ffmpeg fails too when the source's download does: that is the outcome to report.
       return source.failed() ?? failed;
     }

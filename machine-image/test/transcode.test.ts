@@ -2,7 +2,9 @@
  * The transcode pipeline end to end on real ffmpeg and the local S3 store: each generated source
  * gives the right renditions (checked with ffprobe on what was published) or the right failure.
  */
-import { readFile } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { presets } from "@tcoder/worker/contract";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { manifestKey, outputPrefix } from "../src/package/layout.ts";
@@ -234,6 +236,39 @@ describe("rejecting sources", () => {
   it("fails a job whose source is gone as input_missing", async () => {
     const run = await transcode(null);
     expect(run.outcome).toMatchObject({ kind: "failed", retryable: false, error: { code: "input_missing" } });
+  });
+});
+
+describe("an encode that fails", () => {
+  it("removes the segments it uploaded while it ran", async () => {
+    // An ffmpeg that writes every segment, lingers long enough for them to go up, then fails.
+    const real = execFileSync("sh", ["-c", "command -v ffmpeg"], { encoding: "utf8" }).trim();
+    const bin = join(dir, "failing-ffmpeg");
+    await mkdir(bin, { recursive: true });
+    await writeFile(join(bin, "ffmpeg"), `#!/bin/sh\n"${real}" "$@" || exit $?\nsleep 2\nexit 1\n`, { mode: 0o755 });
+    const jobId = "job-failing-encode";
+    const sent: string[] = [];
+    s3.middlewareStack.add(
+      (next, context) => async (args) => {
+        const key = (args.input as { Key?: string }).Key ?? "";
+        if (context.commandName === "PutObjectCommand" && key.startsWith(outputPrefix(jobId))) sent.push(key);
+        return next(args);
+      },
+      { step: "initialize", name: `count-${jobId}` },
+    );
+    const clip = await clips.landscape1080(dir, 6);
+    const path = process.env.PATH;
+    process.env.PATH = `${bin}:${path}`;
+    let run: Run;
+    try {
+      run = await transcode(clip, { jobId, preset: presets["hls-small"] });
+    } finally {
+      process.env.PATH = path;
+      s3.middlewareStack.remove(`count-${jobId}`);
+    }
+    expect(run.outcome).toMatchObject({ kind: "failed", error: { code: "transcode_failed" } });
+    expect(sent.filter((key) => key.endsWith(".m4s")).length).toBeGreaterThan(0);
+    expect(run.keys).toEqual([]);
   });
 });
 
