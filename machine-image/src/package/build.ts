@@ -302,6 +302,21 @@ async function publishRendition(ctx: PackageContext, m: Measured): Promise<void>
   await ctx.track(ctx.playlists, join(m.dir, "playlist.m3u8"), packagePaths.renditionPlaylist(m.name));
 }
 
+/** A rendition's manifest fields from its measured rates (kept in the manifest's key order by the callers). */
+const ratesEntry = (m: Measured, codecs: string) => ({
+  bandwidth: m.rates.bandwidth,
+  averageBandwidth: m.rates.averageBandwidth,
+  codecs,
+});
+
+/** A rendition's manifest fields from its media playlist: how long, how many segments, how big, where. */
+const extentEntry = (ctx: PackageContext, m: Measured) => ({
+  durationSeconds: m.playlist.durationSeconds,
+  segments: m.playlist.segments.length,
+  sizeBytes: m.rates.sizeBytes,
+  playlist: ctx.key(packagePaths.renditionPlaylist(m.name)),
+});
+
 async function publishVideo(ctx: PackageContext, video: EncodedHls["video"]): Promise<ManifestRendition[]> {
   const { plan } = ctx.spec;
   const renditions: ManifestRendition[] = [];
@@ -310,15 +325,10 @@ async function publishVideo(ctx: PackageContext, video: EncodedHls["video"]): Pr
       name: r.name,
       width: r.width,
       height: r.height,
-      bandwidth: measured.rates.bandwidth,
-      averageBandwidth: measured.rates.averageBandwidth,
-      codecs: codec,
+      ...ratesEntry(measured, codec),
       ...(plan.frameRate ? { frameRate: plan.frameRate.value } : {}),
       videoRange: videoRangeOf(r.dynamicRange),
-      durationSeconds: measured.playlist.durationSeconds,
-      segments: measured.playlist.segments.length,
-      sizeBytes: measured.rates.sizeBytes,
-      playlist: ctx.key(packagePaths.renditionPlaylist(r.name)),
+      ...extentEntry(ctx, measured),
     });
     await publishRendition(ctx, measured);
   }
@@ -335,13 +345,8 @@ async function publishAudio(ctx: PackageContext, audio: EncodedHls["audio"]): Pr
       channels: a.channels,
       default: a.default,
       group: a.group,
-      bandwidth: measured.rates.bandwidth,
-      averageBandwidth: measured.rates.averageBandwidth,
-      codecs: AAC_LC_CODEC,
-      durationSeconds: measured.playlist.durationSeconds,
-      segments: measured.playlist.segments.length,
-      sizeBytes: measured.rates.sizeBytes,
-      playlist: ctx.key(packagePaths.renditionPlaylist(a.name)),
+      ...ratesEntry(measured, AAC_LC_CODEC),
+      ...extentEntry(ctx, measured),
     });
     await publishRendition(ctx, measured);
   }
